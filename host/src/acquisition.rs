@@ -1,0 +1,257 @@
+//! "Acquisition in the past 7 days by UTM dimension" (DESIGN.md §4).
+//!
+//! - `new_users`: users whose first launch ever (over the whole history, not only the window)
+//!   falls in the window, counted on the dimensions of that first launch (first touch);
+//! - `users`: distinct users with a launch in the window, per dimension values;
+//! - `launches`: launches in the window.
+//!
+//! A launch is attributed when it has a `utm_source` or a code. Unattributed launches form one
+//! row, `(unattributed)`; an attributed launch without a value for a dimension shows `(not set)`.
+
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Dimensions an acquisition can be split by: columns of `launch_events`.
+pub const DIMENSIONS: [&str; 10] = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "code_id",
+    "code_kind",
+    "scene",
+    "launch_type",
+    "path",
+];
+
+/// Label of the row of launches without a `utm_source` or code.
+pub const UNATTRIBUTED: &str = "(unattributed)";
+/// Label of an attributed launch with no value for a dimension.
+pub const NOT_SET: &str = "(not set)";
+
+/// A time window: whole calendar days `[from, to]` in `tz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    pub from: NaiveDate,
+    /// Inclusive.
+    pub to: NaiveDate,
+    #[serde(serialize_with = "serialize_tz")]
+    pub tz: Tz,
+}
+
+fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+impl Window {
+    /// The `days` complete calendar days before today (in `tz`, "today" being the day of `now`).
+    pub fn past_days(now: DateTime<Utc>, days: u32, tz: Tz) -> Result<Window> {
+        if days == 0 || days > 3660 {
+            return Err(Error::invalid(
+                "days",
+                format!("days must be 1 to 3660, got {days}"),
+            ));
+        }
+        let today = now.with_timezone(&tz).date_naive();
+        let to = today - Days::new(1);
+        let from = today - Days::new(u64::from(days));
+        Ok(Window { from, to, tz })
+    }
+
+    /// The days `from` to `to`, both included.
+    pub fn dates(from: NaiveDate, to: NaiveDate, tz: Tz) -> Result<Window> {
+        if to < from {
+            return Err(Error::invalid(
+                "to",
+                format!("--to {to} is before --from {from}"),
+            ));
+        }
+        Ok(Window { from, to, tz })
+    }
+
+    /// First instant of the window, epoch milliseconds.
+    pub fn start_ms(&self) -> i64 {
+        start_of_day(self.from, self.tz)
+    }
+
+    /// First instant after the window, epoch milliseconds.
+    pub fn end_ms(&self) -> i64 {
+        start_of_day(self.to + Days::new(1), self.tz)
+    }
+}
+
+fn start_of_day(day: NaiveDate, tz: Tz) -> i64 {
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    tz.from_local_datetime(&midnight)
+        .earliest()
+        // A day that starts in a DST gap starts at the gap's end: one hour later at most.
+        .or_else(|| {
+            tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|| midnight.and_utc().timestamp_millis())
+}
+
+/// Parses `--by utm_source,utm_campaign`.
+pub fn parse_dimensions(by: &str) -> Result<Vec<String>> {
+    let dims: Vec<String> = by
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .collect();
+    if dims.is_empty() {
+        return Err(Error::invalid(
+            "by",
+            "name at least one dimension, e.g. utm_source",
+        ));
+    }
+    for d in &dims {
+        if !DIMENSIONS.contains(&d.as_str()) {
+            return Err(Error::invalid(
+                "by",
+                format!(
+                    "unknown dimension `{d}`; choose from {}",
+                    DIMENSIONS.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(dup) = dims
+        .iter()
+        .enumerate()
+        .find(|(i, d)| dims[..*i].contains(d))
+    {
+        return Err(Error::invalid(
+            "by",
+            format!("dimension `{}` named twice", dup.1),
+        ));
+    }
+    Ok(dims)
+}
+
+/// One acquisition question.
+#[derive(Debug, Clone)]
+pub struct AcquisitionQuery {
+    pub project: String,
+    /// Dimensions from [`DIMENSIONS`], in output order.
+    pub by: Vec<String>,
+    pub window: Window,
+}
+
+impl AcquisitionQuery {
+    /// The SQL that answers it, with `$1` project, `$2`/`$3` window instants, `$4`/`$5` partition
+    /// days. Dimension names come from [`DIMENSIONS`] only, never from the caller's text.
+    fn sql(&self) -> String {
+        let n = self.by.len();
+        let d = |i: usize| format!("d{i}");
+        let list = |f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>().join(", ");
+        let projected = list(&|i| {
+            format!(
+                "CASE WHEN {ATTRIBUTED} THEN CAST({} AS VARCHAR) END AS {}",
+                self.by[i],
+                d(i)
+            )
+        });
+        let first_values = list(&|i| {
+            format!(
+                "first_value({0} ORDER BY event_time, event_id) AS {0}",
+                d(i)
+            )
+        });
+        let dims = list(&d);
+        let labelled = list(&|i| {
+            format!(
+                "CASE WHEN NOT attributed THEN '{UNATTRIBUTED}' ELSE coalesce({}, '{NOT_SET}') END AS \"{}\"",
+                d(i),
+                self.by[i]
+            )
+        });
+        format!(
+            "WITH launches AS (
+                SELECT user_id, event_id, event_time, dt, {ATTRIBUTED} AS attributed, {projected}
+                FROM launch_events WHERE project = $1
+            ),
+            first_touch AS (
+                SELECT user_id, min(event_time) AS first_time,
+                       first_value(attributed ORDER BY event_time, event_id) AS attributed, {first_values}
+                FROM launches GROUP BY user_id
+            ),
+            counts AS (
+                SELECT attributed, {dims}, 0 AS new_users, count(DISTINCT user_id) AS users, count(*) AS launches
+                FROM launches
+                WHERE dt >= $4 AND dt <= $5 AND event_time >= $2 AND event_time < $3
+                GROUP BY attributed, {dims}
+                UNION ALL
+                SELECT attributed, {dims}, count(*) AS new_users, 0 AS users, 0 AS launches
+                FROM first_touch WHERE first_time >= $2 AND first_time < $3
+                GROUP BY attributed, {dims}
+            )
+            SELECT {labelled},
+                   CAST(sum(new_users) AS BIGINT) AS new_users,
+                   CAST(sum(users) AS BIGINT) AS users,
+                   CAST(sum(launches) AS BIGINT) AS launches
+            FROM counts GROUP BY attributed, {dims}
+            ORDER BY new_users DESC, users DESC, launches DESC, {dims_order}",
+            dims_order = list(&|i| format!("\"{}\"", self.by[i])),
+        )
+    }
+
+    /// Runs the query.
+    pub async fn run(&self, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
+        promolens_schemas::event::validate_project_name(&self.project)
+            .map_err(|m| Error::invalid("project", m))?;
+        let utc = |ms: i64| ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into()));
+        // Partition days are in the project's time zone, which may differ from the query's:
+        // a day of margin on both sides, the exact bounds come from `event_time`.
+        let dt_from = (self.window.from - Days::new(1)).to_string();
+        let dt_to = (self.window.to + Days::new(1)).to_string();
+        let frame = ctx.sql(&self.sql()).await?.with_param_values(vec![
+            ScalarValue::Utf8(Some(self.project.clone())),
+            utc(self.window.start_ms()),
+            utc(self.window.end_ms()),
+            ScalarValue::Utf8(Some(dt_from)),
+            ScalarValue::Utf8(Some(dt_to)),
+        ])?;
+        Ok(frame.collect().await?)
+    }
+}
+
+/// The attribution rule of DESIGN.md §4, as SQL.
+const ATTRIBUTED: &str = "(utm_source IS NOT NULL OR code_id IS NOT NULL)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_seven_days_are_the_complete_days_before_today_in_shanghai() {
+        // 2025-11-24 01:00 in Shanghai is 2025-11-23 17:00 UTC: today is the 24th there.
+        let now = "2025-11-23T17:00:00Z".parse().unwrap();
+        let w = Window::past_days(now, 7, chrono_tz::Asia::Shanghai).unwrap();
+        assert_eq!(w.from.to_string(), "2025-11-17");
+        assert_eq!(w.to.to_string(), "2025-11-23");
+        // 2025-11-17 00:00 +08:00
+        assert_eq!(w.start_ms(), 1_763_308_800_000);
+        assert_eq!(w.end_ms(), 1_763_913_600_000);
+    }
+
+    #[test]
+    fn unknown_dimension_names_the_choices() {
+        let err = parse_dimensions("utm_source,utm_foo")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown dimension `utm_foo`; choose from utm_source"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! The one error type of the host library.
+
+use datafusion::arrow::error::ArrowError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller asked for something invalid (a bad dimension, window or time zone).
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        field: Option<&'static str>,
+    },
+    /// The SQL is not a read-only query.
+    #[error("promolens SQL is read-only: {0}")]
+    ReadOnly(String),
+    #[error("{0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Ingest(#[from] promolens_ingest::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+        Error::Invalid {
+            message: message.into(),
+            field: Some(field),
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<ArrowError> for Error {
+    fn from(e: ArrowError) -> Error {
+        Error::Query(e.into())
+    }
+}

@@ -1,0 +1,304 @@
+//! `promolens gen`: realistic launch events at any scale, streamed to NDJSON (gzip for `.gz`).
+//!
+//! Users arrive over the period; each is acquired by one channel (an A, B or C code, a link QR
+//! code, a shared card, or nothing) and comes back later mostly without parameters. Every query
+//! form of DESIGN.md §2 appears, with Chinese values; about 1% of events are sent twice (client
+//! retries with the same `event_id`) and about 0.1% of lines are malformed. Output is in time
+//! order, day by day, so memory stays small whatever the size.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use chrono::{Days, NaiveDate, TimeZone};
+use chrono_tz::Tz;
+use promolens_schemas::percent::encode_uri_component;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    pub events: u64,
+    pub users: u64,
+    pub days: u32,
+    /// Last day of the period (in `tz`).
+    pub end: NaiveDate,
+    pub tz: Tz,
+    pub project: Option<String>,
+    pub seed: u64,
+}
+
+/// What was written.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GenSummary {
+    pub lines: u64,
+    pub retries: u64,
+    pub malformed: u64,
+}
+
+/// How a channel's parameters reach the mini-program.
+#[derive(Clone, Copy)]
+enum Form {
+    /// A or C code: `path?utm_…` with each value `encodeURIComponent`ed.
+    Explicit,
+    /// B code: URL-encoded `scene`.
+    Scene,
+    /// Ordinary link QR code: URL-encoded link in `q`.
+    Link,
+}
+
+struct Channel {
+    scene: i32,
+    form: Form,
+    params: &'static [(&'static str, &'static str)],
+    weight: u32,
+}
+
+const CHANNELS: &[Channel] = &[
+    Channel {
+        scene: 1047,
+        form: Form::Explicit,
+        params: &[
+            ("utm_source", "gzh"),
+            ("utm_medium", "menu"),
+            ("utm_campaign", "双11"),
+        ],
+        weight: 20,
+    },
+    Channel {
+        scene: 1048,
+        form: Form::Explicit,
+        params: &[
+            ("utm_source", "公众号推文"),
+            ("utm_medium", "article"),
+            ("utm_campaign", "双11"),
+            ("utm_content", "头条"),
+        ],
+        weight: 12,
+    },
+    Channel {
+        scene: 1047,
+        form: Form::Scene,
+        params: &[("utm_source", "px1"), ("utm_medium", "poster")],
+        weight: 10,
+    },
+    Channel {
+        scene: 1049,
+        form: Form::Scene,
+        params: &[("c", "k7f3a2"), ("utm_source", "partner")],
+        weight: 6,
+    },
+    Channel {
+        scene: 1011,
+        form: Form::Explicit,
+        params: &[
+            ("utm_source", "shop"),
+            ("utm_medium", "qrcode"),
+            ("utm_campaign", "门店开业"),
+        ],
+        weight: 8,
+    },
+    Channel {
+        scene: 1011,
+        form: Form::Link,
+        params: &[
+            ("utm_source", "海报"),
+            ("utm_medium", "offline"),
+            ("utm_campaign", "spring sale"),
+            ("utm_term", "a+b"),
+        ],
+        weight: 6,
+    },
+    Channel {
+        scene: 1012,
+        form: Form::Link,
+        params: &[("c", "lnk42"), ("utm_source", "flyer")],
+        weight: 3,
+    },
+    Channel {
+        scene: 1007,
+        form: Form::Explicit,
+        params: &[("utm_source", "friend"), ("utm_medium", "share")],
+        weight: 10,
+    },
+    Channel {
+        scene: 1001,
+        form: Form::Explicit,
+        params: &[],
+        weight: 15,
+    },
+    Channel {
+        scene: 1089,
+        form: Form::Explicit,
+        params: &[],
+        weight: 10,
+    },
+];
+
+const PAGES: &[&str] = &["pages/index/index", "pages/item/detail", "pages/act/1111"];
+
+fn pick_channel(rng: &mut SmallRng) -> &'static Channel {
+    let total: u32 = CHANNELS.iter().map(|c| c.weight).sum();
+    let mut at = rng.random_range(0..total);
+    for channel in CHANNELS {
+        if at < channel.weight {
+            return channel;
+        }
+        at -= channel.weight;
+    }
+    &CHANNELS[0]
+}
+
+/// The `query` a launch through `channel` carries, exactly as the mini-program receives it.
+fn query_json(channel: &Channel, rng: &mut SmallRng) -> String {
+    let s = |t: &str| serde_json::to_string(t).unwrap_or_default();
+    if channel.params.is_empty() {
+        return "{}".into();
+    }
+    match channel.form {
+        Form::Explicit => {
+            let pairs: Vec<String> = channel
+                .params
+                .iter()
+                .map(|(k, v)| format!("{}:{}", s(k), s(&encode_uri_component(v))))
+                .collect();
+            format!("{{{}}}", pairs.join(","))
+        }
+        Form::Scene => {
+            let scene: Vec<String> = channel
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!(
+                "{{\"scene\":{}}}",
+                s(&encode_uri_component(&scene.join("&")))
+            )
+        }
+        Form::Link => {
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(channel.params.iter())
+                .finish();
+            let link = format!("https://m.example.com/landing?{query}");
+            format!(
+                "{{\"q\":{},\"scancode_time\":\"{}\"}}",
+                s(&encode_uri_component(&link)),
+                rng.random_range(1_700_000_000..1_800_000_000u64)
+            )
+        }
+    }
+}
+
+/// Writes the events to `out`.
+pub fn generate(options: &GenOptions, out: &Path) -> Result<GenSummary> {
+    if options.days == 0 || options.users == 0 {
+        return Err(Error::invalid("days", "days and users must be at least 1"));
+    }
+    let file = std::fs::File::create(out)
+        .map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
+    let mut writer: Box<dyn Write> = if out.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::write::GzEncoder::new(
+            BufWriter::with_capacity(1 << 20, file),
+            flate2::Compression::fast(),
+        ))
+    } else {
+        Box::new(BufWriter::with_capacity(1 << 20, file))
+    };
+    let io = |e| Error::io(format!("writing {}", out.display()), e);
+    let mut rng = SmallRng::seed_from_u64(options.seed);
+    let mut seen = vec![0u64; options.users.div_ceil(64) as usize];
+    let mut summary = GenSummary::default();
+    let mut counter = 0u64;
+    let project = options
+        .project
+        .as_ref()
+        .map(|p| {
+            format!(
+                ",\"project\":{}",
+                serde_json::to_string(p).unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    let first_day = options.end - Days::new(u64::from(options.days - 1));
+    for day_index in 0..u64::from(options.days) {
+        let day = first_day + Days::new(day_index);
+        let day_start = options
+            .tz
+            .from_local_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default())
+            .earliest()
+            .map(|t| t.timestamp_millis())
+            .unwrap_or_default();
+        // Spread events evenly over days; the remainder goes to the first days.
+        let per_day = options.events / u64::from(options.days)
+            + u64::from(day_index < options.events % u64::from(options.days));
+        let mut times: Vec<i64> = (0..per_day)
+            .map(|_| day_start + rng.random_range(0..86_400_000))
+            .collect();
+        times.sort_unstable();
+        // Users arrive over the period: on day d, users 0..U·(d+1)/D exist.
+        let existing = (options.users * (day_index + 1))
+            .div_ceil(u64::from(options.days))
+            .max(1);
+        for ts in times {
+            counter += 1;
+            if rng.random_ratio(1, 1000) {
+                writeln!(writer, "{}", malformed(&mut rng, ts, counter)).map_err(io)?;
+                summary.lines += 1;
+                summary.malformed += 1;
+                continue;
+            }
+            let user = rng.random_range(0..existing);
+            let (word, bit) = ((user / 64) as usize, 1u64 << (user % 64));
+            let first = seen[word] & bit == 0;
+            seen[word] |= bit;
+            let channel = if first || rng.random_ratio(2, 5) {
+                pick_channel(&mut rng)
+            } else {
+                &CHANNELS[8 + rng.random_range(0..2usize)]
+            };
+            let launch_type = if first || rng.random_ratio(7, 10) {
+                "cold"
+            } else {
+                "hot"
+            };
+            let line = format!(
+                "{{\"event_id\":\"{:08x}-{counter:010x}\",\"user_id\":\"anon-{user}\",\"ts\":{ts},\"sent_at\":{},\"scene\":{},\"path\":\"{}\",\"query\":{},\"launch_type\":\"{launch_type}\"{project},\"props\":{{\"app_version\":\"3.{}.0\",\"os\":\"{}\"}}}}",
+                options.seed as u32,
+                ts + rng.random_range(5..3000),
+                channel.scene,
+                PAGES[rng.random_range(0..PAGES.len())],
+                query_json(channel, &mut rng),
+                rng.random_range(0..4),
+                if rng.random_bool(0.55) {
+                    "Android"
+                } else {
+                    "iOS"
+                },
+            );
+            writeln!(writer, "{line}").map_err(io)?;
+            summary.lines += 1;
+            if rng.random_ratio(1, 100) {
+                // A retry after a lost answer: the same event, sent again.
+                writeln!(writer, "{line}").map_err(io)?;
+                summary.lines += 1;
+                summary.retries += 1;
+            }
+        }
+    }
+    writer.flush().map_err(io)?;
+    drop(writer);
+    Ok(summary)
+}
+
+fn malformed(rng: &mut SmallRng, ts: i64, counter: u64) -> String {
+    match rng.random_range(0..5) {
+        0 => format!("{{\"event_id\":\"bad-{counter}\",\"ts\":{ts}}}"),
+        1 => format!("{{\"event_id\":\"bad-{counter}\",\"user_id\":\"u\",\"ts\":\"yesterday\"}}"),
+        2 => format!(
+            "{{\"event_id\":\"bad-{counter}\",\"user_id\":\"u\",\"ts\":{ts},\"query\":{{\"utm_source\":42}}}}"
+        ),
+        3 => format!("{{\"event_id\":\"bad-{counter}\",\"user_id\":\"u\",\"ts\":{ts},\"scene\":10"),
+        _ => "not json at all".to_string(),
+    }
+}

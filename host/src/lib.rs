@@ -1,0 +1,15 @@
+//! The promolens platform: DataFusion over the tables ingest writes, the acquisition analysis,
+//! read-only SQL, the HTTP server (ingest + queries on one port) and the `promolens` CLI's work.
+//!
+//! May depend on `schemas` and `ingest`; nothing depends on it.
+
+pub mod acquisition;
+pub mod demo;
+pub mod error;
+pub mod generator;
+pub mod output;
+pub mod server;
+pub mod sql;
+pub mod tables;
+
+pub use error::{Error, Result};

@@ -1,0 +1,394 @@
+//! The `promolens` command line.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use clap::{Parser, Subcommand};
+use promolens::acquisition::{AcquisitionQuery, parse_dimensions};
+use promolens::output::{self, Format};
+use promolens::server::{parse_tz, window};
+use promolens_ingest::backfill::{BackfillSummary, Progress};
+use promolens_ingest::{IngestConfig, Ingestor, Storage};
+
+#[derive(Parser)]
+#[command(
+    name = "promolens",
+    version,
+    about = "Promotion codes and acquisition analytics for WeChat mini-programs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct DataArgs {
+    /// Data directory: a local path, or a file://, memory:// or s3://bucket/prefix URL
+    /// (s3 uses the AWS_* environment variables; AWS_ENDPOINT_URL for an S3-compatible server).
+    #[arg(long, env = "PROMOLENS_DATA", default_value = "./promolens-data")]
+    data: String,
+    /// Time zone of the projects' calendar days (partitions and "past N days").
+    #[arg(long, env = "PROMOLENS_TZ", default_value = "Asia/Shanghai")]
+    tz: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API: ingest, acquisition and SQL on one port.
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, env = "PROMOLENS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Load the sample events of data/ into project `demo` first.
+        #[arg(long)]
+        demo: bool,
+        /// Largest accepted request body, in bytes (also after gzip decompression).
+        #[arg(long, env = "PROMOLENS_BODY_LIMIT", default_value_t = promolens_ingest::http::DEFAULT_BODY_LIMIT)]
+        body_limit: usize,
+        /// Write-ahead log folder (default: <data>/_wal for a local data directory, ./promolens-wal otherwise).
+        #[arg(long, env = "PROMOLENS_WAL")]
+        wal: Option<PathBuf>,
+        /// Seconds events may wait in memory (durable in the log) before they are written to
+        /// Parquet and visible to queries.
+        #[arg(long, env = "PROMOLENS_FLUSH_SECONDS", default_value_t = 10.0)]
+        flush_seconds: f64,
+        /// Events buffered before a flush to Parquet.
+        #[arg(long, env = "PROMOLENS_FLUSH_ROWS", default_value_t = 200_000)]
+        flush_rows: usize,
+    },
+    /// Load NDJSON files (plain or .gz) of launch events.
+    Backfill {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        project: String,
+        /// Exit with status 1 when any line is rejected.
+        #[arg(long)]
+        strict: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Acquisition by UTM dimension: new users (first touch), users, launches.
+    Acquisition {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        project: String,
+        /// Dimensions, comma-separated: utm_source, utm_medium, utm_campaign, utm_content,
+        /// utm_term, code_id, code_kind, scene, launch_type, path.
+        #[arg(long, default_value = "utm_source")]
+        by: String,
+        /// The N complete days before today (default 7).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        days: Option<u32>,
+        /// First day, YYYY-MM-DD (with --to).
+        #[arg(long, requires = "to")]
+        from: Option<NaiveDate>,
+        /// Last day, included.
+        #[arg(long, requires = "from")]
+        to: Option<NaiveDate>,
+        /// What "now" is, RFC 3339 (default: the clock).
+        #[arg(long)]
+        now: Option<DateTime<Utc>>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run a read-only SQL query over the tables (launch_events).
+    Sql {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        query: String,
+    },
+    /// Generate realistic launch events as NDJSON (.gz compresses).
+    Gen {
+        #[arg(long)]
+        events: u64,
+        #[arg(long)]
+        users: u64,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long)]
+        out: PathBuf,
+        /// Last day of the period (default: yesterday in --tz).
+        #[arg(long)]
+        end: Option<NaiveDate>,
+        /// Put this project name in every event.
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value = "Asia/Shanghai")]
+        tz: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("PROMOLENS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn open(data: &DataArgs) -> anyhow::Result<(Storage, Tz)> {
+    let tz = parse_tz(&data.tz)?;
+    let storage = Storage::open(&data.data)?;
+    Ok((storage, tz))
+}
+
+async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
+    match command {
+        Command::Serve {
+            data,
+            listen,
+            demo,
+            body_limit,
+            wal,
+            flush_seconds,
+            flush_rows,
+        } => {
+            let (storage, tz) = open(&data)?;
+            let wal_dir = wal.unwrap_or_else(|| match &storage.local_dir {
+                Some(dir) => dir.join("_wal"),
+                None => PathBuf::from("promolens-wal"),
+            });
+            let mut config = IngestConfig::new(tz);
+            config.wal_dir = Some(wal_dir);
+            config.flush_age = Duration::from_secs_f64(flush_seconds.max(0.05));
+            config.flush_rows = flush_rows.max(1);
+            let ingestor = Arc::new(Ingestor::start(storage.clone(), config).await?);
+            if demo {
+                match promolens::demo::load(&ingestor, Utc::now()).await? {
+                    Some(n) => {
+                        tracing::info!(events = n, project = "demo", "loaded the demo events")
+                    }
+                    None => tracing::info!(project = "demo", "demo events already loaded"),
+                }
+                println!(
+                    "demo data loaded; try:\n  curl 'http://{listen}/v1/projects/demo/acquisition?by=utm_source,utm_campaign&days=7'\n  curl -X POST http://{listen}/v1/sql -H 'content-type: application/json' -d '{{\"sql\":\"SELECT utm_source, count(*) FROM launch_events GROUP BY 1 ORDER BY 2 DESC\"}}'"
+                );
+            }
+            promolens::server::serve(storage, ingestor, listen, body_limit, tz).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Backfill {
+            data,
+            project,
+            strict,
+            files,
+        } => {
+            let (storage, tz) = open(&data)?;
+            let ingestor = Arc::new(Ingestor::start(storage, IngestConfig::new(tz)).await?);
+            let progress = ProgressReport::new();
+            let worker = ingestor.clone();
+            let started = Instant::now();
+            let summary = tokio::task::spawn_blocking(move || {
+                promolens_ingest::backfill::backfill(&worker, &project, &files, &progress)
+            })
+            .await
+            .context("backfill thread")??;
+            ingestor.shutdown().await?;
+            print_summary(&summary, started.elapsed());
+            if strict && summary.rejected > 0 {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Acquisition {
+            data,
+            project,
+            by,
+            days,
+            from,
+            to,
+            now,
+            format,
+        } => {
+            let (storage, tz) = open(&data)?;
+            let ctx = promolens::tables::session(&storage)?;
+            let query = AcquisitionQuery {
+                project,
+                by: parse_dimensions(&by)?,
+                window: window(days, from, to, now.unwrap_or_else(Utc::now), tz)?,
+            };
+            let batches = query.run(&ctx).await?;
+            if format == Format::Table {
+                println!(
+                    "project {}, {} to {} ({})",
+                    query.project,
+                    query.window.from,
+                    query.window.to,
+                    query.window.tz.name()
+                );
+            }
+            output::write(&batches, format, &mut std::io::stdout().lock())?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Sql {
+            data,
+            format,
+            query,
+        } => {
+            let (storage, _) = open(&data)?;
+            let ctx = promolens::tables::session(&storage)?;
+            let batches = promolens::sql::query(&ctx, &query).await?;
+            output::write(&batches, format, &mut std::io::stdout().lock())?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Gen {
+            events,
+            users,
+            days,
+            out,
+            end,
+            project,
+            seed,
+            tz,
+        } => {
+            let tz = parse_tz(&tz)?;
+            let end = end.unwrap_or_else(|| {
+                Utc::now().with_timezone(&tz).date_naive() - chrono::Days::new(1)
+            });
+            if let Some(p) = &project {
+                promolens_schemas::event::validate_project_name(p).map_err(anyhow::Error::msg)?;
+            }
+            let options = promolens::generator::GenOptions {
+                events,
+                users,
+                days,
+                end,
+                tz,
+                project,
+                seed,
+            };
+            let summary =
+                tokio::task::spawn_blocking(move || promolens::generator::generate(&options, &out))
+                    .await
+                    .context("generator thread")??;
+            eprintln!(
+                "wrote {} lines ({} retries, {} malformed)",
+                summary.lines, summary.retries, summary.malformed
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_summary(summary: &BackfillSummary, elapsed: Duration) {
+    let rate = summary.read as f64 / elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "read {} · accepted {} · duplicates {} · rejected {} · {:.1} s ({:.0} events/s)",
+        summary.read,
+        summary.accepted,
+        summary.duplicates,
+        summary.rejected,
+        elapsed.as_secs_f64(),
+        rate
+    );
+    if let Some(q) = &summary.quarantine {
+        println!("rejected lines and their reasons: {q}");
+    }
+}
+
+/// A progress bar on a terminal, a log line every few seconds otherwise.
+struct ProgressReport {
+    bar: Option<indicatif::ProgressBar>,
+    last_log: Mutex<Instant>,
+}
+
+impl ProgressReport {
+    fn new() -> ProgressReport {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        ProgressReport {
+            bar,
+            last_log: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Progress for ProgressReport {
+    fn file(&self, path: &Path, size: u64) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(size);
+                bar.set_position(0);
+                bar.set_prefix(path.display().to_string());
+            }
+            None => tracing::info!(file = %path.display(), bytes = size, "backfilling"),
+        }
+    }
+
+    fn advance(&self, bytes: u64, summary: &BackfillSummary) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(bytes);
+                bar.set_message(format!(
+                    "accepted {} dup {} rejected {}",
+                    summary.accepted, summary.duplicates, summary.rejected
+                ));
+            }
+            None => {
+                let Ok(mut last) = self.last_log.lock() else {
+                    return;
+                };
+                if last.elapsed() >= Duration::from_secs(5) {
+                    *last = Instant::now();
+                    tracing::info!(
+                        bytes,
+                        accepted = summary.accepted,
+                        duplicates = summary.duplicates,
+                        rejected = summary.rejected,
+                        "progress"
+                    );
+                }
+            }
+        }
+    }
+}

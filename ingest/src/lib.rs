@@ -1,0 +1,23 @@
+//! promolens ingest: launch events in, hive-partitioned Parquet out.
+//!
+//! Events arrive over HTTP ([`http`]) or from files ([`backfill`]); both parse and validate with
+//! the `schemas` wire format, decode attribution with the one `schemas` decoder, and go through the
+//! same [`pipeline`]: dedupe by `event_id` ([`dedupe`]), the write-ahead log that makes a 2xx
+//! durable ([`wal`]), a buffer, and Parquet files written through object_store ([`storage`]).
+//!
+//! Depends on `schemas` only among our crates; must not depend on `host` (queries live there).
+
+pub mod backfill;
+pub mod body;
+pub mod dedupe;
+pub mod error;
+pub mod http;
+pub mod parquet_io;
+pub mod pipeline;
+pub mod record;
+pub mod storage;
+pub mod wal;
+
+pub use error::{Error, Result};
+pub use pipeline::{AppendOutcome, IngestConfig, Ingestor};
+pub use storage::Storage;

@@ -1,0 +1,522 @@
+//! The ingest pipeline: dedupe, write-ahead log, buffer, Parquet.
+//!
+//! One thread, the committer, owns everything whose order matters: the dedupe index, the log and
+//! the buffer. Request handlers parse and decode in parallel, then send their rows to it; it takes
+//! every request waiting, dedupes them in arrival order, appends all accepted rows to the log with
+//! one `fdatasync` (group commit), moves them into the buffer and answers. When the buffer is old
+//! or large enough, it seals the log segment and hands the buffer to the flusher task, which writes
+//! one Parquet file per partition and then deletes the sealed segments.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono_tz::Tz;
+use object_store::{ObjectStoreExt, PutPayload};
+use promolens_schemas::Limits;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dedupe::{DedupeIndex, id_hash, load_partition_ids};
+use crate::error::{Error, Result};
+use crate::parquet_io::write_parquet;
+use crate::record::{LaunchRow, PartitionKey, rows_to_batch};
+use crate::storage::Storage;
+use crate::wal::{Replay, Wal, delete_segments, encode_row};
+
+/// How the pipeline buffers and makes events durable.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Time zone of the `dt` partitions.
+    pub tz: Tz,
+    /// Per-event size limits.
+    pub limits: Limits,
+    /// Flush the buffer to Parquet once it holds this many events…
+    pub flush_rows: usize,
+    /// …or once its oldest event has waited this long.
+    pub flush_age: Duration,
+    /// Folder of the write-ahead log; `None` for runs that need no per-request durability
+    /// (backfill: its input file is the log, and re-running it adds nothing twice).
+    pub wal_dir: Option<PathBuf>,
+    /// Bound on the dedupe index, in event ids (16 bytes each plus table overhead).
+    pub dedupe_max_ids: usize,
+}
+
+impl IngestConfig {
+    pub fn new(tz: Tz) -> IngestConfig {
+        IngestConfig {
+            tz,
+            limits: Limits::default(),
+            flush_rows: 200_000,
+            flush_age: Duration::from_secs(30),
+            wal_dir: None,
+            dedupe_max_ids: 4_000_000,
+        }
+    }
+}
+
+/// What became of each row of one append.
+#[derive(Debug, Clone, Default)]
+pub struct AppendOutcome {
+    /// One flag per row, in order: true when stored, false when its `event_id` was already there.
+    pub stored: Vec<bool>,
+}
+
+impl AppendOutcome {
+    pub fn accepted(&self) -> usize {
+        self.stored.iter().filter(|s| **s).count()
+    }
+    pub fn duplicates(&self) -> usize {
+        self.stored.len() - self.accepted()
+    }
+}
+
+enum Command {
+    Append {
+        rows: Vec<LaunchRow>,
+        reply: oneshot::Sender<Result<AppendOutcome>>,
+    },
+    /// Flush whatever is buffered and answer once it is in Parquet.
+    Flush {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Tick,
+    Flushed {
+        generation: u64,
+    },
+    Shutdown {
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// Handle to a running pipeline. Cheap to share behind an `Arc`.
+pub struct Ingestor {
+    commands: mpsc::Sender<Command>,
+    config: IngestConfig,
+    storage: Storage,
+    stopped: Arc<AtomicBool>,
+}
+
+struct FlushJob {
+    generation: u64,
+    partitions: BTreeMap<PartitionKey, Vec<LaunchRow>>,
+    /// Log segments covered by this job, deleted once it is stored.
+    wal_upto: Option<u64>,
+    done: Vec<oneshot::Sender<Result<()>>>,
+}
+
+impl Ingestor {
+    /// Starts the pipeline on the current Tokio runtime, first replaying what the write-ahead log
+    /// holds from an earlier process (and flushing it to Parquet).
+    pub async fn start(storage: Storage, config: IngestConfig) -> Result<Ingestor> {
+        let (wal, replay) = match &config.wal_dir {
+            Some(dir) => {
+                let (wal, replay) = Wal::open(dir)?;
+                (Some(wal), Some(replay))
+            }
+            None => (None, None),
+        };
+        let (commands, receiver) = mpsc::channel(1024);
+        let (jobs, job_receiver) = mpsc::unbounded_channel();
+        let handle = Handle::current();
+        tokio::spawn(run_flusher(
+            storage.clone(),
+            config.wal_dir.clone(),
+            job_receiver,
+            commands.clone(),
+        ));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let mut committer = Committer {
+            config: config.clone(),
+            storage: storage.clone(),
+            handle,
+            index: DedupeIndex::new(config.dedupe_max_ids),
+            wal,
+            buffer: BTreeMap::new(),
+            buffered_rows: 0,
+            oldest: None,
+            generation: 0,
+            flushed_generation: None,
+            jobs,
+        };
+        let ticker = commands.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                interval.tick().await;
+                if ticker.send(Command::Tick).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let thread_stopped = stopped.clone();
+        let (ready, started) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("promolens-commit".into())
+            .spawn(move || {
+                let replayed = match replay {
+                    Some(replay) => committer.replay(replay),
+                    None => Ok(()),
+                };
+                let failed = replayed.is_err();
+                let _ = ready.send(replayed);
+                if !failed {
+                    committer.run(receiver);
+                }
+                thread_stopped.store(true, Ordering::SeqCst);
+            })
+            .map_err(|e| Error::io("starting the commit thread", e))?;
+        started
+            .await
+            .map_err(|_| Error::Stopped("commit thread ended".into()))??;
+        Ok(Ingestor {
+            commands,
+            config,
+            storage,
+            stopped,
+        })
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Dedupes and stores rows; when this returns `Ok`, the stored rows are durable (in the
+    /// write-ahead log when there is one).
+    pub async fn append(&self, rows: Vec<LaunchRow>) -> Result<AppendOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Append { rows, reply }).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// [`Ingestor::append`] for synchronous callers outside the runtime (backfill's reader thread).
+    pub fn append_blocking(&self, rows: Vec<LaunchRow>) -> Result<AppendOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .blocking_send(Command::Append { rows, reply })
+            .map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
+    }
+
+    /// Writes everything buffered to Parquet and waits until it is stored.
+    pub async fn flush(&self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Flush { reply }).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Flushes and stops. Later calls fail with [`Error::Stopped`].
+    pub async fn shutdown(&self) -> Result<()> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Shutdown { reply }).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    async fn send(&self, command: Command) -> Result<()> {
+        self.commands.send(command).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> Error {
+    Error::Stopped("it has shut down".into())
+}
+
+struct Committer {
+    config: IngestConfig,
+    storage: Storage,
+    handle: Handle,
+    index: DedupeIndex,
+    wal: Option<Wal>,
+    buffer: BTreeMap<PartitionKey, Vec<LaunchRow>>,
+    buffered_rows: usize,
+    oldest: Option<Instant>,
+    generation: u64,
+    flushed_generation: Option<u64>,
+    jobs: mpsc::UnboundedSender<FlushJob>,
+}
+
+impl Committer {
+    fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        const MAX_GROUP: usize = 512;
+        while let Some(first) = commands.blocking_recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match commands.try_recv() {
+                    Ok(c) => group.push(c),
+                    Err(_) => break,
+                }
+            }
+            let mut appends = Vec::new();
+            let mut flush_waiters = Vec::new();
+            let mut shutdown = None;
+            for command in group {
+                match command {
+                    Command::Append { rows, reply } => appends.push((rows, reply)),
+                    Command::Flush { reply } => flush_waiters.push(reply),
+                    Command::Tick => {}
+                    Command::Flushed { generation } => {
+                        self.flushed_generation = Some(generation);
+                        self.index.evict(self.flushed_generation);
+                    }
+                    Command::Shutdown { reply } => shutdown = Some(reply),
+                }
+            }
+            if !appends.is_empty() {
+                self.commit_group(appends);
+            }
+            let due = self.buffered_rows >= self.config.flush_rows
+                || self
+                    .oldest
+                    .is_some_and(|t| t.elapsed() >= self.config.flush_age);
+            if due || !flush_waiters.is_empty() || shutdown.is_some() {
+                let mut waiters = flush_waiters;
+                let (done, wait) = oneshot::channel();
+                if shutdown.is_some() {
+                    waiters.push(done);
+                }
+                if let Err(e) = self.rotate_and_flush(waiters) {
+                    tracing::error!(error = %e, "could not start a flush");
+                }
+                if let Some(reply) = shutdown {
+                    let result = wait
+                        .blocking_recv()
+                        .unwrap_or_else(|_| Err(Error::Stopped("flusher ended".into())));
+                    let _ = reply.send(result);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Dedupes, logs and buffers a group of appends, then answers each.
+    fn commit_group(
+        &mut self,
+        appends: Vec<(Vec<LaunchRow>, oneshot::Sender<Result<AppendOutcome>>)>,
+    ) {
+        let mut payload = Vec::new();
+        let mut decided = Vec::with_capacity(appends.len());
+        for (rows, reply) in appends {
+            match self.dedupe(&rows) {
+                Ok(stored) => {
+                    if self.wal.is_some() {
+                        for (row, _) in rows.iter().zip(&stored).filter(|(_, s)| **s) {
+                            encode_row(row, &mut payload);
+                        }
+                    }
+                    decided.push((rows, stored, reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+        if let (Some(wal), false) = (&mut self.wal, payload.is_empty())
+            && let Err(e) = wal.append(&payload)
+        {
+            tracing::error!(error = %e, "write-ahead log append failed; the requests get an error");
+            let message = e.to_string();
+            for (rows, stored, reply) in decided {
+                for (row, _) in rows.iter().zip(&stored).filter(|(_, s)| **s) {
+                    self.index
+                        .remove(&row.partition(self.config.tz), id_hash(&row.event.event_id));
+                }
+                let _ = reply.send(Err(Error::Stopped(format!(
+                    "durable write failed: {message}"
+                ))));
+            }
+            return;
+        }
+        for (rows, stored, reply) in decided {
+            for (row, keep) in rows.into_iter().zip(&stored) {
+                if *keep {
+                    let key = row.partition(self.config.tz);
+                    self.buffer.entry(key).or_default().push(row);
+                    self.buffered_rows += 1;
+                }
+            }
+            if self.buffered_rows > 0 && self.oldest.is_none() {
+                self.oldest = Some(Instant::now());
+            }
+            let _ = reply.send(Ok(AppendOutcome { stored }));
+        }
+    }
+
+    /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use.
+    fn dedupe(&mut self, rows: &[LaunchRow]) -> Result<Vec<bool>> {
+        let keys: Vec<PartitionKey> = rows.iter().map(|r| r.partition(self.config.tz)).collect();
+        let missing: HashSet<&PartitionKey> =
+            keys.iter().filter(|k| !self.index.is_loaded(k)).collect();
+        for key in missing {
+            let ids = self
+                .handle
+                .block_on(load_partition_ids(&self.storage, key))?;
+            self.index.insert_loaded(key.clone(), ids);
+        }
+        let stored = rows
+            .iter()
+            .zip(&keys)
+            .map(|(row, key)| {
+                self.index
+                    .insert(key, id_hash(&row.event.event_id), self.generation)
+            })
+            .collect();
+        Ok(stored)
+    }
+
+    /// Restores what an earlier process left in the write-ahead log and writes it to Parquet.
+    fn replay(&mut self, replay: Replay) -> Result<()> {
+        if replay.rows.is_empty() && replay.last_segment.is_none() {
+            return Ok(());
+        }
+        let replayed = replay.rows.len();
+        let outcome = self.accept(replay.rows)?;
+        tracing::info!(
+            replayed,
+            restored = outcome.accepted(),
+            "replayed the write-ahead log"
+        );
+        let (done, wait) = oneshot::channel();
+        self.flush(vec![done], replay.last_segment)?;
+        wait.blocking_recv()
+            .map_err(|_| Error::Stopped("flusher ended".into()))?
+    }
+
+    /// Used for the replay at start: dedupe and buffer without logging again.
+    fn accept(&mut self, rows: Vec<LaunchRow>) -> Result<AppendOutcome> {
+        let stored = self.dedupe(&rows)?;
+        for (row, keep) in rows.into_iter().zip(&stored) {
+            if *keep {
+                self.buffer
+                    .entry(row.partition(self.config.tz))
+                    .or_default()
+                    .push(row);
+                self.buffered_rows += 1;
+            }
+        }
+        Ok(AppendOutcome { stored })
+    }
+
+    fn rotate_and_flush(&mut self, done: Vec<oneshot::Sender<Result<()>>>) -> Result<()> {
+        let sealed = match &mut self.wal {
+            Some(wal) if self.buffered_rows > 0 => Some(wal.rotate()?),
+            _ => None,
+        };
+        self.flush(done, sealed)
+    }
+
+    fn flush(
+        &mut self,
+        done: Vec<oneshot::Sender<Result<()>>>,
+        wal_upto: Option<u64>,
+    ) -> Result<()> {
+        let partitions = std::mem::take(&mut self.buffer);
+        self.buffered_rows = 0;
+        self.oldest = None;
+        let job = FlushJob {
+            generation: self.generation,
+            partitions,
+            wal_upto,
+            done,
+        };
+        self.generation += 1;
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Stopped("flusher ended".into()))
+    }
+}
+
+/// Writes flush jobs in order, one at a time, so that log segments are deleted only after every
+/// earlier job is stored.
+async fn run_flusher(
+    storage: Storage,
+    wal_dir: Option<PathBuf>,
+    mut jobs: mpsc::UnboundedReceiver<FlushJob>,
+    commands: mpsc::Sender<Command>,
+) {
+    let writer_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let mut sequence = 0u64;
+    // After a job fails for good, no segment may be deleted any more: the next start replays them.
+    let mut keep_wal = false;
+    while let Some(job) = jobs.recv().await {
+        let mut result = Ok(());
+        for (key, rows) in job.partitions {
+            sequence += 1;
+            let name = format!(
+                "part-{}-{writer_id}-{sequence:06}.parquet",
+                chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")
+            );
+            if let Err(e) = write_partition(&storage, &key, &name, rows).await {
+                tracing::error!(error = %e, partition = ?key, "writing Parquet failed; the events stay in the write-ahead log");
+                result = Err(e);
+                keep_wal = true;
+                break;
+            }
+        }
+        if let (Some(dir), Some(upto), false) = (&wal_dir, job.wal_upto, keep_wal)
+            && let Err(e) = delete_segments(dir, upto)
+        {
+            tracing::warn!(error = %e, "could not delete flushed write-ahead log segments");
+        }
+        if result.is_ok() {
+            let _ = commands
+                .send(Command::Flushed {
+                    generation: job.generation,
+                })
+                .await;
+        }
+        let message = result.as_ref().err().map(|e| e.to_string());
+        for waiter in job.done {
+            let _ = waiter.send(match &message {
+                None => Ok(()),
+                Some(m) => Err(Error::Stopped(format!("flush failed: {m}"))),
+            });
+        }
+    }
+}
+
+/// Sorts a partition's rows by time and stores them as one Parquet file, retrying transient
+/// storage errors.
+async fn write_partition(
+    storage: &Storage,
+    key: &PartitionKey,
+    name: &str,
+    mut rows: Vec<LaunchRow>,
+) -> Result<()> {
+    let bytes = tokio::task::spawn_blocking(move || {
+        rows.sort_by_key(|r| r.event.event_time_ms);
+        let refs: Vec<&LaunchRow> = rows.iter().collect();
+        let batches = refs
+            .chunks(64 * 1024)
+            .map(rows_to_batch)
+            .collect::<Result<Vec<_>>>()?;
+        write_parquet(&batches)
+    })
+    .await
+    .map_err(|e| Error::Stopped(format!("encoder task failed: {e}")))??;
+    let path = storage.path(&format!("{}/{name}", key.relative_dir()));
+    let mut attempt = 0;
+    loop {
+        match storage
+            .store
+            .put(&path, PutPayload::from_bytes(bytes.clone()))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < 4 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "storing Parquet failed, retrying");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The attribution codec: from a launch's scene value and `query` to UTM columns (DESIGN.md §4).
+//!
+//! Sources, in order of precedence, merged field by field:
+//! 1. explicit `utm_*` keys in `query` (A and C codes, shared cards, links), each decoded once as
+//!    `decodeURIComponent` does;
+//! 2. a B code's `query.scene`, which WeChat hands over URL-encoded: decoded once, then parsed as
+//!    `k=v&…` (a scene that is still encoded after one decoding, because a tool encoded it twice, is
+//!    decoded once more);
+//! 3. an ordinary link QR code's `query.q`: the URL-encoded link, decoded, its query parsed with form
+//!    encoding (`+` is a space there).
+//!
+//! A promolens code reference `c=<id>` is kept as `code_id` (resolved against the code's record by
+//! the caller). Empty values are null. Undecodable text is kept raw and flagged in the status; the
+//! launch is never dropped for it.
+
+use crate::percent::{DecodeError, decode_form_component, decode_uri_component};
+
+/// The five UTM keys, in column order.
+pub const UTM_KEYS: [&str; 5] = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+];
+
+/// The query key of a promolens code reference.
+pub const CODE_REF_KEY: &str = "c";
+
+/// The five UTM fields of a launch or a code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Utm {
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+    pub content: Option<String>,
+    pub term: Option<String>,
+}
+
+impl Utm {
+    /// The field stored under `key` (one of [`UTM_KEYS`]).
+    pub fn field_mut(&mut self, key: &str) -> Option<&mut Option<String>> {
+        match key {
+            "utm_source" => Some(&mut self.source),
+            "utm_medium" => Some(&mut self.medium),
+            "utm_campaign" => Some(&mut self.campaign),
+            "utm_content" => Some(&mut self.content),
+            "utm_term" => Some(&mut self.term),
+            _ => None,
+        }
+    }
+
+    /// The fields in [`UTM_KEYS`] order.
+    pub fn fields(&self) -> [&Option<String>; 5] {
+        [
+            &self.source,
+            &self.medium,
+            &self.campaign,
+            &self.content,
+            &self.term,
+        ]
+    }
+
+    /// Fills every field still empty from `other` (field-by-field merge, first source wins).
+    pub fn fill_from(&mut self, other: &Utm) {
+        for (key, value) in UTM_KEYS.iter().zip(other.fields()) {
+            if let Some(slot) = self.field_mut(key)
+                && slot.is_none()
+            {
+                slot.clone_from(value);
+            }
+        }
+    }
+}
+
+/// What kind of code the launch came through, from the launch scene value and the parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeKind {
+    /// `wxacode.get`: a mini-program code with page + query.
+    A,
+    /// `wxacode.getUnlimited`: a mini-program code with a `scene`.
+    B,
+    /// `wxacode.createQRCode`: a square QR code with page + query.
+    C,
+    /// An ordinary link QR code (the link arrives in `query.q`).
+    Link,
+}
+
+impl CodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeKind::A => "A",
+            CodeKind::B => "B",
+            CodeKind::C => "C",
+            CodeKind::Link => "link",
+        }
+    }
+}
+
+/// How decoding went. Stored in column `attribution`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributionStatus {
+    /// Parameters found and decoded.
+    Ok,
+    /// No attribution parameters at all.
+    None,
+    /// A `%` not starting a valid escape somewhere: that value is kept raw.
+    BadPercentEncoding,
+    /// Escapes that decode to invalid UTF-8 somewhere: that value is kept raw.
+    BadUtf8,
+}
+
+impl AttributionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttributionStatus::Ok => "ok",
+            AttributionStatus::None => "none",
+            AttributionStatus::BadPercentEncoding => "bad_percent_encoding",
+            AttributionStatus::BadUtf8 => "bad_utf8",
+        }
+    }
+}
+
+/// The attribution columns of one launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribution {
+    pub utm: Utm,
+    pub code_id: Option<String>,
+    pub code_kind: Option<CodeKind>,
+    pub status: AttributionStatus,
+}
+
+impl Attribution {
+    /// A launch counts as attributed when it has a `utm_source` or a code.
+    pub fn is_attributed(&self) -> bool {
+        self.utm.source.is_some() || self.code_id.is_some()
+    }
+}
+
+/// Launch scene values of scanning a mini-program code (scan, long-press, from the album).
+pub const MINI_PROGRAM_CODE_SCENES: [i32; 3] = [1047, 1048, 1049];
+/// Launch scene values of scanning a QR code (scan, long-press, from the album).
+pub const QR_CODE_SCENES: [i32; 3] = [1011, 1012, 1013];
+
+/// Decodes one launch. `query` is the launch `query` exactly as the mini-program received it.
+pub fn decode_attribution(scene: Option<i32>, query: &[(String, String)]) -> Attribution {
+    let mut decoder = Decoder::default();
+    let lookup = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+
+    // 1. Explicit keys.
+    let mut explicit = Params::default();
+    for (key, value) in query {
+        if is_param_key(key) {
+            let value = decoder.keep_raw_on_error(value, decode_uri_component(value));
+            explicit.set(key, value);
+        }
+    }
+    // 2. The B code's scene.
+    let scene_params = lookup("scene")
+        .map(|raw| decoder.scene_params(raw))
+        .unwrap_or_default();
+    // 3. The link inside an ordinary link QR code.
+    let link_params = lookup("q")
+        .map(|raw| decoder.link_params(raw))
+        .unwrap_or_default();
+
+    let mut utm = explicit.utm;
+    utm.fill_from(&scene_params.utm);
+    utm.fill_from(&link_params.utm);
+    let code_id = explicit
+        .code_id
+        .or(scene_params.code_id)
+        .or(link_params.code_id);
+
+    let code_kind = match scene {
+        Some(s) if MINI_PROGRAM_CODE_SCENES.contains(&s) => Some(if lookup("scene").is_some() {
+            CodeKind::B
+        } else {
+            CodeKind::A
+        }),
+        Some(s) if QR_CODE_SCENES.contains(&s) => Some(if lookup("q").is_some() {
+            CodeKind::Link
+        } else {
+            CodeKind::C
+        }),
+        _ => None,
+    };
+    let found_any = utm.fields().iter().any(|f| f.is_some()) || code_id.is_some();
+    let status = match decoder.problem {
+        Some(problem) => problem,
+        None if found_any => AttributionStatus::Ok,
+        None => AttributionStatus::None,
+    };
+    Attribution {
+        utm,
+        code_id,
+        code_kind,
+        status,
+    }
+}
+
+fn is_param_key(key: &str) -> bool {
+    key == CODE_REF_KEY || UTM_KEYS.contains(&key)
+}
+
+/// The attribution parameters one source carries.
+#[derive(Default)]
+struct Params {
+    utm: Utm,
+    code_id: Option<String>,
+}
+
+impl Params {
+    /// Records `key=value`; an empty value is no value, and the first occurrence of a key wins.
+    fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
+        let slot = if key == CODE_REF_KEY {
+            &mut self.code_id
+        } else {
+            match self.utm.field_mut(key) {
+                Some(slot) => slot,
+                None => return,
+            }
+        };
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
+}
+
+/// Decodes the sources and remembers the first problem met.
+#[derive(Default)]
+struct Decoder {
+    problem: Option<AttributionStatus>,
+}
+
+impl Decoder {
+    fn keep_raw_on_error(
+        &mut self,
+        raw: &str,
+        decoded: Result<std::borrow::Cow<'_, str>, DecodeError>,
+    ) -> String {
+        match decoded {
+            Ok(text) => text.into_owned(),
+            Err(e) => {
+                self.problem.get_or_insert(match e {
+                    DecodeError::BadEscape => AttributionStatus::BadPercentEncoding,
+                    DecodeError::BadUtf8 => AttributionStatus::BadUtf8,
+                });
+                raw.to_string()
+            }
+        }
+    }
+
+    fn scene_params(&mut self, raw: &str) -> Params {
+        let mut scene = self.keep_raw_on_error(raw, decode_uri_component(raw));
+        // Encoded twice (`utm_source%253Dgzh` arrives as `utm_source%3Dgzh` after one decoding):
+        // a legal scene has no `%` at all, so one that still has escapes and no `=` is decoded again.
+        if !scene.contains('=')
+            && scene.contains('%')
+            && let Ok(again) = decode_uri_component(&scene)
+        {
+            scene = again.into_owned();
+        }
+        let mut params = Params::default();
+        for pair in scene.split('&') {
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if is_param_key(key) {
+                let value = self.keep_raw_on_error(value, decode_uri_component(value));
+                params.set(key, value);
+            }
+        }
+        params
+    }
+
+    fn link_params(&mut self, raw: &str) -> Params {
+        let link = self.keep_raw_on_error(raw, decode_uri_component(raw));
+        let mut params = Params::default();
+        let Some((_, after)) = link.split_once('?') else {
+            return params;
+        };
+        let query = after.split('#').next().unwrap_or("");
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Ok(key) = decode_form_component(key) else {
+                continue;
+            };
+            if is_param_key(&key) {
+                let value = self.keep_raw_on_error(value, decode_form_component(value));
+                params.set(&key, value);
+            }
+        }
+        params
+    }
+}

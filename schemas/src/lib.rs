@@ -1,0 +1,15 @@
+//! The contracts of promolens, with no I/O: the launch-event wire format and its validation
+//! ([`event`]), the attribution codec that turns a launch's scene value and `query` into UTM columns
+//! ([`attribution`]), and the Arrow schema of every table ([`tables`], behind the default `arrow`
+//! feature so that the codec also builds for wasm32).
+//!
+//! Must not depend on `ingest`, `host` or `plugin`, nor on anything that does I/O.
+
+pub mod attribution;
+pub mod event;
+pub mod percent;
+#[cfg(feature = "arrow")]
+pub mod tables;
+
+pub use attribution::{Attribution, AttributionStatus, CodeKind, Utm, decode_attribution};
+pub use event::{EventError, LaunchEvent, LaunchType, Limits};
