@@ -1,1 +1,229 @@
+//! Helpers for the end-to-end tests: the `promolens` binary as a user runs it (a server process,
+//! CLI commands), and Python with DuckDB and moto as independent witnesses.
+//!
+//! Depends on no promolens crate on purpose: the tests see the product only from outside.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `promolens` binary of this build (`PROMOLENS_BIN` overrides).
+pub fn bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("PROMOLENS_BIN") {
+        return PathBuf::from(path);
+    }
+    // target/debug/deps/<test> → target/debug/promolens
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("promolens");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build -p promolens), or set PROMOLENS_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `promolens ARGS` to completion.
+pub fn promolens(args: &[&str]) -> Output {
+    promolens_with_env(args, &[])
+}
+
+pub fn promolens_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let output = Command::new(bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running promolens");
+    output
+}
+
+/// stdout of a command that must succeed.
+pub fn stdout_of(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "command failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A `promolens serve` process on a free loopback port.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `promolens serve --data DATA ARGS…` and waits until it listens.
+    pub fn start(data: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = Command::new(bin())
+            .args(["serve", "--data", data, "--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting promolens serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("promolens listening on ") {
+                        break url.trim().to_string();
+                    }
+                }
+                _ => panic!(
+                    "promolens serve exited before listening: {:?}",
+                    child.wait()
+                ),
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child: Some(child),
+            url,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reaping");
+    }
+
+    /// SIGTERM, then wait for the graceful exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `POST /v1/sql`, returning the rows.
+    pub fn sql(&self, sql: &str) -> Vec<serde_json::Value> {
+        let response = reqwest::blocking::Client::new()
+            .post(format!("{}/v1/sql", self.url))
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .expect("POST /v1/sql");
+        let status = response.status();
+        let body: serde_json::Value = response.json().expect("JSON answer");
+        assert!(status.is_success(), "{status}: {body}");
+        body["rows"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Posts a body to the project's ingest endpoint: (status, answer).
+    pub fn ingest(&self, project: &str, body: Vec<u8>, gzip: bool) -> (u16, serde_json::Value) {
+        let mut request = reqwest::blocking::Client::new()
+            .post(format!("{}/v1/projects/{project}/events", self.url))
+            .header("content-type", "application/x-ndjson");
+        if gzip {
+            request = request.header("content-encoding", "gzip");
+        }
+        let response = request.body(body).send().expect("POST events");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(serde_json::Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, for at most `timeout`.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+/// The Python with DuckDB and moto that `scripts/test` installs (`PROMOLENS_PYTHON`).
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("PROMOLENS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let ok = Command::new(&python)
+        .args(["-c", "import duckdb, moto"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} lacks duckdb or moto: run the tests with scripts/test, or set PROMOLENS_PYTHON to a \
+         Python with `pip install -r tests/requirements.txt`",
+        python.display()
+    );
+    python
+}
+
+/// Runs a Python script (with DuckDB available) and parses its stdout as JSON.
+pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("running python");
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("python printed JSON")
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding a free port")
+        .port()
+}
