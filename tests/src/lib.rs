@@ -35,13 +35,12 @@ pub fn promolens(args: &[&str]) -> Output {
 }
 
 pub fn promolens_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let output = Command::new(bin())
+    Command::new(bin())
         .args(args)
         .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .output()
-        .expect("running promolens");
-    output
+        .expect("running promolens")
 }
 
 /// stdout of a command that must succeed.
