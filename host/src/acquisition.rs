@@ -221,7 +221,7 @@ impl AcquisitionQuery {
             ScalarValue::Utf8(Some(dt_from)),
             ScalarValue::Utf8(Some(dt_to)),
         ])?;
-        Ok(frame.collect().await?)
+        crate::sql::collect(frame).await
     }
 }
 

@@ -192,7 +192,7 @@ async fn sql(
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let batches = frame.collect().await.map_err(Error::from)?;
+    let batches = crate::sql::collect(frame).await?;
     Ok(Json(SqlAnswer {
         columns,
         rows: json_rows(&batches)?,

@@ -30,7 +30,17 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
 
 /// Runs `sql` and collects its result.
 pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    Ok(plan(ctx, sql).await?.collect().await?)
+    collect(plan(ctx, sql).await?).await
+}
+
+/// Collects a result; an empty one is one empty batch, so that its columns still show.
+pub async fn collect(frame: DataFrame) -> Result<Vec<RecordBatch>> {
+    let schema = frame.schema().inner().clone();
+    let batches = frame.collect().await?;
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(vec![RecordBatch::new_empty(schema)]);
+    }
+    Ok(batches)
 }
 
 /// The statement kind DataFusion refused under the read-only options, if that is the error.

@@ -1,0 +1,259 @@
+//! What a user meets at the edges: precise errors, read-only SQL, backfill's exit codes and
+//! quarantine, body limits.
+
+use promolens_tests::{Server, gzip, promolens, stdout_of};
+use serde_json::Value;
+
+const GOOD: &str =
+    r#"{"event_id":"g1","user_id":"u1","ts":1763942400000,"query":{"utm_source":"gzh"}}"#;
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn sql_is_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for (sql, what) in [
+        (
+            "CREATE EXTERNAL TABLE pw STORED AS CSV LOCATION '/etc/passwd'",
+            "CreateExternalTable",
+        ),
+        (
+            "COPY (SELECT 1) TO '/tmp/promolens-should-not-exist.csv'",
+            "COPY",
+        ),
+        (
+            "INSERT INTO launch_events SELECT * FROM launch_events",
+            "Insert",
+        ),
+        ("DROP TABLE launch_events", "DropTable"),
+        ("SET datafusion.execution.batch_size = 1", "SetVariable"),
+    ] {
+        let output = promolens(&["sql", "--data", data, sql]);
+        assert!(!output.status.success(), "{sql} was allowed");
+        let message = stderr(&output);
+        assert!(
+            message.contains("promolens SQL is read-only"),
+            "{sql}: {message}"
+        );
+        assert!(message.contains(what), "{sql}: {message}");
+    }
+    assert!(!std::path::Path::new("/tmp/promolens-should-not-exist.csv").exists());
+    let out = stdout_of(&promolens(&[
+        "sql",
+        "--data",
+        data,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM launch_events",
+    ]));
+    assert_eq!(out, "n\n0\n");
+}
+
+#[test]
+fn backfill_quarantines_rejects_and_strict_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(
+        &file,
+        format!(
+            "{GOOD}\n\n{{\"event_id\":\"b\",\"user_id\":\"u\",\"ts\":1763942400}}\n{}\nnot json\n",
+            GOOD.replace("g1", "g2")
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+
+    let output = promolens(&[
+        "backfill",
+        "--data",
+        data,
+        "--project",
+        "p",
+        "--strict",
+        file,
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "--strict with rejects exits 1"
+    );
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        out.contains("read 4 · accepted 2 · duplicates 0 · rejected 2"),
+        "{out}"
+    );
+    let quarantine_path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("rejected lines and their reasons: "))
+        .expect("quarantine path printed");
+    let quarantine = std::fs::read_to_string(quarantine_path).unwrap();
+    let entries: Vec<Value> = quarantine
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["line"], 3);
+    assert_eq!(entries[0]["field"], "ts");
+    assert!(
+        entries[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("looks like seconds")
+    );
+    assert_eq!(entries[1]["line"], 5);
+    assert!(
+        entries[1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON")
+    );
+    assert_eq!(entries[1]["raw"], "not json");
+
+    // Without --strict the run completed: exit 0; and nothing is stored twice.
+    let out = stdout_of(&promolens(&[
+        "backfill",
+        "--data",
+        data,
+        "--project",
+        "p",
+        file,
+    ]));
+    assert!(
+        out.contains("accepted 0 · duplicates 2 · rejected 2"),
+        "{out}"
+    );
+    let out = stdout_of(&promolens(&[
+        "sql",
+        "--data",
+        data,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM launch_events",
+    ]));
+    assert_eq!(out, "n\n2\n");
+}
+
+#[test]
+fn acquisition_rejects_bad_arguments_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let output = promolens(&[
+        "acquisition",
+        "--data",
+        data,
+        "--project",
+        "p",
+        "--by",
+        "utm_source,utm_sauce",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown dimension `utm_sauce`"),
+        "{}",
+        stderr(&output)
+    );
+    let output = promolens(&[
+        "acquisition",
+        "--data",
+        data,
+        "--project",
+        "p",
+        "--tz",
+        "Mars/Olympus",
+    ]);
+    assert!(
+        stderr(&output).contains("unknown time zone `Mars/Olympus`"),
+        "{}",
+        stderr(&output)
+    );
+    // An empty project answers an empty, well-formed table.
+    let out = stdout_of(&promolens(&[
+        "acquisition",
+        "--data",
+        data,
+        "--project",
+        "p",
+        "--now",
+        "2025-11-24T00:00:00Z",
+    ]));
+    assert!(
+        out.contains("utm_source | new_users | users | launches"),
+        "{out}"
+    );
+}
+
+#[test]
+fn http_errors_say_what_and_by_how_much() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(data.to_str().unwrap(), &["--body-limit", "4096"], &[]);
+
+    // Over the limit as sent.
+    let (status, answer) = server.ingest("p", vec![b' '; 5000], false);
+    assert_eq!(status, 413);
+    assert_eq!(answer["error"]["code"], "payload_too_large");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4096-byte limit"),
+        "{answer}"
+    );
+
+    // A gzip bomb: small on the wire, over the limit once inflated.
+    let bomb = gzip(&vec![b' '; 1_000_000]);
+    assert!(bomb.len() < 4096);
+    let (status, answer) = server.ingest("p", bomb, true);
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("after gzip decompression"),
+        "{answer}"
+    );
+
+    // Nothing valid: 400 with every line's reason.
+    let (status, answer) = server.ingest("p", b"{\"user_id\":\"u\"}\n[1]\n".to_vec(), false);
+    assert_eq!(status, 400);
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(answer["rejected"][0]["field"], "event_id");
+    assert_eq!(answer["rejected"][1]["index"], 1);
+
+    // An over-long query value: which field, the limit, and by how much.
+    let long = format!(
+        r#"{{"event_id":"l","user_id":"u","ts":1763942400000,"query":{{"utm_campaign":"{}"}}}}"#,
+        "x".repeat(2100)
+    );
+    let (_, answer) = server.ingest("p", format!("{GOOD}\n{long}").into_bytes(), false);
+    assert_eq!(answer["accepted"], 1);
+    assert_eq!(
+        answer["rejected"][0]["reason"],
+        "field `query.utm_campaign` is 2100 bytes, over the 2048-byte limit by 52 bytes"
+    );
+
+    // A bad project name in the URL.
+    let (status, answer) = server.ingest("bad.name", GOOD.as_bytes().to_vec(), false);
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["field"], "project");
+
+    // Bad query arguments.
+    let response =
+        reqwest::blocking::get(format!("{}/v1/projects/p/acquisition?by=nope", server.url))
+            .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = response.json().unwrap();
+    assert_eq!(answer["error"]["field"], "by");
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/sql", server.url))
+        .json(&serde_json::json!({"sql": "SELECT nope FROM launch_events"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(server.terminate().success());
+}
