@@ -63,6 +63,26 @@ enum Command {
         /// Events buffered before a flush to Parquet.
         #[arg(long, env = "PROMOLENS_FLUSH_ROWS", default_value_t = 200_000)]
         flush_rows: usize,
+        /// Seconds between background compactions (0: none).
+        #[arg(long, env = "PROMOLENS_COMPACT_SECONDS", default_value_t = 600)]
+        compact_seconds: u64,
+        /// A partition is compacted once it has this many files.
+        #[arg(long, env = "PROMOLENS_COMPACT_MIN_FILES", default_value_t = 8)]
+        compact_min_files: usize,
+    },
+    /// Merge the small Parquet files of each partition (safe while serving).
+    Compact {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Merge partitions with at least this many files.
+        #[arg(long, default_value_t = 2)]
+        min_files: usize,
+        /// Seconds replaced files stay readable for queries that listed them.
+        #[arg(long, default_value_t = 60)]
+        grace_seconds: u64,
     },
     /// Load NDJSON files (plain or .gz) of launch events.
     Backfill {
@@ -183,6 +203,8 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             wal,
             flush_seconds,
             flush_rows,
+            compact_seconds,
+            compact_min_files,
         } => {
             let (storage, tz) = open(&data)?;
             let wal_dir = wal.unwrap_or_else(|| match &storage.local_dir {
@@ -204,6 +226,17 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 println!(
                     "demo data loaded; try:\n  curl 'http://{listen}/v1/projects/demo/acquisition?by=utm_source,utm_campaign&days=7'\n  curl -X POST http://{listen}/v1/sql -H 'content-type: application/json' -d '{{\"sql\":\"SELECT utm_source, count(*) FROM launch_events GROUP BY 1 ORDER BY 2 DESC\"}}'"
                 );
+            }
+            if compact_seconds > 0 {
+                let options = promolens_ingest::compact::CompactOptions {
+                    min_files: compact_min_files,
+                    ..Default::default()
+                };
+                tokio::spawn(background_compaction(
+                    storage.clone(),
+                    options,
+                    Duration::from_secs(compact_seconds),
+                ));
             }
             promolens::server::serve(storage, ingestor, listen, body_limit, tz).await?;
             Ok(std::process::ExitCode::SUCCESS)
@@ -229,6 +262,25 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             if strict && summary.rejected > 0 {
                 return Ok(std::process::ExitCode::FAILURE);
             }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Compact {
+            data,
+            project,
+            min_files,
+            grace_seconds,
+        } => {
+            let (storage, _) = open(&data)?;
+            let options = promolens_ingest::compact::CompactOptions {
+                min_files,
+                grace: Duration::from_secs(grace_seconds),
+                project,
+            };
+            let summary = promolens_ingest::compact::compact(&storage, &options).await?;
+            println!(
+                "merged {} files into {} ({} events); finished {} earlier compactions",
+                summary.files_merged, summary.partitions, summary.events, summary.finished
+            );
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Acquisition {
@@ -307,6 +359,33 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 summary.lines, summary.retries, summary.malformed
             );
             Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn background_compaction(
+    storage: Storage,
+    options: promolens_ingest::compact::CompactOptions,
+    every: Duration,
+) {
+    let mut interval = tokio::time::interval(every);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        match promolens_ingest::compact::compact(&storage, &options).await {
+            Ok(s) if s.partitions > 0 || s.finished > 0 => {
+                tracing::info!(
+                    partitions = s.partitions,
+                    files = s.files_merged,
+                    events = s.events,
+                    finished = s.finished,
+                    "compacted"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "compaction failed; retrying at the next interval")
+            }
         }
     }
 }

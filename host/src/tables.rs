@@ -7,19 +7,32 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use promolens_ingest::Storage;
+use promolens_ingest::visible_store::VisibleStore;
 use promolens_schemas::tables::{LAUNCH_EVENTS, launch_events_file_schema};
 
 use crate::error::Result;
 
 /// A session with `launch_events` registered over `storage`.
+///
+/// The session may live as long as the server: file listings are not cached (new Parquet files
+/// arrive every flush), and go through [`VisibleStore`] so that files replaced by a compaction
+/// are never read beside their replacement.
 pub fn session(storage: &Storage) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema("promolens", "public");
-    let ctx = SessionContext::new_with_config(config);
-    ctx.register_object_store(&storage.store_url, storage.store.clone());
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.register_object_store(
+        &storage.store_url,
+        Arc::new(VisibleStore::new(storage.store.clone())),
+    );
 
     let partitions = promolens_schemas::tables::launch_events_partition_fields()
         .into_iter()

@@ -9,6 +9,7 @@
 
 pub mod backfill;
 pub mod body;
+pub mod compact;
 pub mod dedupe;
 pub mod error;
 pub mod http;
@@ -16,6 +17,7 @@ pub mod parquet_io;
 pub mod pipeline;
 pub mod record;
 pub mod storage;
+pub mod visible_store;
 pub mod wal;
 
 pub use error::{Error, Result};

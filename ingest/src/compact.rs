@@ -1,0 +1,302 @@
+//! Compaction: the small files of a partition merged into one, without promolens' own queries ever
+//! seeing an event twice or missing one while it runs.
+//!
+//! The protocol, per partition (`launch_events/project=P/dt=D/`):
+//! 1. write a marker `_compaction-<id>.json` naming the output file and the input files;
+//! 2. write the output `part-…-compact.parquet` (one atomic put): from now on a reader that sees
+//!    the marker and the output hides the inputs ([`visible_files`]);
+//! 3. after a grace period (so that a query that listed the inputs before step 2 can still read
+//!    them), delete the inputs, then the marker.
+//!
+//! A crash anywhere leaves a state readers handle and the next run finishes: a marker without its
+//! output is dropped, a marker with its output gets its inputs deleted. Engines that do not read
+//! markers (DuckDB, Spark) see the inputs and the output together only during the grace period;
+//! run compaction in a quiet hour, or de-duplicate on `event_id`, if they read a live directory.
+//! One compactor per data directory (concurrent compactors could merge the same inputs twice).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use arrow_array::{Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::parquet_io::{read_parquet, write_parquet};
+use crate::storage::Storage;
+
+const MARKER_PREFIX: &str = "_compaction-";
+
+/// The intent of one compaction, stored beside the files it concerns.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Marker {
+    /// File name (in the same folder) of the merged file.
+    pub output: String,
+    /// File names (in the same folder) it replaces.
+    pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Only partitions with at least this many data files are merged.
+    pub min_files: usize,
+    /// How long replaced files stay readable after their replacement exists.
+    pub grace: Duration,
+    /// Only this project (all when `None`).
+    pub project: Option<String>,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        CompactOptions {
+            min_files: 2,
+            grace: Duration::from_secs(60),
+            project: None,
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CompactSummary {
+    /// Partitions merged in this run.
+    pub partitions: usize,
+    /// Files merged away in this run.
+    pub files_merged: usize,
+    /// Events in the merged files.
+    pub events: usize,
+    /// Earlier compactions finished (inputs deleted) in this run.
+    pub finished: usize,
+}
+
+fn file_name(path: &Path) -> &str {
+    path.filename().unwrap_or_default()
+}
+
+fn is_marker(path: &Path) -> bool {
+    let name = file_name(path);
+    name.starts_with(MARKER_PREFIX) && name.ends_with(".json")
+}
+
+fn is_data_file(path: &Path) -> bool {
+    let name = file_name(path);
+    name.ends_with(".parquet") && !name.starts_with(['_', '.'])
+}
+
+fn folder(path: &Path) -> Path {
+    let mut parts: Vec<_> = path.parts().collect();
+    parts.pop();
+    Path::from_iter(parts)
+}
+
+async fn read_marker(store: &dyn ObjectStore, path: &Path) -> object_store::Result<Marker> {
+    let bytes = store.get(path).await?.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|e| object_store::Error::Generic {
+        store: "promolens",
+        source: Box::new(e),
+    })
+}
+
+/// The listing of `prefix` as promolens' queries must see it: files replaced by a compaction whose
+/// output exists are left out.
+pub async fn visible_files(
+    store: &dyn ObjectStore,
+    prefix: Option<&Path>,
+) -> object_store::Result<Vec<ObjectMeta>> {
+    // A marker can vanish between the listing and its read when its compaction just finished:
+    // then the listing is stale, and taking it again gives the settled state.
+    let mut attempt = 0;
+    'listing: loop {
+        attempt += 1;
+        let all: Vec<ObjectMeta> = store.list(prefix).try_collect().await?;
+        let markers: Vec<&ObjectMeta> = all.iter().filter(|m| is_marker(&m.location)).collect();
+        if markers.is_empty() {
+            return Ok(all);
+        }
+        let present: HashSet<&Path> = all.iter().map(|m| &m.location).collect();
+        let mut hidden = HashSet::new();
+        for meta in markers {
+            let marker = match read_marker(store, &meta.location).await {
+                Ok(marker) => marker,
+                Err(object_store::Error::NotFound { .. }) if attempt < 5 => continue 'listing,
+                Err(e) => return Err(e),
+            };
+            let dir = folder(&meta.location);
+            if present.contains(&dir.clone().join(marker.output.as_str())) {
+                hidden.extend(marker.inputs.iter().map(|i| dir.clone().join(i.as_str())));
+            }
+        }
+        return Ok(all
+            .into_iter()
+            .filter(|m| !hidden.contains(&m.location))
+            .collect());
+    }
+}
+
+/// Runs one compaction pass over `launch_events`.
+pub async fn compact(storage: &Storage, options: &CompactOptions) -> Result<CompactSummary> {
+    let root = match &options.project {
+        Some(p) => format!("{}/project={p}", promolens_schemas::tables::LAUNCH_EVENTS),
+        None => promolens_schemas::tables::LAUNCH_EVENTS.to_string(),
+    };
+    let store = storage.store.as_ref();
+    let all: Vec<ObjectMeta> = store.list(Some(&storage.path(&root))).try_collect().await?;
+    let mut partitions: BTreeMap<Path, Vec<ObjectMeta>> = BTreeMap::new();
+    for meta in all {
+        partitions
+            .entry(folder(&meta.location))
+            .or_default()
+            .push(meta);
+    }
+    let writer = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut summary = CompactSummary::default();
+    for (dir, files) in partitions {
+        compact_partition(store, &dir, files, options, writer, &mut summary).await?;
+    }
+    Ok(summary)
+}
+
+async fn compact_partition(
+    store: &dyn ObjectStore,
+    dir: &Path,
+    files: Vec<ObjectMeta>,
+    options: &CompactOptions,
+    writer: &str,
+    summary: &mut CompactSummary,
+) -> Result<()> {
+    let present: HashMap<String, &ObjectMeta> = files
+        .iter()
+        .map(|m| (file_name(&m.location).to_string(), m))
+        .collect();
+    let now = chrono::Utc::now();
+    let mut claimed: HashSet<String> = HashSet::new();
+    // Finish or drop earlier compactions.
+    for meta in files.iter().filter(|m| is_marker(&m.location)) {
+        let marker = match read_marker(store, &meta.location).await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if !present.contains_key(&marker.output) {
+            // Died before its output was written: the inputs were never hidden.
+            delete_quietly(store, &meta.location).await?;
+            continue;
+        }
+        let age = (now - meta.last_modified).to_std().unwrap_or_default();
+        if age >= options.grace {
+            finish(store, dir, &marker, &meta.location).await?;
+            summary.finished += 1;
+        } else {
+            // Still in its grace period: its output is new, and it is not merged again yet.
+            claimed.insert(marker.output.clone());
+        }
+        // Replaced (or now deleted): never an input again.
+        claimed.extend(marker.inputs.iter().cloned());
+    }
+    let inputs: Vec<&ObjectMeta> = files
+        .iter()
+        .filter(|m| is_data_file(&m.location) && !claimed.contains(file_name(&m.location)))
+        .collect();
+    if inputs.len() < options.min_files.max(2) {
+        return Ok(());
+    }
+    let mut batches = Vec::new();
+    for meta in &inputs {
+        let bytes = store.get(&meta.location).await?.bytes().await?;
+        batches.extend(read_parquet(bytes)?);
+    }
+    let (merged, events) = tokio::task::spawn_blocking(move || merge(batches))
+        .await
+        .map_err(|e| Error::Stopped(format!("compaction task failed: {e}")))??;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let output = format!(
+        "part-{}-{writer}-{}-compact.parquet",
+        now.format("%Y%m%dT%H%M%S%3f"),
+        &id[..8]
+    );
+    let marker = Marker {
+        output: output.clone(),
+        inputs: inputs
+            .iter()
+            .map(|m| file_name(&m.location).to_string())
+            .collect(),
+    };
+    let marker_path = dir
+        .clone()
+        .join(format!("{MARKER_PREFIX}{id}.json").as_str());
+    let marker_json = serde_json::to_vec(&marker)
+        .map_err(|e| Error::io("encoding a compaction marker", e.into()))?;
+    store
+        .put_opts(
+            &marker_path,
+            PutPayload::from(marker_json),
+            PutOptions::from(PutMode::Create),
+        )
+        .await?;
+    store
+        .put(
+            &dir.clone().join(output.as_str()),
+            PutPayload::from_bytes(merged),
+        )
+        .await?;
+    summary.partitions += 1;
+    summary.files_merged += inputs.len();
+    summary.events += events;
+    if options.grace.is_zero() {
+        finish(store, dir, &marker, &marker_path).await?;
+        summary.finished += 1;
+    }
+    Ok(())
+}
+
+/// Deletes a finished compaction's inputs, then its marker.
+async fn finish(
+    store: &dyn ObjectStore,
+    dir: &Path,
+    marker: &Marker,
+    marker_path: &Path,
+) -> Result<()> {
+    for input in &marker.inputs {
+        delete_quietly(store, &dir.clone().join(input.as_str())).await?;
+    }
+    delete_quietly(store, marker_path).await
+}
+
+async fn delete_quietly(store: &dyn ObjectStore, path: &Path) -> Result<()> {
+    match store.delete(path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Concatenates, keeps the first row of each `event_id`, sorts by `event_time`, encodes.
+fn merge(batches: Vec<RecordBatch>) -> Result<(bytes::Bytes, usize)> {
+    let schema = promolens_schemas::tables::launch_events_file_schema();
+    let all = arrow_select::concat::concat_batches(&schema, &batches)?;
+    let ids = all
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| Error::Stopped("event_id column is not a string".into()))?;
+    let times = all
+        .column(2)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .ok_or_else(|| Error::Stopped("event_time column is not a timestamp".into()))?;
+    let mut seen = HashSet::with_capacity(all.num_rows());
+    let mut keep: Vec<u32> = (0..all.num_rows() as u32)
+        .filter(|&i| seen.insert(ids.value(i as usize)))
+        .collect();
+    keep.sort_by_key(|&i| times.value(i as usize));
+    let indices = arrow_array::UInt32Array::from(keep);
+    let columns = all
+        .columns()
+        .iter()
+        .map(|c| arrow_select::take::take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let sorted = RecordBatch::try_new(schema, columns)?;
+    let events = sorted.num_rows();
+    Ok((write_parquet(&[sorted])?, events))
+}
