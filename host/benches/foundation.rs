@@ -1,0 +1,374 @@
+//! The foundation's speed figures, each beside DuckDB measured in the same run on the same machine.
+//!
+//! ```sh
+//! cargo bench -p promolens --bench foundation -- [backfill|live|query|all]
+//! ```
+//!
+//! - `backfill`: a ~1 GB NDJSON file from `promolens gen` through `promolens backfill` (validate,
+//!   decode attribution, dedupe, Parquet) against DuckDB's plain
+//!   `COPY (SELECT * FROM read_json(…)) TO … (FORMAT parquet)`; events/s and peak RSS of both.
+//! - `live`: `promolens serve` with durable 2xx, 16 concurrent clients posting batches of 100;
+//!   sustained events/s and p99 latency; beside it DuckDB committing batches of 100 rows to a
+//!   file-backed database (its own durable insert path).
+//! - `query`: the 7-day acquisition by `utm_source,utm_campaign` with first-touch `new_users` over
+//!   10M events spanning a year, promolens (DataFusion) and DuckDB on the same Parquet, hot.
+//!
+//! Needs the Python with DuckDB that `scripts/test` installs (`PROMOLENS_PYTHON`, default
+//! `~/.cache/promolens/venv/bin/python`). Data is kept under the bench's target folder and reused.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PROMOLENS: &str = env!("CARGO_BIN_EXE_promolens");
+
+fn work_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("promolens-bench");
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    dir
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("PROMOLENS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/promolens/venv/bin/python")
+        })
+}
+
+/// Runs a command to completion; returns wall time and peak RSS (bytes) of the process.
+fn measure(command: &mut Command) -> (Duration, u64) {
+    let started = Instant::now();
+    let child = command.spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: plain syscall on our own child; rusage is written by the kernel.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let elapsed = started.elapsed();
+    assert_eq!(waited, pid, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{command:?} failed with status {status}"
+    );
+    std::mem::forget(child);
+    (elapsed, usage.ru_maxrss as u64 * 1024)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn line_count(path: &Path) -> u64 {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).expect("open");
+    std::io::BufReader::with_capacity(1 << 20, file)
+        .split(b'\n')
+        .count() as u64
+}
+
+fn generate(path: &Path, events: u64, users: u64, days: u32) {
+    if path.exists() {
+        return;
+    }
+    eprintln!("generating {} ({events} events)…", path.display());
+    let tmp = path.with_extension("tmp.ndjson");
+    let (took, _) = measure(Command::new(PROMOLENS).args([
+        "gen",
+        "--events",
+        &events.to_string(),
+        "--users",
+        &users.to_string(),
+        "--days",
+        &days.to_string(),
+        "--end",
+        "2025-11-23",
+        "--out",
+        tmp.to_str().unwrap(),
+    ]));
+    std::fs::rename(&tmp, path).expect("rename");
+    eprintln!("  generated in {:.1} s", took.as_secs_f64());
+}
+
+fn backfill_into(data: &Path, file: &Path) -> (Duration, u64) {
+    let _ = std::fs::remove_dir_all(data);
+    measure(
+        Command::new(PROMOLENS)
+            .args([
+                "backfill",
+                "--data",
+                data.to_str().unwrap(),
+                "--project",
+                "bench",
+            ])
+            .arg(file)
+            .env("RUST_LOG", "warn"),
+    )
+}
+
+fn bench_backfill() {
+    let dir = work_dir();
+    let file = dir.join("events-1g.ndjson");
+    generate(&file, 3_000_000, 600_000, 30);
+    let size = std::fs::metadata(&file).expect("file").len();
+    let lines = line_count(&file);
+    let (ours, our_rss) = backfill_into(&dir.join("backfill-data"), &file);
+    let out = dir.join("duckdb-backfill.parquet");
+    let script = "import duckdb, sys\n\
+        duckdb.sql(f\"COPY (SELECT * FROM read_json('{sys.argv[1]}', format='newline_delimited', ignore_errors=true)) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd)\")";
+    let (theirs, their_rss) = measure(
+        Command::new(python())
+            .args(["-c", script])
+            .arg(&file)
+            .arg(&out),
+    );
+    let rate = |d: Duration| lines as f64 / d.as_secs_f64();
+    println!("backfill of {:.0} MiB, {lines} lines:", mib(size));
+    println!(
+        "  promolens backfill  {:>8.2} s  {:>10.0} events/s  peak RSS {:>6.0} MiB",
+        ours.as_secs_f64(),
+        rate(ours),
+        mib(our_rss)
+    );
+    println!(
+        "  DuckDB COPY         {:>8.2} s  {:>10.0} events/s  peak RSS {:>6.0} MiB",
+        theirs.as_secs_f64(),
+        rate(theirs),
+        mib(their_rss)
+    );
+    println!(
+        "  ratio (promolens / DuckDB throughput): {:.2}",
+        theirs.as_secs_f64() / ours.as_secs_f64()
+    );
+}
+
+fn bench_query() {
+    let dir = work_dir();
+    let file = dir.join("events-10m-year.ndjson");
+    generate(&file, 10_000_000, 2_000_000, 365);
+    let data = dir.join("query-data");
+    if !data.join("launch_events").exists() {
+        let (took, rss) = backfill_into(&data, &file);
+        eprintln!(
+            "  backfilled 10M events in {:.1} s (peak RSS {:.0} MiB)",
+            took.as_secs_f64(),
+            mib(rss)
+        );
+    }
+    let now = "2025-11-24T10:00:00+08:00";
+    // promolens: in this process, hot (files in the OS cache, the session reused), median of 5.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let storage = promolens_ingest::Storage::open(data.to_str().unwrap()).expect("storage");
+    let ctx = promolens::tables::session(&storage).expect("session");
+    let query = promolens::acquisition::AcquisitionQuery {
+        project: "bench".into(),
+        by: vec!["utm_source".into(), "utm_campaign".into()],
+        window: promolens::acquisition::Window::past_days(
+            now.parse().expect("now"),
+            7,
+            chrono_tz::Asia::Shanghai,
+        )
+        .expect("window"),
+    };
+    let mut ours = Vec::new();
+    for i in 0..6 {
+        let started = Instant::now();
+        let batches = runtime.block_on(query.run(&ctx)).expect("query");
+        if i > 0 {
+            ours.push(started.elapsed().as_secs_f64());
+        } else {
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            eprintln!("  promolens answer: {rows} rows");
+        }
+    }
+    let script = r#"
+import duckdb, sys, time, statistics
+glob = sys.argv[1] + '/launch_events/**/*.parquet'
+start, end = int(sys.argv[2]), int(sys.argv[3])
+con = duckdb.connect()
+sql = f"""
+WITH launches AS (
+  SELECT user_id, event_id, epoch_ms(event_time) AS t, dt,
+         (utm_source IS NOT NULL OR code_id IS NOT NULL) AS attributed,
+         CASE WHEN utm_source IS NOT NULL OR code_id IS NOT NULL THEN utm_source END AS d0,
+         CASE WHEN utm_source IS NOT NULL OR code_id IS NOT NULL THEN utm_campaign END AS d1
+  FROM read_parquet('{glob}', hive_partitioning = true) WHERE project = 'bench'),
+first_touch AS (
+  SELECT user_id, min(t) AS first_t, arg_min(attributed, (t, event_id)) AS attributed,
+         arg_min(d0, (t, event_id)) AS d0, arg_min(d1, (t, event_id)) AS d1
+  FROM launches GROUP BY user_id),
+counts AS (
+  SELECT attributed, d0, d1, 0 AS new_users, count(DISTINCT user_id) AS users, count(*) AS launches
+  FROM launches WHERE t >= {start} AND t < {end} GROUP BY ALL
+  UNION ALL
+  SELECT attributed, d0, d1, count(*), 0, 0 FROM first_touch WHERE first_t >= {start} AND first_t < {end} GROUP BY ALL)
+SELECT attributed, d0, d1, sum(new_users), sum(users), sum(launches) FROM counts GROUP BY ALL ORDER BY 4 DESC
+"""
+rows = con.execute(sql).fetchall()
+times = []
+for _ in range(5):
+    t = time.perf_counter(); con.execute(sql).fetchall(); times.append(time.perf_counter() - t)
+print(len(rows), statistics.median(times))
+"#;
+    let window = &query.window;
+    let output = Command::new(python())
+        .args(["-c", script])
+        .arg(&data)
+        .arg(window.start_ms().to_string())
+        .arg(window.end_ms().to_string())
+        .output()
+        .expect("python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut parts = text.split_whitespace();
+    let their_rows = parts.next().unwrap_or("?").to_string();
+    let theirs: f64 = parts
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(f64::NAN);
+    ours.sort_by(f64::total_cmp);
+    let ours = ours[ours.len() / 2];
+    println!(
+        "7-day acquisition by utm_source,utm_campaign with first touch, 10M events over a year (hot, median of 5):"
+    );
+    println!("  promolens (DataFusion)  {:>8.3} s", ours);
+    println!(
+        "  DuckDB                  {:>8.3} s  ({their_rows} rows)",
+        theirs
+    );
+    println!(
+        "  ratio (DuckDB time / promolens time): {:.2}",
+        theirs / ours
+    );
+}
+
+fn bench_live() {
+    let dir = work_dir();
+    let data = dir.join("live-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let mut server = Command::new(PROMOLENS)
+        .args([
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let url = {
+        use std::io::BufRead;
+        let stdout = server.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        loop {
+            let line = lines.next().expect("server line").expect("read");
+            if let Some(url) = line.strip_prefix("promolens listening on ") {
+                std::thread::spawn(move || for _ in lines {});
+                break url.trim().to_string();
+            }
+        }
+    };
+    let duration = Duration::from_secs(20);
+    let clients = 16;
+    let started = Instant::now();
+    let results: Vec<(u64, Vec<f64>)> = std::thread::scope(|scope| {
+        (0..clients)
+            .map(|c| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let client = reqwest::blocking::Client::new();
+                    let endpoint = format!("{url}/v1/projects/bench/events");
+                    let mut accepted = 0u64;
+                    let mut latencies = Vec::new();
+                    let mut n = 0u64;
+                    while started.elapsed() < duration {
+                        let body: String = (0..100)
+                            .map(|i| {
+                                format!(
+                                    "{{\"event_id\":\"c{c}-{n}-{i}\",\"user_id\":\"u{}\",\"ts\":{},\"scene\":1047,\"query\":{{\"utm_source\":\"gzh\",\"utm_campaign\":\"%E5%8F%8C11\"}},\"launch_type\":\"cold\"}}\n",
+                                    (n * 100 + i) % 50_000,
+                                    1_763_942_400_000u64 + n * 100 + i
+                                )
+                            })
+                            .collect();
+                        n += 1;
+                        let t = Instant::now();
+                        let response = client.post(&endpoint).body(body).send().expect("post");
+                        assert!(response.status().is_success());
+                        latencies.push(t.elapsed().as_secs_f64());
+                        accepted += 100;
+                    }
+                    (accepted, latencies)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let total: u64 = results.iter().map(|r| r.0).sum();
+    let mut latencies: Vec<f64> = results.into_iter().flat_map(|r| r.1).collect();
+    latencies.sort_by(f64::total_cmp);
+    let p =
+        |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] * 1e3;
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    let script = r#"
+import duckdb, sys, time, os
+path = sys.argv[1]
+if os.path.exists(path): os.remove(path)
+con = duckdb.connect(path)
+con.execute("CREATE TABLE ev (event_id VARCHAR, user_id VARCHAR, ts BIGINT, scene INTEGER, utm_source VARCHAR, utm_campaign VARCHAR, launch_type VARCHAR)")
+batch = [(f"e{i}", f"u{i % 50000}", 1763942400000 + i, 1047, "gzh", "双11", "cold") for i in range(100)]
+n = 0
+t = time.perf_counter()
+while time.perf_counter() - t < 20:
+    con.execute("BEGIN")
+    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
+    con.execute("COMMIT")
+    n += 100
+print(n / (time.perf_counter() - t))
+"#;
+    let output = Command::new(python())
+        .args(["-c", script])
+        .arg(dir.join("live.duckdb"))
+        .output()
+        .expect("python");
+    let theirs = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    println!("live ingest, {clients} clients, batches of 100, durable 2xx, {elapsed:.0} s:");
+    println!(
+        "  promolens serve   {:>10.0} events/s  p50 {:.1} ms  p99 {:.1} ms",
+        total as f64 / elapsed,
+        p(0.5),
+        p(0.99)
+    );
+    println!("  DuckDB (1 connection, commit per batch of 100)  {theirs} rows/s");
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let all = which.is_empty() || which.iter().any(|w| w == "all");
+    let wants = |name: &str| all || which.iter().any(|w| w == name);
+    if wants("backfill") {
+        bench_backfill();
+    }
+    if wants("live") {
+        bench_live();
+    }
+    if wants("query") {
+        bench_query();
+    }
+}
