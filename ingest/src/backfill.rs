@@ -4,11 +4,14 @@
 //! Rejected lines go, with their file, line number and reason, to a quarantine file under the data
 //! directory (`_quarantine/backfill-….ndjson`). Re-running a backfill stores nothing twice.
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use promolens_schemas::Limits;
 
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
@@ -17,9 +20,7 @@ use tokio::runtime::Handle;
 use crate::body::parse_event;
 use crate::error::{Error, Result};
 use crate::pipeline::Ingestor;
-
-/// Rows handed to the pipeline at a time.
-const BATCH_ROWS: usize = 8192;
+use crate::record::LaunchRow;
 
 /// What a backfill did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -55,6 +56,11 @@ struct Quarantined<'a> {
 }
 
 /// Backfills `files` into `project`. Blocking: call it from a blocking thread of the runtime.
+///
+/// Per file, a reader thread cuts the (decompressed) stream into chunks of whole lines, parser
+/// threads (one per core) validate and decode them, and this thread hands the rows to the
+/// pipeline in file order (so that "first occurrence wins" and line numbers stay exact). Memory
+/// is bounded by the chunks in flight, whatever the file size.
 pub fn backfill(
     ingestor: &Ingestor,
     project: &str,
@@ -62,21 +68,73 @@ pub fn backfill(
     progress: &dyn Progress,
 ) -> Result<BackfillSummary> {
     promolens_schemas::event::validate_project_name(project).map_err(Error::BadProject)?;
-    let mut summary = BackfillSummary::default();
-    let mut quarantine = tempfile_in_temp_dir()?;
-    let limits = ingestor.config().limits.clone();
-    let received_at = chrono::Utc::now().timestamp_millis();
+    let mut run = Run {
+        ingestor,
+        project,
+        received_at: chrono::Utc::now().timestamp_millis(),
+        summary: BackfillSummary::default(),
+        quarantine: tempfile_in_temp_dir()?,
+        progress,
+    };
     for path in files {
+        run.file(path)?;
+    }
+    let Run {
+        mut summary,
+        quarantine,
+        ..
+    } = run;
+    if summary.rejected > 0 {
+        summary.quarantine = Some(store_quarantine(ingestor, quarantine)?);
+    }
+    Ok(summary)
+}
+
+/// Bytes of text per chunk handed to a parser.
+const CHUNK_BYTES: usize = 4 << 20;
+/// A line longer than this is cut (and rejected as malformed) rather than buffered further.
+const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// Whole lines of one file.
+struct Chunk {
+    seq: u64,
+    /// 1-based number of the chunk's first line.
+    first_line: u64,
+    text: Vec<u8>,
+}
+
+/// A rejected line: its number, the field at fault, the reason, the line itself.
+type Reject = (u64, Option<String>, String, String);
+
+/// A chunk parsed.
+struct Parsed {
+    seq: u64,
+    rows: Vec<LaunchRow>,
+    rejects: Vec<Reject>,
+    read: u64,
+}
+
+struct Run<'a> {
+    ingestor: &'a Ingestor,
+    project: &'a str,
+    received_at: i64,
+    summary: BackfillSummary,
+    quarantine: QuarantineFile,
+    progress: &'a dyn Progress,
+}
+
+impl Run<'_> {
+    fn file(&mut self, path: &Path) -> Result<()> {
         let file =
             File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        progress.file(path, size);
+        self.progress.file(path, size);
         let counter = Arc::new(AtomicU64::new(0));
         let counted = CountingReader {
             inner: file,
             count: counter.clone(),
         };
-        let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        let reader: Box<dyn Read + Send> = if path.extension().is_some_and(|e| e == "gz") {
             Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
                 1 << 20,
                 counted,
@@ -84,77 +142,176 @@ pub fn backfill(
         } else {
             Box::new(counted)
         };
-        let mut reader = BufReader::with_capacity(1 << 20, reader);
         let display = path.display().to_string();
-        let mut line = Vec::with_capacity(1024);
-        let mut line_no = 0u64;
-        let mut batch = Vec::with_capacity(BATCH_ROWS);
-        loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| Error::io(format!("reading {display} at line {}", line_no + 1), e))?;
-            if n == 0 {
-                break;
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 8);
+        let (chunks, chunk_receiver) = mpsc::sync_channel::<Chunk>(workers);
+        let chunk_receiver = Mutex::new(chunk_receiver);
+        let (parsed_sender, parsed) = mpsc::sync_channel::<Parsed>(workers);
+        let limits = self.ingestor.config().limits.clone();
+        let (project, received_at) = (self.project, self.received_at);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| read_chunks(reader, chunks, &display));
+            for _ in 0..workers {
+                let sender = parsed_sender.clone();
+                let (receiver, limits) = (&chunk_receiver, &limits);
+                scope.spawn(move || {
+                    loop {
+                        let chunk = match receiver.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(chunk) = chunk else { return };
+                        let parsed = parse_chunk(chunk, project, received_at, limits);
+                        if sender.send(parsed).is_err() {
+                            return;
+                        }
+                    }
+                });
             }
-            line_no += 1;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            summary.read += 1;
-            let outcome = match std::str::from_utf8(&line) {
-                Ok(text) => parse_event(text, project, received_at, &limits)
-                    .map_err(|e| (e.field().map(str::to_string), e.to_string())),
-                Err(e) => Err((
-                    None,
-                    format!("line is not valid UTF-8 (at byte {})", e.valid_up_to()),
-                )),
-            };
-            match outcome {
-                Ok(row) => batch.push(row),
-                Err((field, reason)) => {
-                    summary.rejected += 1;
-                    let entry = Quarantined {
-                        file: &display,
-                        line: line_no,
-                        field: field.as_deref(),
-                        reason,
-                        raw: String::from_utf8_lossy(line.trim_ascii_end()),
-                    };
-                    serde_json::to_writer(&mut quarantine.0, &entry)
-                        .map_err(|e| Error::io("writing the quarantine", e.into()))?;
-                    quarantine
-                        .0
-                        .write_all(b"\n")
-                        .map_err(|e| Error::io("writing the quarantine", e))?;
+            drop(parsed_sender);
+            // Back in file order.
+            let mut waiting = BTreeMap::new();
+            let mut next = 0u64;
+            for chunk in parsed {
+                waiting.insert(chunk.seq, chunk);
+                while let Some(chunk) = waiting.remove(&next) {
+                    self.consume(chunk, &display)?;
+                    self.progress
+                        .advance(counter.load(Ordering::Relaxed), &self.summary);
+                    next += 1;
                 }
             }
-            if batch.len() >= BATCH_ROWS {
-                send(ingestor, &mut batch, &mut summary)?;
-                progress.advance(counter.load(Ordering::Relaxed), &summary);
-            }
+            reader
+                .join()
+                .map_err(|_| Error::Stopped("the backfill reader panicked".into()))?
+        })
+    }
+
+    fn consume(&mut self, chunk: Parsed, display: &str) -> Result<()> {
+        self.summary.read += chunk.read;
+        for (line, field, reason, raw) in chunk.rejects {
+            self.summary.rejected += 1;
+            let entry = Quarantined {
+                file: display,
+                line,
+                field: field.as_deref(),
+                reason,
+                raw: raw.into(),
+            };
+            let writer = &mut self.quarantine.0;
+            serde_json::to_writer(&mut *writer, &entry)
+                .map_err(|e| Error::io("writing the quarantine", e.into()))?;
+            writer
+                .write_all(b"\n")
+                .map_err(|e| Error::io("writing the quarantine", e))?;
         }
-        send(ingestor, &mut batch, &mut summary)?;
-        progress.advance(counter.load(Ordering::Relaxed), &summary);
+        if chunk.rows.is_empty() {
+            return Ok(());
+        }
+        let outcome = self.ingestor.append_blocking(chunk.rows)?;
+        self.summary.accepted += outcome.accepted() as u64;
+        self.summary.duplicates += outcome.duplicates() as u64;
+        Ok(())
     }
-    if summary.rejected > 0 {
-        summary.quarantine = Some(store_quarantine(ingestor, quarantine)?);
-    }
-    Ok(summary)
 }
 
-fn send(
-    ingestor: &Ingestor,
-    batch: &mut Vec<crate::record::LaunchRow>,
-    summary: &mut BackfillSummary,
+/// Cuts the stream into chunks of whole lines.
+fn read_chunks(
+    mut reader: Box<dyn Read + Send>,
+    chunks: mpsc::SyncSender<Chunk>,
+    display: &str,
 ) -> Result<()> {
-    if batch.is_empty() {
-        return Ok(());
+    let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK_BYTES);
+    let mut seq = 0;
+    let mut next_line = 1u64;
+    let mut eof = false;
+    while !eof {
+        // Fill up to the chunk size (further when one line is longer than that).
+        let want = CHUNK_BYTES.max(buffer.len() + CHUNK_BYTES / 4);
+        let mut filled = buffer.len();
+        buffer.resize(want, 0);
+        while filled < want {
+            match reader.read(&mut buffer[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("reading {display} near line {next_line}"),
+                        e,
+                    ));
+                }
+            }
+        }
+        buffer.truncate(filled);
+        let cut = if eof {
+            buffer.len()
+        } else {
+            match buffer.iter().rposition(|&b| b == b'\n') {
+                Some(at) => at + 1,
+                None if buffer.len() >= MAX_LINE_BYTES => buffer.len(),
+                None => continue,
+            }
+        };
+        if cut == 0 {
+            continue;
+        }
+        let rest = buffer.split_off(cut);
+        let text = std::mem::replace(&mut buffer, rest);
+        let lines = text.iter().filter(|&&b| b == b'\n').count() as u64
+            + u64::from(text.last().is_some_and(|&b| b != b'\n'));
+        let chunk = Chunk {
+            seq,
+            first_line: next_line,
+            text,
+        };
+        seq += 1;
+        next_line += lines;
+        if chunks.send(chunk).is_err() {
+            // The consumer stopped: it has the error to report.
+            return Ok(());
+        }
     }
-    let outcome = ingestor.append_blocking(std::mem::take(batch))?;
-    summary.accepted += outcome.accepted() as u64;
-    summary.duplicates += outcome.duplicates() as u64;
     Ok(())
+}
+
+fn parse_chunk(chunk: Chunk, project: &str, received_at: i64, limits: &Limits) -> Parsed {
+    let mut parsed = Parsed {
+        seq: chunk.seq,
+        rows: Vec::with_capacity(chunk.text.len() / 256),
+        rejects: Vec::new(),
+        read: 0,
+    };
+    let text = chunk.text.strip_suffix(b"\n").unwrap_or(&chunk.text);
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        parsed.read += 1;
+        let outcome = match std::str::from_utf8(line) {
+            Ok(text) => parse_event(text, project, received_at, limits)
+                .map_err(|e| (e.field().map(str::to_string), e.to_string())),
+            Err(e) => Err((
+                None,
+                format!("line is not valid UTF-8 (at byte {})", e.valid_up_to()),
+            )),
+        };
+        match outcome {
+            Ok(row) => parsed.rows.push(row),
+            Err((field, reason)) => parsed.rejects.push((
+                chunk.first_line + i as u64,
+                field,
+                reason,
+                String::from_utf8_lossy(line.trim_ascii_end()).into_owned(),
+            )),
+        }
+    }
+    parsed
 }
 
 struct QuarantineFile(std::io::BufWriter<File>, PathBuf);
