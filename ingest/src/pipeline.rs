@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dedupe::{DedupeIndex, id_hash, load_partition_ids};
 use crate::error::{Error, Result};
 use crate::parquet_io::write_parquet;
-use crate::record::{LaunchRow, PartitionKey, rows_to_batch};
+use crate::record::{LaunchBatchBuilder, LaunchRow, PartitionKey, sort_by_event_time};
 use crate::storage::Storage;
 use crate::wal::{Replay, Wal, delete_segments, encode_row};
 
@@ -83,9 +83,6 @@ enum Command {
         reply: oneshot::Sender<Result<()>>,
     },
     Tick,
-    Flushed {
-        generation: u64,
-    },
     Shutdown {
         reply: oneshot::Sender<Result<()>>,
     },
@@ -101,7 +98,7 @@ pub struct Ingestor {
 
 struct FlushJob {
     generation: u64,
-    partitions: BTreeMap<PartitionKey, Vec<LaunchRow>>,
+    partitions: BTreeMap<PartitionKey, LaunchBatchBuilder>,
     /// Log segments covered by this job, deleted once it is stored.
     wal_upto: Option<u64>,
     done: Vec<oneshot::Sender<Result<()>>>,
@@ -119,13 +116,16 @@ impl Ingestor {
             None => (None, None),
         };
         let (commands, receiver) = mpsc::channel(1024);
-        let (jobs, job_receiver) = mpsc::unbounded_channel();
+        // One job queued behind the one being written: when storage is slower than ingest, the
+        // committer waits (and requests with it) instead of buffering without bound.
+        let (jobs, job_receiver) = mpsc::channel(1);
+        let flushed = Arc::new(AtomicU64::new(0));
         let handle = Handle::current();
         tokio::spawn(run_flusher(
             storage.clone(),
             config.wal_dir.clone(),
             job_receiver,
-            commands.clone(),
+            flushed.clone(),
         ));
         let stopped = Arc::new(AtomicBool::new(false));
         let mut committer = Committer {
@@ -138,7 +138,7 @@ impl Ingestor {
             buffered_rows: 0,
             oldest: None,
             generation: 0,
-            flushed_generation: None,
+            flushed: flushed.clone(),
             jobs,
         };
         let ticker = commands.clone();
@@ -236,12 +236,13 @@ struct Committer {
     handle: Handle,
     index: DedupeIndex,
     wal: Option<Wal>,
-    buffer: BTreeMap<PartitionKey, Vec<LaunchRow>>,
+    buffer: BTreeMap<PartitionKey, LaunchBatchBuilder>,
     buffered_rows: usize,
     oldest: Option<Instant>,
     generation: u64,
-    flushed_generation: Option<u64>,
-    jobs: mpsc::UnboundedSender<FlushJob>,
+    /// Number of flush jobs stored so far (generations `0..flushed`), set by the flusher.
+    flushed: Arc<AtomicU64>,
+    jobs: mpsc::Sender<FlushJob>,
 }
 
 impl Committer {
@@ -263,10 +264,6 @@ impl Committer {
                     Command::Append { rows, reply } => appends.push((rows, reply)),
                     Command::Flush { reply } => flush_waiters.push(reply),
                     Command::Tick => {}
-                    Command::Flushed { generation } => {
-                        self.flushed_generation = Some(generation);
-                        self.index.evict(self.flushed_generation);
-                    }
                     Command::Shutdown { reply } => shutdown = Some(reply),
                 }
             }
@@ -338,9 +335,7 @@ impl Committer {
         for (rows, stored, reply) in decided {
             for (row, keep) in rows.into_iter().zip(&stored) {
                 if *keep {
-                    let key = row.partition(self.config.tz);
-                    self.buffer.entry(key).or_default().push(row);
-                    self.buffered_rows += 1;
+                    self.buffer_row(&row);
                 }
             }
             if self.buffered_rows > 0 && self.oldest.is_none() {
@@ -348,6 +343,16 @@ impl Committer {
             }
             let _ = reply.send(Ok(AppendOutcome { stored }));
         }
+    }
+
+    fn buffer_row(&mut self, row: &LaunchRow) {
+        let key = row.partition(self.config.tz);
+        if let Err(e) = self.buffer.entry(key).or_default().push(row) {
+            // Only an inconsistent builder fails; the event stays in the write-ahead log.
+            tracing::error!(error = %e, "could not buffer an event");
+            return;
+        }
+        self.buffered_rows += 1;
     }
 
     /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use.
@@ -395,11 +400,7 @@ impl Committer {
         let stored = self.dedupe(&rows)?;
         for (row, keep) in rows.into_iter().zip(&stored) {
             if *keep {
-                self.buffer
-                    .entry(row.partition(self.config.tz))
-                    .or_default()
-                    .push(row);
-                self.buffered_rows += 1;
+                self.buffer_row(&row);
             }
         }
         Ok(AppendOutcome { stored })
@@ -428,9 +429,13 @@ impl Committer {
             done,
         };
         self.generation += 1;
-        self.jobs
-            .send(job)
-            .map_err(|_| Error::Stopped("flusher ended".into()))
+        let result = self
+            .jobs
+            .blocking_send(job)
+            .map_err(|_| Error::Stopped("flusher ended".into()));
+        let flushed = self.flushed.load(Ordering::SeqCst);
+        self.index.evict(flushed.checked_sub(1));
+        result
     }
 }
 
@@ -439,8 +444,8 @@ impl Committer {
 async fn run_flusher(
     storage: Storage,
     wal_dir: Option<PathBuf>,
-    mut jobs: mpsc::UnboundedReceiver<FlushJob>,
-    commands: mpsc::Sender<Command>,
+    mut jobs: mpsc::Receiver<FlushJob>,
+    flushed: Arc<AtomicU64>,
 ) {
     let writer_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let mut sequence = 0u64;
@@ -467,11 +472,7 @@ async fn run_flusher(
             tracing::warn!(error = %e, "could not delete flushed write-ahead log segments");
         }
         if result.is_ok() {
-            let _ = commands
-                .send(Command::Flushed {
-                    generation: job.generation,
-                })
-                .await;
+            flushed.store(job.generation + 1, Ordering::SeqCst);
         }
         let message = result.as_ref().err().map(|e| e.to_string());
         for waiter in job.done {
@@ -489,16 +490,11 @@ async fn write_partition(
     storage: &Storage,
     key: &PartitionKey,
     name: &str,
-    mut rows: Vec<LaunchRow>,
+    rows: LaunchBatchBuilder,
 ) -> Result<()> {
     let bytes = tokio::task::spawn_blocking(move || {
-        rows.sort_by_key(|r| r.event.event_time_ms);
-        let refs: Vec<&LaunchRow> = rows.iter().collect();
-        let batches = refs
-            .chunks(64 * 1024)
-            .map(rows_to_batch)
-            .collect::<Result<Vec<_>>>()?;
-        write_parquet(&batches)
+        let batch = sort_by_event_time(&rows.finish()?)?;
+        write_parquet(&[batch])
     })
     .await
     .map_err(|e| Error::Stopped(format!("encoder task failed: {e}")))??;

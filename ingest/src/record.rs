@@ -72,81 +72,132 @@ impl PartitionKey {
     }
 }
 
-/// Builds the Parquet-bound batch of `rows`, in the order given.
-pub fn rows_to_batch(rows: &[&LaunchRow]) -> Result<RecordBatch> {
-    let n = rows.len();
-    let mut event_id = StringBuilder::with_capacity(n, n * 24);
-    let mut user_id = StringBuilder::with_capacity(n, n * 16);
-    let mut event_time = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut received_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut sent_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut launch_type = StringBuilder::with_capacity(n, n * 4);
-    let mut scene = Int32Builder::with_capacity(n);
-    let mut path = StringBuilder::with_capacity(n, n * 16);
-    let mut query = MapBuilder::new(
-        Some(MapFieldNames {
-            entry: "entries".into(),
-            key: "key".into(),
-            value: "value".into(),
-        }),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    );
-    let mut code_id = StringBuilder::new();
-    let mut code_kind = StringBuilder::new();
-    let mut utm: [StringBuilder; 5] = std::array::from_fn(|_| StringBuilder::new());
-    let mut attribution = StringBuilder::with_capacity(n, n * 2);
-    let mut props = StringBuilder::new();
+/// Columnar accumulation of rows of `launch_events`: the buffer between the write-ahead log and
+/// Parquet. About a third of the memory of the rows themselves, and the batch is ready at flush.
+pub struct LaunchBatchBuilder {
+    event_id: StringBuilder,
+    user_id: StringBuilder,
+    event_time: TimestampMillisecondBuilder,
+    received_at: TimestampMillisecondBuilder,
+    sent_at: TimestampMillisecondBuilder,
+    launch_type: StringBuilder,
+    scene: Int32Builder,
+    path: StringBuilder,
+    query: MapBuilder<StringBuilder, StringBuilder>,
+    code_id: StringBuilder,
+    code_kind: StringBuilder,
+    utm: [StringBuilder; 5],
+    attribution: StringBuilder,
+    props: StringBuilder,
+    rows: usize,
+}
 
-    for row in rows {
-        let e = &row.event;
-        event_id.append_value(&e.event_id);
-        user_id.append_value(&e.user_id);
-        event_time.append_value(e.event_time_ms);
-        received_at.append_value(row.received_at_ms);
-        sent_at.append_option(e.sent_at_ms);
-        launch_type.append_option(e.launch_type.map(|t| t.as_str()));
-        scene.append_option(e.scene);
-        path.append_option(e.path.as_deref());
-        if e.query.is_empty() {
-            query.append(false)?;
-        } else {
-            for (k, v) in &e.query {
-                query.keys().append_value(k);
-                query.values().append_value(v);
-            }
-            query.append(true)?;
+impl Default for LaunchBatchBuilder {
+    fn default() -> Self {
+        let utc = || TimestampMillisecondBuilder::new().with_timezone("UTC");
+        LaunchBatchBuilder {
+            event_id: StringBuilder::new(),
+            user_id: StringBuilder::new(),
+            event_time: utc(),
+            received_at: utc(),
+            sent_at: utc(),
+            launch_type: StringBuilder::new(),
+            scene: Int32Builder::new(),
+            path: StringBuilder::new(),
+            query: MapBuilder::new(
+                Some(MapFieldNames {
+                    entry: "entries".into(),
+                    key: "key".into(),
+                    value: "value".into(),
+                }),
+                StringBuilder::new(),
+                StringBuilder::new(),
+            ),
+            code_id: StringBuilder::new(),
+            code_kind: StringBuilder::new(),
+            utm: std::array::from_fn(|_| StringBuilder::new()),
+            attribution: StringBuilder::new(),
+            props: StringBuilder::new(),
+            rows: 0,
         }
-        let a = &row.attribution;
-        code_id.append_option(a.code_id.as_deref());
-        code_kind.append_option(a.code_kind.map(|k| k.as_str()));
-        for (builder, value) in utm.iter_mut().zip(a.utm.fields()) {
-            builder.append_option(value.as_deref());
-        }
-        attribution.append_value(a.status.as_str());
-        props.append_option(e.props.as_deref());
+    }
+}
+
+impl LaunchBatchBuilder {
+    pub fn len(&self) -> usize {
+        self.rows
     }
 
-    let [utm_source, utm_medium, utm_campaign, utm_content, utm_term] = utm;
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(event_id.finish()),
-        Arc::new(user_id.finish()),
-        Arc::new(event_time.finish()),
-        Arc::new(received_at.finish()),
-        Arc::new(sent_at.finish()),
-        Arc::new(launch_type.finish()),
-        Arc::new(scene.finish()),
-        Arc::new(path.finish()),
-        Arc::new(query.finish()),
-        Arc::new(code_id.finish()),
-        Arc::new(code_kind.finish()),
-        Arc::new({ utm_source }.finish()),
-        Arc::new({ utm_medium }.finish()),
-        Arc::new({ utm_campaign }.finish()),
-        Arc::new({ utm_content }.finish()),
-        Arc::new({ utm_term }.finish()),
-        Arc::new(attribution.finish()),
-        Arc::new(props.finish()),
-    ];
-    Ok(RecordBatch::try_new(launch_events_file_schema(), columns)?)
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn push(&mut self, row: &LaunchRow) -> Result<()> {
+        let e = &row.event;
+        self.event_id.append_value(&e.event_id);
+        self.user_id.append_value(&e.user_id);
+        self.event_time.append_value(e.event_time_ms);
+        self.received_at.append_value(row.received_at_ms);
+        self.sent_at.append_option(e.sent_at_ms);
+        self.launch_type
+            .append_option(e.launch_type.map(|t| t.as_str()));
+        self.scene.append_option(e.scene);
+        self.path.append_option(e.path.as_deref());
+        if e.query.is_empty() {
+            self.query.append(false)?;
+        } else {
+            for (k, v) in &e.query {
+                self.query.keys().append_value(k);
+                self.query.values().append_value(v);
+            }
+            self.query.append(true)?;
+        }
+        let a = &row.attribution;
+        self.code_id.append_option(a.code_id.as_deref());
+        self.code_kind
+            .append_option(a.code_kind.map(|k| k.as_str()));
+        for (builder, value) in self.utm.iter_mut().zip(a.utm.fields()) {
+            builder.append_option(value.as_deref());
+        }
+        self.attribution.append_value(a.status.as_str());
+        self.props.append_option(e.props.as_deref());
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The rows so far as one batch, in arrival order.
+    pub fn finish(mut self) -> Result<RecordBatch> {
+        let [utm_source, utm_medium, utm_campaign, utm_content, utm_term] = &mut self.utm;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.user_id.finish()),
+            Arc::new(self.event_time.finish()),
+            Arc::new(self.received_at.finish()),
+            Arc::new(self.sent_at.finish()),
+            Arc::new(self.launch_type.finish()),
+            Arc::new(self.scene.finish()),
+            Arc::new(self.path.finish()),
+            Arc::new(self.query.finish()),
+            Arc::new(self.code_id.finish()),
+            Arc::new(self.code_kind.finish()),
+            Arc::new(utm_source.finish()),
+            Arc::new(utm_medium.finish()),
+            Arc::new(utm_campaign.finish()),
+            Arc::new(utm_content.finish()),
+            Arc::new(utm_term.finish()),
+            Arc::new(self.attribution.finish()),
+            Arc::new(self.props.finish()),
+        ];
+        Ok(RecordBatch::try_new(launch_events_file_schema(), columns)?)
+    }
+}
+
+/// Sorts a `launch_events` batch by `event_time`.
+pub fn sort_by_event_time(batch: &RecordBatch) -> Result<RecordBatch> {
+    let options = arrow_schema::SortOptions {
+        descending: false,
+        nulls_first: false,
+    };
+    let indices = arrow_ord::sort::sort_to_indices(batch.column(2), Some(options), None)?;
+    Ok(arrow_select::take::take_record_batch(batch, &indices)?)
 }
