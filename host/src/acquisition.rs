@@ -180,19 +180,30 @@ impl AcquisitionQuery {
                 SELECT user_id, event_id, event_time, dt, {ATTRIBUTED} AS attributed, {projected}
                 FROM launch_events WHERE project = $1
             ),
+            in_window AS (
+                SELECT * FROM launches
+                WHERE dt >= $4 AND dt <= $5 AND event_time >= $2 AND event_time < $3
+            ),
+            -- A user's first launch ever is in the window exactly when they launched in it and
+            -- never before it: an anti-join against the history reads one column of it, instead
+            -- of ordering every user's whole history.
             first_touch AS (
-                SELECT user_id, min(event_time) AS first_time,
+                SELECT user_id,
                        first_value(attributed ORDER BY event_time, event_id) AS attributed, {first_values}
-                FROM launches GROUP BY user_id
+                FROM in_window w
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM launch_events h
+                    WHERE h.project = $1 AND h.dt <= $5 AND h.event_time < $2 AND h.user_id = w.user_id
+                )
+                GROUP BY user_id
             ),
             counts AS (
                 SELECT attributed, {dims}, 0 AS new_users, count(DISTINCT user_id) AS users, count(*) AS launches
-                FROM launches
-                WHERE dt >= $4 AND dt <= $5 AND event_time >= $2 AND event_time < $3
+                FROM in_window
                 GROUP BY attributed, {dims}
                 UNION ALL
                 SELECT attributed, {dims}, count(*) AS new_users, 0 AS users, 0 AS launches
-                FROM first_touch WHERE first_time >= $2 AND first_time < $3
+                FROM first_touch
                 GROUP BY attributed, {dims}
             )
             SELECT {labelled},
