@@ -7,6 +7,21 @@ use serde_json::Value;
 const GOOD: &str =
     r#"{"event_id":"g1","user_id":"u1","ts":1763942400000,"query":{"utm_source":"gzh"}}"#;
 
+/// `SELECT count(*) FROM launch_events` through the CLI.
+fn stored_events(data: &str) -> u64 {
+    let out = stdout_of(&promolens(&[
+        "sql",
+        "--data",
+        data,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM launch_events",
+    ]));
+    out.strip_prefix("n\n")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {out:?}"))
+}
+
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -41,15 +56,7 @@ fn sql_is_read_only() {
         assert!(message.contains(what), "{sql}: {message}");
     }
     assert!(!std::path::Path::new("/tmp/promolens-should-not-exist.csv").exists());
-    let out = stdout_of(&promolens(&[
-        "sql",
-        "--data",
-        data,
-        "--format",
-        "csv",
-        "SELECT count(*) AS n FROM launch_events",
-    ]));
-    assert_eq!(out, "n\n0\n");
+    assert_eq!(stored_events(data), 0);
 }
 
 #[test]
@@ -127,15 +134,7 @@ fn backfill_quarantines_rejects_and_strict_fails() {
         out.contains("accepted 0 · duplicates 2 · rejected 2"),
         "{out}"
     );
-    let out = stdout_of(&promolens(&[
-        "sql",
-        "--data",
-        data,
-        "--format",
-        "csv",
-        "SELECT count(*) AS n FROM launch_events",
-    ]));
-    assert_eq!(out, "n\n2\n");
+    assert_eq!(stored_events(data), 2);
 }
 
 #[test]
