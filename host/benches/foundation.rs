@@ -110,7 +110,7 @@ fn backfill_into(data: &Path, file: &Path) -> (Duration, u64) {
 fn bench_backfill() {
     let dir = work_dir();
     let file = dir.join("events-1g.ndjson");
-    generate(&file, 3_000_000, 600_000, 30);
+    generate(&file, 4_000_000, 800_000, 30);
     let size = std::fs::metadata(&file).expect("file").len();
     let lines = line_count(&file);
     let (ours, our_rss) = backfill_into(&dir.join("backfill-data"), &file);
