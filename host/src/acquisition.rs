@@ -8,11 +8,12 @@
 //! A launch is attributed when it has a `utm_source` or a code. Unattributed launches form one
 //! row, `(unattributed)`; an attributed launch without a value for a dimension shows `(not set)`.
 
-use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+use promolens_ingest::record::start_of_day;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -85,19 +86,6 @@ impl Window {
     pub fn end_ms(&self) -> i64 {
         start_of_day(self.to + Days::new(1), self.tz)
     }
-}
-
-fn start_of_day(day: NaiveDate, tz: Tz) -> i64 {
-    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-    tz.from_local_datetime(&midnight)
-        .earliest()
-        // A day that starts in a DST gap starts at the gap's end: one hour later at most.
-        .or_else(|| {
-            tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
-                .earliest()
-        })
-        .map(|t| t.timestamp_millis())
-        .unwrap_or_else(|| midnight.and_utc().timestamp_millis())
 }
 
 /// Parses `--by utm_source,utm_campaign`.

@@ -248,7 +248,12 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             files,
         } => {
             let (storage, tz) = open(&data)?;
-            let ingestor = Arc::new(Ingestor::start(storage, IngestConfig::new(tz)).await?);
+            // A file is mostly in time order: a few days' ids are enough to dedupe it, and
+            // smaller buffers keep a 10 GB backfill within a few hundred MiB.
+            let mut config = IngestConfig::new(tz);
+            config.dedupe_max_ids = 1_000_000;
+            config.flush_rows = 100_000;
+            let ingestor = Arc::new(Ingestor::start(storage, config).await?);
             let progress = ProgressReport::new();
             let worker = ingestor.clone();
             let started = Instant::now();

@@ -7,7 +7,7 @@
 //! or large enough, it seals the log segment and hands the buffer to the flusher task, which writes
 //! one Parquet file per partition and then deletes the sealed segments.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dedupe::{DedupeIndex, id_hash, load_partition_ids};
 use crate::error::{Error, Result};
 use crate::parquet_io::write_parquet;
-use crate::record::{LaunchBatchBuilder, LaunchRow, PartitionKey, sort_by_event_time};
+use crate::record::{
+    LaunchBatchBuilder, LaunchRow, PartitionKey, PartitionResolver, sort_by_event_time,
+};
 use crate::storage::Storage;
 use crate::wal::{Replay, Wal, delete_segments, encode_row};
 
@@ -98,7 +100,7 @@ pub struct Ingestor {
 
 struct FlushJob {
     generation: u64,
-    partitions: BTreeMap<PartitionKey, LaunchBatchBuilder>,
+    partitions: BTreeMap<Arc<PartitionKey>, LaunchBatchBuilder>,
     /// Log segments covered by this job, deleted once it is stored.
     wal_upto: Option<u64>,
     done: Vec<oneshot::Sender<Result<()>>>,
@@ -135,6 +137,7 @@ impl Ingestor {
             index: DedupeIndex::new(config.dedupe_max_ids),
             wal,
             buffer: BTreeMap::new(),
+            partitions: PartitionResolver::new(config.tz),
             buffered_rows: 0,
             oldest: None,
             generation: 0,
@@ -236,7 +239,8 @@ struct Committer {
     handle: Handle,
     index: DedupeIndex,
     wal: Option<Wal>,
-    buffer: BTreeMap<PartitionKey, LaunchBatchBuilder>,
+    buffer: BTreeMap<Arc<PartitionKey>, LaunchBatchBuilder>,
+    partitions: PartitionResolver,
     buffered_rows: usize,
     oldest: Option<Instant>,
     generation: u64,
@@ -303,13 +307,13 @@ impl Committer {
         let mut decided = Vec::with_capacity(appends.len());
         for (rows, reply) in appends {
             match self.dedupe(&rows) {
-                Ok(stored) => {
+                Ok((stored, keys)) => {
                     if self.wal.is_some() {
                         for (row, _) in rows.iter().zip(&stored).filter(|(_, s)| **s) {
                             encode_row(row, &mut payload);
                         }
                     }
-                    decided.push((rows, stored, reply));
+                    decided.push((rows, stored, keys, reply));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -321,10 +325,9 @@ impl Committer {
         {
             tracing::error!(error = %e, "write-ahead log append failed; the requests get an error");
             let message = e.to_string();
-            for (rows, stored, reply) in decided {
-                for (row, _) in rows.iter().zip(&stored).filter(|(_, s)| **s) {
-                    self.index
-                        .remove(&row.partition(self.config.tz), id_hash(&row.event.event_id));
+            for (rows, stored, keys, reply) in decided {
+                for ((row, key), _) in rows.iter().zip(&keys).zip(&stored).filter(|(_, s)| **s) {
+                    self.index.remove(key, id_hash(&row.event.event_id));
                 }
                 let _ = reply.send(Err(Error::Stopped(format!(
                     "durable write failed: {message}"
@@ -332,10 +335,10 @@ impl Committer {
             }
             return;
         }
-        for (rows, stored, reply) in decided {
-            for (row, keep) in rows.into_iter().zip(&stored) {
+        for (rows, stored, keys, reply) in decided {
+            for ((row, key), keep) in rows.iter().zip(keys).zip(&stored) {
                 if *keep {
-                    self.buffer_row(&row);
+                    self.buffer_row(row, key);
                 }
             }
             if self.buffered_rows > 0 && self.oldest.is_none() {
@@ -345,8 +348,7 @@ impl Committer {
         }
     }
 
-    fn buffer_row(&mut self, row: &LaunchRow) {
-        let key = row.partition(self.config.tz);
+    fn buffer_row(&mut self, row: &LaunchRow, key: Arc<PartitionKey>) {
         if let Err(e) = self.buffer.entry(key).or_default().push(row) {
             // Only an inconsistent builder fails; the event stays in the write-ahead log.
             tracing::error!(error = %e, "could not buffer an event");
@@ -356,15 +358,24 @@ impl Committer {
     }
 
     /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use.
-    fn dedupe(&mut self, rows: &[LaunchRow]) -> Result<Vec<bool>> {
-        let keys: Vec<PartitionKey> = rows.iter().map(|r| r.partition(self.config.tz)).collect();
-        let missing: HashSet<&PartitionKey> =
-            keys.iter().filter(|k| !self.index.is_loaded(k)).collect();
-        for key in missing {
-            let ids = self
-                .handle
-                .block_on(load_partition_ids(&self.storage, key))?;
-            self.index.insert_loaded(key.clone(), ids);
+    /// Returns the flags and each row's partition.
+    fn dedupe(&mut self, rows: &[LaunchRow]) -> Result<(Vec<bool>, Vec<Arc<PartitionKey>>)> {
+        let keys: Vec<Arc<PartitionKey>> = rows
+            .iter()
+            .map(|r| self.partitions.key(&r.project, r.event.event_time_ms))
+            .collect();
+        let mut previous: Option<&Arc<PartitionKey>> = None;
+        for key in &keys {
+            if previous.is_some_and(|p| Arc::ptr_eq(p, key)) {
+                continue;
+            }
+            previous = Some(key);
+            if !self.index.is_loaded(key) {
+                let ids = self
+                    .handle
+                    .block_on(load_partition_ids(&self.storage, key))?;
+                self.index.insert_loaded(PartitionKey::clone(key), ids);
+            }
         }
         let stored = rows
             .iter()
@@ -374,7 +385,7 @@ impl Committer {
                     .insert(key, id_hash(&row.event.event_id), self.generation)
             })
             .collect();
-        Ok(stored)
+        Ok((stored, keys))
     }
 
     /// Restores what an earlier process left in the write-ahead log and writes it to Parquet.
@@ -397,10 +408,10 @@ impl Committer {
 
     /// Used for the replay at start: dedupe and buffer without logging again.
     fn accept(&mut self, rows: Vec<LaunchRow>) -> Result<AppendOutcome> {
-        let stored = self.dedupe(&rows)?;
-        for (row, keep) in rows.into_iter().zip(&stored) {
+        let (stored, keys) = self.dedupe(&rows)?;
+        for ((row, key), keep) in rows.iter().zip(keys).zip(&stored) {
             if *keep {
-                self.buffer_row(&row);
+                self.buffer_row(row, key);
             }
         }
         Ok(AppendOutcome { stored })

@@ -6,7 +6,7 @@ use arrow_array::builder::{
     Int32Builder, MapBuilder, MapFieldNames, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use promolens_schemas::tables::launch_events_file_schema;
 use promolens_schemas::{Attribution, LaunchEvent, decode_attribution};
@@ -33,24 +33,55 @@ impl LaunchRow {
             attribution,
         }
     }
-
-    /// The hive partition this row belongs to: the calendar day of the launch in the project's
-    /// time zone.
-    pub fn partition(&self, tz: Tz) -> PartitionKey {
-        PartitionKey {
-            project: self.project.clone(),
-            dt: day_of(self.event.event_time_ms, tz),
-        }
-    }
 }
 
-/// `YYYY-MM-DD` of an instant in `tz`.
-pub fn day_of(epoch_ms: i64, tz: Tz) -> String {
-    DateTime::<Utc>::from_timestamp_millis(epoch_ms)
-        .unwrap_or_default()
-        .with_timezone(&tz)
-        .format("%Y-%m-%d")
-        .to_string()
+/// First instant (epoch ms) of calendar day `day` in `tz`. A day that starts in a DST gap starts
+/// when the gap ends.
+pub fn start_of_day(day: NaiveDate, tz: Tz) -> i64 {
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    (0..=2)
+        .find_map(|hours| {
+            tz.from_local_datetime(&(midnight + chrono::Duration::hours(hours)))
+                .earliest()
+        })
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|| midnight.and_utc().timestamp_millis())
+}
+
+/// Maps (project, event time) to its partition: the calendar day of the launch in the projects'
+/// time zone. Rows come mostly in time order, so the previous row's day almost always answers
+/// without converting or formatting a date.
+pub struct PartitionResolver {
+    tz: Tz,
+    /// The last day seen: [start, end) in epoch ms, and its key.
+    last: Option<(i64, i64, Arc<PartitionKey>)>,
+}
+
+impl PartitionResolver {
+    pub fn new(tz: Tz) -> PartitionResolver {
+        PartitionResolver { tz, last: None }
+    }
+
+    pub fn key(&mut self, project: &str, epoch_ms: i64) -> Arc<PartitionKey> {
+        if let Some((start, end, key)) = &self.last
+            && (*start..*end).contains(&epoch_ms)
+            && key.project == project
+        {
+            return key.clone();
+        }
+        let day = DateTime::<Utc>::from_timestamp_millis(epoch_ms)
+            .unwrap_or_default()
+            .with_timezone(&self.tz)
+            .date_naive();
+        let key = Arc::new(PartitionKey {
+            project: project.to_string(),
+            dt: day.format("%Y-%m-%d").to_string(),
+        });
+        let start = start_of_day(day, self.tz);
+        let end = start_of_day(day + chrono::Days::new(1), self.tz);
+        self.last = Some((start, end, key.clone()));
+        key
+    }
 }
 
 /// A `launch_events/project=P/dt=D` folder.
@@ -200,4 +231,23 @@ pub fn sort_by_event_time(batch: &RecordBatch) -> Result<RecordBatch> {
     };
     let indices = arrow_ord::sort::sort_to_indices(batch.column(2), Some(options), None)?;
     Ok(arrow_select::take::take_record_batch(batch, &indices)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_day_changes_at_midnight_in_the_zone() {
+        let mut resolver = PartitionResolver::new(chrono_tz::Asia::Shanghai);
+        // 2025-11-17 00:00 +08:00 is 1763308800000.
+        let before = resolver.key("p", 1_763_308_799_999);
+        let at = resolver.key("p", 1_763_308_800_000);
+        let again = resolver.key("p", 1_763_308_800_001);
+        assert_eq!(before.dt, "2025-11-16");
+        assert_eq!(at.dt, "2025-11-17");
+        assert!(Arc::ptr_eq(&at, &again), "same day answers from the cache");
+        assert_eq!(resolver.key("q", 1_763_308_800_001).project, "q");
+        assert_eq!(resolver.key("p", 1_763_308_799_999).dt, "2025-11-16");
+    }
 }
