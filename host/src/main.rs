@@ -252,7 +252,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             // smaller buffers keep a 10 GB backfill within a few hundred MiB.
             let mut config = IngestConfig::new(tz);
             config.dedupe_max_ids = 1_000_000;
-            config.flush_rows = 100_000;
+            config.flush_rows = 64_000;
             let ingestor = Arc::new(Ingestor::start(storage, config).await?);
             let progress = ProgressReport::new();
             let worker = ingestor.clone();

@@ -91,7 +91,7 @@ pub fn backfill(
 }
 
 /// Bytes of text per chunk handed to a parser.
-const CHUNK_BYTES: usize = 4 << 20;
+const CHUNK_BYTES: usize = 1 << 20;
 /// A line longer than this is cut (and rejected as malformed) rather than buffered further.
 const MAX_LINE_BYTES: usize = 64 << 20;
 
