@@ -85,20 +85,29 @@ impl DedupeIndex {
         );
     }
 
-    /// Records `id` in a loaded partition; false when it was already there (a duplicate).
-    pub fn insert(&mut self, key: &PartitionKey, id: u128, generation: u64) -> bool {
+    /// Records the `ids` of a run of rows of one loaded partition, pushing for each whether it
+    /// is new (false: a duplicate). One partition lookup per run, not per row.
+    pub fn insert_run(
+        &mut self,
+        key: &PartitionKey,
+        ids: impl Iterator<Item = u128>,
+        generation: u64,
+        stored: &mut Vec<bool>,
+    ) {
         self.clock += 1;
         let Some(part) = self.partitions.get_mut(key) else {
             debug_assert!(false, "partition {key:?} not loaded");
-            return true;
+            stored.extend(ids.map(|_| true));
+            return;
         };
         part.last_used = self.clock;
-        if part.ids.insert(id) {
-            part.dirty_generation = Some(generation);
-            self.total_ids += 1;
-            true
-        } else {
-            false
+        for id in ids {
+            let new = part.ids.insert(id);
+            if new {
+                part.dirty_generation = Some(generation);
+                self.total_ids += 1;
+            }
+            stored.push(new);
         }
     }
 

@@ -336,11 +336,7 @@ impl Committer {
             return;
         }
         for (rows, stored, keys, reply) in decided {
-            for ((row, key), keep) in rows.iter().zip(keys).zip(&stored) {
-                if *keep {
-                    self.buffer_row(row, key);
-                }
-            }
+            self.buffer_rows(&rows, &keys, &stored);
             if self.buffered_rows > 0 && self.oldest.is_none() {
                 self.oldest = Some(Instant::now());
             }
@@ -348,13 +344,23 @@ impl Committer {
         }
     }
 
-    fn buffer_row(&mut self, row: &LaunchRow, key: Arc<PartitionKey>) {
-        if let Err(e) = self.buffer.entry(key).or_default().push(row) {
-            // Only an inconsistent builder fails; the event stays in the write-ahead log.
-            tracing::error!(error = %e, "could not buffer an event");
-            return;
+    /// Moves the stored rows into the buffer, one partition lookup per run of rows.
+    fn buffer_rows(&mut self, rows: &[LaunchRow], keys: &[Arc<PartitionKey>], stored: &[bool]) {
+        for run in runs(keys) {
+            let builder = self.buffer.entry(keys[run.start].clone()).or_default();
+            for (row, _) in rows[run.clone()]
+                .iter()
+                .zip(&stored[run])
+                .filter(|(_, keep)| **keep)
+            {
+                if let Err(e) = builder.push(row) {
+                    // Only an inconsistent builder fails; the event stays in the write-ahead log.
+                    tracing::error!(error = %e, "could not buffer an event");
+                    continue;
+                }
+                self.buffered_rows += 1;
+            }
         }
-        self.buffered_rows += 1;
     }
 
     /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use.
@@ -377,14 +383,14 @@ impl Committer {
                 self.index.insert_loaded(PartitionKey::clone(key), ids);
             }
         }
-        let stored = rows
-            .iter()
-            .zip(&keys)
-            .map(|(row, key)| {
-                self.index
-                    .insert(key, id_hash(&row.event.event_id), self.generation)
-            })
-            .collect();
+        let mut stored = Vec::with_capacity(rows.len());
+        for run in runs(&keys) {
+            let ids = rows[run.clone()]
+                .iter()
+                .map(|row| id_hash(&row.event.event_id));
+            self.index
+                .insert_run(&keys[run.start], ids, self.generation, &mut stored);
+        }
         Ok((stored, keys))
     }
 
@@ -409,11 +415,7 @@ impl Committer {
     /// Used for the replay at start: dedupe and buffer without logging again.
     fn accept(&mut self, rows: Vec<LaunchRow>) -> Result<AppendOutcome> {
         let (stored, keys) = self.dedupe(&rows)?;
-        for ((row, key), keep) in rows.iter().zip(keys).zip(&stored) {
-            if *keep {
-                self.buffer_row(row, key);
-            }
-        }
+        self.buffer_rows(&rows, &keys, &stored);
         Ok(AppendOutcome { stored })
     }
 
@@ -448,6 +450,21 @@ impl Committer {
         self.index.evict(flushed.checked_sub(1));
         result
     }
+}
+
+/// Ranges of consecutive rows in the same partition (rows come mostly in time order).
+fn runs(keys: &[Arc<PartitionKey>]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let first = keys.get(start)?;
+        let len = keys[start..]
+            .iter()
+            .take_while(|k| Arc::ptr_eq(k, first))
+            .count();
+        let run = start..start + len;
+        start += len;
+        Some(run)
+    })
 }
 
 /// Writes flush jobs in order, one at a time, so that log segments are deleted only after every
