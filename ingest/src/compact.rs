@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use arrow_array::{Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_array::{RecordBatch, StringArray};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::parquet_io::{read_parquet, write_parquet};
+use crate::record::sort_by_event_time;
 use crate::storage::Storage;
 
 const MARKER_PREFIX: &str = "_compaction-";
@@ -280,23 +281,12 @@ fn merge(batches: Vec<RecordBatch>) -> Result<(bytes::Bytes, usize)> {
         .as_any()
         .downcast_ref::<StringArray>()
         .ok_or_else(|| Error::Stopped("event_id column is not a string".into()))?;
-    let times = all
-        .column(2)
-        .as_any()
-        .downcast_ref::<TimestampMillisecondArray>()
-        .ok_or_else(|| Error::Stopped("event_time column is not a timestamp".into()))?;
     let mut seen = HashSet::with_capacity(all.num_rows());
-    let mut keep: Vec<u32> = (0..all.num_rows() as u32)
+    let first_of_each: arrow_array::UInt32Array = (0..all.num_rows() as u32)
         .filter(|&i| seen.insert(ids.value(i as usize)))
         .collect();
-    keep.sort_by_key(|&i| times.value(i as usize));
-    let indices = arrow_array::UInt32Array::from(keep);
-    let columns = all
-        .columns()
-        .iter()
-        .map(|c| arrow_select::take::take(c.as_ref(), &indices, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let sorted = RecordBatch::try_new(schema, columns)?;
+    let unique = arrow_select::take::take_record_batch(&all, &first_of_each)?;
+    let sorted = sort_by_event_time(&unique)?;
     let events = sorted.num_rows();
     Ok((write_parquet(&[sorted])?, events))
 }

@@ -120,10 +120,6 @@ impl DedupeIndex {
         }
     }
 
-    pub fn total_ids(&self) -> usize {
-        self.total_ids
-    }
-
     /// Drops least recently used partitions whose events are all in Parquet (flush generation
     /// `flushed` and before) until the index is within its bound.
     pub fn evict(&mut self, flushed: Option<u64>) {

@@ -155,14 +155,6 @@ impl Default for LaunchBatchBuilder {
 }
 
 impl LaunchBatchBuilder {
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
     pub fn push(&mut self, row: &LaunchRow) -> Result<()> {
         let e = &row.event;
         self.event_id.append_value(&e.event_id);

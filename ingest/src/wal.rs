@@ -103,10 +103,6 @@ impl Wal {
         self.file = create_segment(&self.dir, self.segment)?;
         Ok(sealed)
     }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 /// Deletes every segment up to and including `upto`.

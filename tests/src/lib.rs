@@ -96,10 +96,6 @@ impl Server {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(mut self) {
         let mut child = self.child.take().expect("running");
