@@ -173,15 +173,15 @@ impl AcquisitionQuery {
                 WHERE dt >= $4 AND dt <= $5 AND event_time >= $2 AND event_time < $3
             ),
             -- A user's first launch ever is in the window exactly when they launched in it and
-            -- never before it: an anti-join against the history reads one column of it, instead
-            -- of ordering every user's whole history.
+            -- were never seen before it: an anti-join against `user_first_seen` (one row per
+            -- user, kept at ingest) instead of the whole launch history.
             first_touch AS (
                 SELECT user_id,
                        first_value(attributed ORDER BY event_time, event_id) AS attributed, {first_values}
                 FROM in_window w
                 WHERE NOT EXISTS (
-                    SELECT 1 FROM launch_events h
-                    WHERE h.project = $1 AND h.dt <= $5 AND h.event_time < $2 AND h.user_id = w.user_id
+                    SELECT 1 FROM user_first_seen f
+                    WHERE f.project = $1 AND f.first_time < $2 AND f.user_id = w.user_id
                 )
                 GROUP BY user_id
             ),

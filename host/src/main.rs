@@ -83,6 +83,10 @@ enum Command {
         /// Seconds replaced files stay readable for queries that listed them.
         #[arg(long, default_value_t = 60)]
         grace_seconds: u64,
+        /// First rebuild `user_first_seen` from `launch_events` (for data written before
+        /// promolens kept it, or to repair it).
+        #[arg(long)]
+        rebuild_first_seen: bool,
     },
     /// Load NDJSON files (plain or .gz) of launch events.
     Backfill {
@@ -274,8 +278,19 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             project,
             min_files,
             grace_seconds,
+            rebuild_first_seen,
         } => {
             let (storage, _) = open(&data)?;
+            if rebuild_first_seen {
+                let projects = match &project {
+                    Some(p) => vec![p.clone()],
+                    None => promolens_ingest::first_seen::projects(&storage).await?,
+                };
+                for p in projects {
+                    let users = promolens_ingest::first_seen::rebuild(&storage, &p).await?;
+                    println!("rebuilt user_first_seen of project {p}: {users} users");
+                }
+            }
             let options = promolens_ingest::compact::CompactOptions {
                 min_files,
                 grace: Duration::from_secs(grace_seconds),
@@ -283,8 +298,12 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             };
             let summary = promolens_ingest::compact::compact(&storage, &options).await?;
             println!(
-                "merged {} files into {} ({} events); finished {} earlier compactions",
-                summary.files_merged, summary.partitions, summary.events, summary.finished
+                "merged {} files ({} events in {} partitions, {} users first seen); finished {} earlier compactions",
+                summary.files_merged,
+                summary.events,
+                summary.partitions,
+                summary.users,
+                summary.finished
             );
             Ok(std::process::ExitCode::SUCCESS)
         }

@@ -1,7 +1,8 @@
 //! Compaction: the small files of a partition merged into one, without promolens' own queries ever
-//! seeing an event twice or missing one while it runs.
+//! seeing an event twice or missing one while it runs. The files of `user_first_seen` (one per
+//! flush and project) are merged the same way, into one row per user.
 //!
-//! The protocol, per partition (`launch_events/project=P/dt=D/`):
+//! The protocol, per partition (`launch_events/project=P/dt=D/`, `user_first_seen/project=P/`):
 //! 1. write a marker `_compaction-<id>.json` naming the output file and the input files;
 //! 2. write the output `part-…-compact.parquet` (one atomic put): from now on a reader that sees
 //!    the marker and the output hides the inputs ([`visible_files`]);
@@ -21,11 +22,12 @@ use arrow_array::{RecordBatch, StringArray};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use promolens_schemas::tables;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::parquet_io::{read_parquet, write_parquet};
-use crate::record::sort_by_event_time;
+use crate::first_seen::earliest_per_user;
+use crate::parquet_io::{Table, read_parquet, sort_for, write_parquet};
 use crate::storage::Storage;
 
 const MARKER_PREFIX: &str = "_compaction-";
@@ -62,12 +64,14 @@ impl Default for CompactOptions {
 /// What one run did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct CompactSummary {
-    /// Partitions merged in this run.
+    /// `launch_events` partitions merged in this run.
     pub partitions: usize,
     /// Files merged away in this run.
     pub files_merged: usize,
-    /// Events in the merged files.
+    /// Events in the merged `launch_events` files.
     pub events: usize,
+    /// Users in the merged `user_first_seen` files.
+    pub users: usize,
     /// Earlier compactions finished (inputs deleted) in this run.
     pub finished: usize,
 }
@@ -136,31 +140,37 @@ pub async fn visible_files(
     }
 }
 
-/// Runs one compaction pass over `launch_events`.
+/// Runs one compaction pass over `launch_events` and `user_first_seen`.
 pub async fn compact(storage: &Storage, options: &CompactOptions) -> Result<CompactSummary> {
-    let root = match &options.project {
-        Some(p) => format!("{}/project={p}", promolens_schemas::tables::LAUNCH_EVENTS),
-        None => promolens_schemas::tables::LAUNCH_EVENTS.to_string(),
-    };
-    let store = storage.store.as_ref();
-    let all: Vec<ObjectMeta> = store.list(Some(&storage.path(&root))).try_collect().await?;
-    let mut partitions: BTreeMap<Path, Vec<ObjectMeta>> = BTreeMap::new();
-    for meta in all {
-        partitions
-            .entry(folder(&meta.location))
-            .or_default()
-            .push(meta);
-    }
     let writer = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut summary = CompactSummary::default();
-    for (dir, files) in partitions {
-        compact_partition(store, &dir, files, options, writer, &mut summary).await?;
+    for (table, name) in [
+        (Table::LaunchEvents, tables::LAUNCH_EVENTS),
+        (Table::UserFirstSeen, tables::USER_FIRST_SEEN),
+    ] {
+        let root = match &options.project {
+            Some(p) => format!("{name}/project={p}"),
+            None => name.to_string(),
+        };
+        let store = storage.store.as_ref();
+        let all: Vec<ObjectMeta> = store.list(Some(&storage.path(&root))).try_collect().await?;
+        let mut partitions: BTreeMap<Path, Vec<ObjectMeta>> = BTreeMap::new();
+        for meta in all {
+            partitions
+                .entry(folder(&meta.location))
+                .or_default()
+                .push(meta);
+        }
+        for (dir, files) in partitions {
+            compact_partition(store, table, &dir, files, options, writer, &mut summary).await?;
+        }
     }
     Ok(summary)
 }
 
 async fn compact_partition(
     store: &dyn ObjectStore,
+    table: Table,
     dir: &Path,
     files: Vec<ObjectMeta>,
     options: &CompactOptions,
@@ -208,7 +218,7 @@ async fn compact_partition(
         let bytes = store.get(&meta.location).await?.bytes().await?;
         batches.extend(read_parquet(bytes)?);
     }
-    let (merged, events) = tokio::task::spawn_blocking(move || merge(batches))
+    let (merged, rows) = tokio::task::spawn_blocking(move || merge(table, batches))
         .await
         .map_err(|e| Error::Stopped(format!("compaction task failed: {e}")))??;
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -242,9 +252,14 @@ async fn compact_partition(
             PutPayload::from_bytes(merged),
         )
         .await?;
-    summary.partitions += 1;
     summary.files_merged += inputs.len();
-    summary.events += events;
+    match table {
+        Table::LaunchEvents => {
+            summary.partitions += 1;
+            summary.events += rows;
+        }
+        Table::UserFirstSeen => summary.users += rows,
+    }
     if options.grace.is_zero() {
         finish(store, dir, &marker, &marker_path).await?;
         summary.finished += 1;
@@ -272,10 +287,21 @@ async fn delete_quietly(store: &dyn ObjectStore, path: &Path) -> Result<()> {
     }
 }
 
-/// Concatenates, keeps the first row of each `event_id`, sorts by `event_time`, encodes.
-fn merge(batches: Vec<RecordBatch>) -> Result<(bytes::Bytes, usize)> {
-    let schema = promolens_schemas::tables::launch_events_file_schema();
-    let all = arrow_select::concat::concat_batches(&schema, &batches)?;
+/// Merges the files of one folder of `table` into one file's bytes, and counts its rows.
+fn merge(table: Table, batches: Vec<RecordBatch>) -> Result<(bytes::Bytes, usize)> {
+    let merged = match table {
+        Table::LaunchEvents => unique_events(batches)?,
+        Table::UserFirstSeen => earliest_per_user(table, &batches)?,
+    };
+    Ok((
+        write_parquet(table, std::slice::from_ref(&merged))?,
+        merged.num_rows(),
+    ))
+}
+
+/// Concatenates, keeps the first row of each `event_id`, sorts by `event_time`.
+fn unique_events(batches: Vec<RecordBatch>) -> Result<RecordBatch> {
+    let all = arrow_select::concat::concat_batches(&Table::LaunchEvents.schema(), &batches)?;
     let ids = all
         .column(0)
         .as_any()
@@ -286,7 +312,5 @@ fn merge(batches: Vec<RecordBatch>) -> Result<(bytes::Bytes, usize)> {
         .filter(|&i| seen.insert(ids.value(i as usize)))
         .collect();
     let unique = arrow_select::take::take_record_batch(&all, &first_of_each)?;
-    let sorted = sort_by_event_time(&unique)?;
-    let events = sorted.num_rows();
-    Ok((write_parquet(&[sorted])?, events))
+    sort_for(Table::LaunchEvents, &unique)
 }

@@ -3,7 +3,9 @@
 //! Events arrive over HTTP ([`http`]) or from files ([`backfill`]); both parse and validate with
 //! the `schemas` wire format, decode attribution with the one `schemas` decoder, and go through the
 //! same [`pipeline`]: dedupe by `event_id` ([`dedupe`]), the write-ahead log that makes a 2xx
-//! durable ([`wal`]), a buffer, and Parquet files written through object_store ([`storage`]).
+//! durable ([`wal`]), a buffer, and Parquet files written through object_store ([`storage`]),
+//! with each user's earliest launch kept beside them ([`first_seen`]) and small files merged by
+//! [`compact`].
 //!
 //! Depends on `schemas` only among our crates; must not depend on `host` (queries live there).
 
@@ -12,6 +14,7 @@ pub mod body;
 pub mod compact;
 pub mod dedupe;
 pub mod error;
+pub mod first_seen;
 pub mod http;
 pub mod parquet_io;
 pub mod pipeline;

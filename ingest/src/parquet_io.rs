@@ -1,7 +1,8 @@
-//! Parquet in and out: the writer settings every `launch_events` file shares (zstd, statistics,
+//! Parquet in and out: the writer settings of each table's files (zstd, page statistics, rows
 //! sorted by time) and the narrow reads ingest itself needs (the `event_id` column for dedupe).
 
 use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
@@ -11,44 +12,89 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use promolens_schemas::tables;
+
 use crate::error::Result;
 
 /// Rows per row group: large enough for good compression, small enough that a reader can skip
 /// by statistics within a day's file.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-fn writer_properties() -> WriterProperties {
-    let mut builder = WriterProperties::builder();
-    // Columns unique (or nearly) per row: a dictionary only costs hashing, then falls back.
-    for column in ["event_id", "event_time", "received_at", "sent_at"] {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
-    }
-    builder
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        // Column 2 is `event_time`: rows are sorted by it within a file.
-        .set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: 2,
-            descending: false,
-            nulls_first: false,
-        }]))
-        .set_created_by(format!("promolens {}", env!("CARGO_PKG_VERSION")))
-        .build()
+/// The tables promolens writes, each with its own file layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `launch_events`: sorted by `event_time`.
+    LaunchEvents,
+    /// `user_first_seen`: sorted by `first_time`.
+    UserFirstSeen,
 }
 
-/// Encodes batches (already sorted by `event_time`) as one Parquet file.
-pub fn write_parquet(batches: &[RecordBatch]) -> Result<Bytes> {
-    let schema = promolens_schemas::tables::launch_events_file_schema();
+impl Table {
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::LaunchEvents => tables::launch_events_file_schema(),
+            Table::UserFirstSeen => tables::user_first_seen_file_schema(),
+        }
+    }
+
+    /// Index of the column rows are sorted by within a file.
+    pub fn sort_column(self) -> usize {
+        match self {
+            Table::LaunchEvents => 2,
+            Table::UserFirstSeen => 1,
+        }
+    }
+
+    /// Columns unique (or nearly) per row: a dictionary only costs hashing, then falls back.
+    fn unique_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::LaunchEvents => &["event_id", "event_time", "received_at", "sent_at"],
+            Table::UserFirstSeen => &["user_id", "first_time"],
+        }
+    }
+
+    fn writer_properties(self) -> WriterProperties {
+        let mut builder = WriterProperties::builder();
+        for column in self.unique_columns() {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        }
+        builder
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid level"),
+            ))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_sorting_columns(Some(vec![SortingColumn {
+                column_idx: self.sort_column() as i32,
+                descending: false,
+                nulls_first: false,
+            }]))
+            .set_created_by(format!("promolens {}", env!("CARGO_PKG_VERSION")))
+            .build()
+    }
+}
+
+/// Encodes batches of `table` (already sorted by its sort column) as one Parquet file.
+pub fn write_parquet(table: Table, batches: &[RecordBatch]) -> Result<Bytes> {
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(writer_properties()))?;
+    let mut writer =
+        ArrowWriter::try_new(&mut out, table.schema(), Some(table.writer_properties()))?;
     for batch in batches {
         writer.write(batch)?;
     }
     writer.close()?;
     Ok(Bytes::from(out))
+}
+
+/// Sorts a batch of `table` by its sort column.
+pub fn sort_for(table: Table, batch: &RecordBatch) -> Result<RecordBatch> {
+    let options = arrow_schema::SortOptions {
+        descending: false,
+        nulls_first: false,
+    };
+    let column = batch.column(table.sort_column());
+    let indices = arrow_ord::sort::sort_to_indices(column, Some(options), None)?;
+    Ok(arrow_select::take::take_record_batch(batch, &indices)?)
 }
 
 /// Calls `each` with every `event_id` of one Parquet file, reading only that column.
@@ -68,6 +114,14 @@ pub fn for_each_event_id(file: Bytes, mut each: impl FnMut(&str)) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// Reads the named columns of a Parquet file.
+pub fn read_columns(file: Bytes, columns: &[&str]) -> Result<Vec<RecordBatch>> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    let reader = builder.with_projection(mask).build()?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
 /// Reads a whole Parquet file.

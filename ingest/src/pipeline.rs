@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
 use chrono_tz::Tz;
 use object_store::{ObjectStoreExt, PutPayload};
 use promolens_schemas::Limits;
@@ -21,10 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::dedupe::{DedupeIndex, id_hash, load_partition_ids};
 use crate::error::{Error, Result};
-use crate::parquet_io::write_parquet;
-use crate::record::{
-    LaunchBatchBuilder, LaunchRow, PartitionKey, PartitionResolver, sort_by_event_time,
-};
+use crate::first_seen::{self, earliest_per_user};
+use crate::parquet_io::{Table, sort_for, write_parquet};
+use crate::record::{LaunchBatchBuilder, LaunchRow, PartitionKey, PartitionResolver};
 use crate::storage::Storage;
 use crate::wal::{Replay, Wal, delete_segments, encode_row};
 
@@ -480,19 +480,15 @@ async fn run_flusher(
     // After a job fails for good, no segment may be deleted any more: the next start replays them.
     let mut keep_wal = false;
     while let Some(job) = jobs.recv().await {
-        let mut result = Ok(());
-        for (key, rows) in job.partitions {
-            sequence += 1;
-            let name = format!(
-                "part-{}-{writer_id}-{sequence:06}.parquet",
-                chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")
-            );
-            if let Err(e) = write_partition(&storage, &key, &name, rows).await {
-                tracing::error!(error = %e, partition = ?key, "writing Parquet failed; the events stay in the write-ahead log");
-                result = Err(e);
-                keep_wal = true;
-                break;
-            }
+        sequence += 1;
+        let name = format!(
+            "part-{}-{writer_id}-{sequence:06}.parquet",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")
+        );
+        let result = store_flush(&storage, job.partitions, name).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "writing Parquet failed; the events stay in the write-ahead log");
+            keep_wal = true;
         }
         if let (Some(dir), Some(upto), false) = (&wal_dir, job.wal_upto, keep_wal)
             && let Err(e) = delete_segments(dir, upto)
@@ -512,35 +508,67 @@ async fn run_flusher(
     }
 }
 
-/// Sorts a partition's rows by time and stores them as one Parquet file, retrying transient
-/// storage errors.
-async fn write_partition(
+/// Encodes one flush and stores its files, each project's `user_first_seen` file before its
+/// launches (see [`crate::first_seen`]), retrying transient storage errors.
+async fn store_flush(
     storage: &Storage,
-    key: &PartitionKey,
-    name: &str,
-    rows: LaunchBatchBuilder,
+    partitions: BTreeMap<Arc<PartitionKey>, LaunchBatchBuilder>,
+    name: String,
 ) -> Result<()> {
-    let bytes = tokio::task::spawn_blocking(move || {
-        let batch = sort_by_event_time(&rows.finish()?)?;
-        write_parquet(&[batch])
-    })
-    .await
-    .map_err(|e| Error::Stopped(format!("encoder task failed: {e}")))??;
-    let path = storage.path(&format!("{}/{name}", key.relative_dir()));
-    let mut attempt = 0;
-    loop {
-        match storage
-            .store
-            .put(&path, PutPayload::from_bytes(bytes.clone()))
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if attempt < 4 => {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, "storing Parquet failed, retrying");
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+    let files = tokio::task::spawn_blocking(move || encode_flush(partitions, &name))
+        .await
+        .map_err(|e| Error::Stopped(format!("encoder task failed: {e}")))??;
+    for (relative, bytes) in files {
+        let path = storage.path(&relative);
+        let mut attempt = 0;
+        loop {
+            match storage
+                .store
+                .put(&path, PutPayload::from_bytes(bytes.clone()))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if attempt < 4 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "storing Parquet failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
     }
+    Ok(())
+}
+
+/// The files of one flush, named `name` in their folders, in the order they must be stored.
+fn encode_flush(
+    partitions: BTreeMap<Arc<PartitionKey>, LaunchBatchBuilder>,
+    name: &str,
+) -> Result<Vec<(String, bytes::Bytes)>> {
+    let mut first_seen = Vec::new();
+    let mut launches = Vec::new();
+    let mut project_batches: Vec<RecordBatch> = Vec::new();
+    let mut partitions = partitions.into_iter().peekable();
+    // Partitions are ordered by project, then day.
+    while let Some((key, rows)) = partitions.next() {
+        let batch = sort_for(Table::LaunchEvents, &rows.finish()?)?;
+        launches.push((
+            format!("{}/{name}", key.relative_dir()),
+            write_parquet(Table::LaunchEvents, std::slice::from_ref(&batch))?,
+        ));
+        project_batches.push(batch);
+        if partitions
+            .peek()
+            .is_none_or(|(next, _)| next.project != key.project)
+        {
+            let users = earliest_per_user(Table::LaunchEvents, &project_batches)?;
+            first_seen.push((
+                format!("{}/{name}", first_seen::relative_dir(&key.project)),
+                write_parquet(Table::UserFirstSeen, &[users])?,
+            ));
+            project_batches.clear();
+        }
+    }
+    first_seen.extend(launches);
+    Ok(first_seen)
 }

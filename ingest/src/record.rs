@@ -215,16 +215,6 @@ impl LaunchBatchBuilder {
     }
 }
 
-/// Sorts a `launch_events` batch by `event_time`.
-pub fn sort_by_event_time(batch: &RecordBatch) -> Result<RecordBatch> {
-    let options = arrow_schema::SortOptions {
-        descending: false,
-        nulls_first: false,
-    };
-    let indices = arrow_ord::sort::sort_to_indices(batch.column(2), Some(options), None)?;
-    Ok(arrow_select::take::take_record_batch(batch, &indices)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,10 +60,23 @@ pub fn launch_events_file_schema() -> SchemaRef {
     LAUNCH_EVENTS_FILE_SCHEMA.clone()
 }
 
-/// The types of the partition columns as query engines should see them.
-pub fn launch_events_partition_fields() -> Vec<Field> {
-    vec![
-        Field::new("project", DataType::Utf8, false),
-        Field::new("dt", DataType::Utf8, false),
-    ]
+/// Name of the first-seen table, and of its folder under the data directory.
+pub const USER_FIRST_SEEN: &str = "user_first_seen";
+
+/// Hive partition column of `user_first_seen`: `user_first_seen/project=P/part-….parquet`.
+pub const USER_FIRST_SEEN_PARTITIONS: [&str; 1] = ["project"];
+
+static USER_FIRST_SEEN_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("first_time", utc_millis(), false),
+    ]))
+});
+
+/// Columns of each `user_first_seen` file: for every user of the launches flushed together, the
+/// earliest `event_time` among them. A user has one row per flush until compaction merges them,
+/// so a user's first launch ever is `min(first_time)` over their rows; each stored launch has a
+/// row of its user at or before its time, written before the launch itself becomes visible.
+pub fn user_first_seen_file_schema() -> SchemaRef {
+    USER_FIRST_SEEN_FILE_SCHEMA.clone()
 }

@@ -1,0 +1,238 @@
+//! The `user_first_seen` table: each user's earliest launch, kept up to date at ingest so that
+//! first-touch questions ("was this user ever seen before the window?") read one small row per
+//! user instead of the whole launch history.
+//!
+//! Every flush writes, per project, the earliest `event_time` of each user among the launches it
+//! flushes, and stores that file *before* the launch files: a reader never sees a launch whose
+//! user lacks a row at or before it. Rows from different flushes are merged by compaction (the
+//! earliest wins), so between compactions a user can have several rows: `min(first_time)` is the
+//! answer either way. Launches that arrive late (a backfill of last year) only add rows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
+use futures::TryStreamExt;
+use object_store::{ObjectMeta, ObjectStoreExt, PutPayload};
+
+use crate::compact::visible_files;
+use crate::error::{Error, Result};
+use crate::parquet_io::{Table, read_columns, write_parquet};
+use crate::storage::Storage;
+
+/// Folder of a project's `user_first_seen` files, relative to the data directory.
+pub fn relative_dir(project: &str) -> String {
+    format!(
+        "{}/project={project}",
+        promolens_schemas::tables::USER_FIRST_SEEN
+    )
+}
+
+/// The `user_first_seen` rows of batches of `table`, one per user, sorted by `first_time`.
+/// From `launch_events` batches (at flush), or from `user_first_seen` ones (at compaction).
+pub fn earliest_per_user(table: Table, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    let (user_column, time_column) = match table {
+        Table::LaunchEvents => (1, 2),
+        Table::UserFirstSeen => (0, 1),
+    };
+    let mut earliest: HashMap<&str, i64> = HashMap::new();
+    for batch in batches {
+        let users = column::<StringArray>(batch, user_column, "user_id")?;
+        let times = column::<TimestampMillisecondArray>(batch, time_column, "time")?;
+        for (user, time) in users.iter().zip(times.iter()) {
+            let (Some(user), Some(time)) = (user, time) else {
+                continue;
+            };
+            earliest
+                .entry(user)
+                .and_modify(|t| *t = (*t).min(time))
+                .or_insert(time);
+        }
+    }
+    let mut rows: Vec<(&str, i64)> = earliest.into_iter().collect();
+    rows.sort_unstable_by_key(|&(user, time)| (time, user));
+    batch_of(rows.iter().copied(), rows.len())
+}
+
+/// Rebuilds a project's `user_first_seen` from its `launch_events` (for data written before this
+/// table existed, or to repair it): writes one file of every user's earliest launch, then deletes
+/// the files that were there before. Readers may meanwhile see both, which changes no minimum;
+/// files flushed while it runs are kept. Memory grows with the project's number of users.
+/// Returns the number of users.
+pub async fn rebuild(storage: &Storage, project: &str) -> Result<usize> {
+    let store = storage.store.as_ref();
+    let folder = storage.path(&relative_dir(project));
+    let before: Vec<ObjectMeta> = store.list(Some(&folder)).try_collect().await?;
+    let launches = storage.path(&format!(
+        "{}/project={project}",
+        promolens_schemas::tables::LAUNCH_EVENTS
+    ));
+    let mut earliest: HashMap<String, i64> = HashMap::new();
+    for meta in visible_files(store, Some(&launches)).await? {
+        let name = meta.location.filename().unwrap_or_default();
+        if !name.ends_with(".parquet") || name.starts_with(['_', '.']) {
+            continue;
+        }
+        let bytes = store.get(&meta.location).await?.bytes().await?;
+        let file = tokio::task::spawn_blocking(move || {
+            // Projected to (user_id, event_time): the column order of `user_first_seen`.
+            let batches = read_columns(bytes, &["user_id", "event_time"])?;
+            earliest_per_user(Table::UserFirstSeen, &batches)
+        })
+        .await
+        .map_err(|e| Error::Stopped(format!("rebuild task failed: {e}")))??;
+        let users = column::<StringArray>(&file, 0, "user_id")?;
+        let times = column::<TimestampMillisecondArray>(&file, 1, "first_time")?;
+        for i in 0..file.num_rows() {
+            let (user, time) = (users.value(i), times.value(i));
+            match earliest.get_mut(user) {
+                Some(t) => *t = (*t).min(time),
+                None => {
+                    earliest.insert(user.to_string(), time);
+                }
+            }
+        }
+    }
+    let users = earliest.len();
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut rows: Vec<(String, i64)> = earliest.into_iter().collect();
+        rows.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        let batch = batch_of(rows.iter().map(|(u, t)| (u.as_str(), *t)), rows.len())?;
+        write_parquet(Table::UserFirstSeen, &[batch])
+    })
+    .await
+    .map_err(|e| Error::Stopped(format!("rebuild task failed: {e}")))??;
+    let name = format!(
+        "part-{}-rebuild.parquet",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")
+    );
+    store
+        .put(
+            &folder.clone().join(name.as_str()),
+            PutPayload::from_bytes(bytes),
+        )
+        .await?;
+    for meta in before {
+        match store.delete(&meta.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(users)
+}
+
+/// The projects that have launches stored.
+pub async fn projects(storage: &Storage) -> Result<Vec<String>> {
+    let root = storage.path(promolens_schemas::tables::LAUNCH_EVENTS);
+    let listing = storage.store.list_with_delimiter(Some(&root)).await?;
+    Ok(listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename()?.strip_prefix("project=").map(str::to_string))
+        .collect())
+}
+
+/// A `user_first_seen` batch of rows already in order.
+fn batch_of<'a>(rows: impl Iterator<Item = (&'a str, i64)>, len: usize) -> Result<RecordBatch> {
+    let mut users = StringBuilder::with_capacity(len, len * 16);
+    let mut times = TimestampMillisecondBuilder::with_capacity(len).with_timezone("UTC");
+    for (user, time) in rows {
+        users.append_value(user);
+        times.append_value(time);
+    }
+    let columns: Vec<ArrayRef> = vec![Arc::new(users.finish()), Arc::new(times.finish())];
+    Ok(RecordBatch::try_new(
+        Table::UserFirstSeen.schema(),
+        columns,
+    )?)
+}
+
+fn column<'a, T: Array + 'static>(
+    batch: &'a RecordBatch,
+    index: usize,
+    what: &str,
+) -> Result<&'a T> {
+    batch
+        .columns()
+        .get(index)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| {
+            Error::Stopped(format!(
+                "column {index} ({what}) of a stored file has an unexpected type"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{LaunchBatchBuilder, LaunchRow};
+
+    fn launch(user: &str, ts: &str) -> LaunchRow {
+        let line = format!(
+            r#"{{"event_id":"e-{user}-{ts}","user_id":"{user}","ts":"{ts}","scene":1047}}"#
+        );
+        let event = promolens_schemas::LaunchEvent::parse(&line, &Default::default()).unwrap();
+        LaunchRow::decode("p".into(), 0, event)
+    }
+
+    fn batch(rows: &[LaunchRow]) -> RecordBatch {
+        let mut builder = LaunchBatchBuilder::default();
+        for row in rows {
+            builder.push(row).unwrap();
+        }
+        builder.finish().unwrap()
+    }
+
+    fn pairs(batch: &RecordBatch) -> Vec<(String, i64)> {
+        let users = column::<StringArray>(batch, 0, "").unwrap();
+        let times = column::<TimestampMillisecondArray>(batch, 1, "").unwrap();
+        (0..batch.num_rows())
+            .map(|i| (users.value(i).to_string(), times.value(i)))
+            .collect()
+    }
+
+    #[test]
+    fn each_user_keeps_the_earliest_time_and_rows_are_in_time_order() {
+        let flush = batch(&[
+            launch("b", "2025-11-20T10:00:00Z"),
+            launch("a", "2025-11-21T10:00:00Z"),
+            launch("b", "2025-11-19T10:00:00Z"),
+            launch("a", "2025-11-22T10:00:00Z"),
+        ]);
+        let seen = earliest_per_user(Table::LaunchEvents, &[flush]).unwrap();
+        assert_eq!(
+            pairs(&seen),
+            [
+                ("b".to_string(), 1_763_546_400_000),
+                ("a".to_string(), 1_763_719_200_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn merging_first_seen_files_keeps_the_earliest_of_each() {
+        let older = earliest_per_user(
+            Table::LaunchEvents,
+            &[batch(&[launch("a", "2025-01-01T00:00:00Z")])],
+        )
+        .unwrap();
+        let newer = earliest_per_user(
+            Table::LaunchEvents,
+            &[batch(&[
+                launch("a", "2025-06-01T00:00:00Z"),
+                launch("c", "2025-03-01T00:00:00Z"),
+            ])],
+        )
+        .unwrap();
+        let merged = earliest_per_user(Table::UserFirstSeen, &[newer, older]).unwrap();
+        assert_eq!(
+            pairs(&merged),
+            [
+                ("a".to_string(), 1_735_689_600_000),
+                ("c".to_string(), 1_740_787_200_000)
+            ]
+        );
+    }
+}
