@@ -230,29 +230,17 @@ fn read_chunks(
     while !eof {
         // Fill up to the chunk size (further when one line is longer than that).
         let want = CHUNK_BYTES.max(buffer.len() + CHUNK_BYTES / 4);
-        let mut filled = buffer.len();
-        buffer.resize(want, 0);
-        while filled < want {
-            match reader.read(&mut buffer[filled..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("reading {display} near line {next_line}"),
-                        e,
-                    ));
-                }
-            }
-        }
-        buffer.truncate(filled);
+        let before = buffer.len();
+        // `take` + `read_to_end` fills spare capacity without zeroing it first.
+        let read = (&mut reader)
+            .take((want - before) as u64)
+            .read_to_end(&mut buffer)
+            .map_err(|e| Error::io(format!("reading {display} near line {next_line}"), e))?;
+        eof = before + read < want;
         let cut = if eof {
             buffer.len()
         } else {
-            match buffer.iter().rposition(|&b| b == b'\n') {
+            match memchr::memrchr(b'\n', &buffer) {
                 Some(at) => at + 1,
                 None if buffer.len() >= MAX_LINE_BYTES => buffer.len(),
                 None => continue,
@@ -261,9 +249,12 @@ fn read_chunks(
         if cut == 0 {
             continue;
         }
-        let rest = buffer.split_off(cut);
-        let text = std::mem::replace(&mut buffer, rest);
-        let lines = text.iter().filter(|&&b| b == b'\n').count() as u64
+        // The partial last line starts the next chunk, in a buffer that will not need to grow.
+        let mut next = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
+        next.extend_from_slice(&buffer[cut..]);
+        buffer.truncate(cut);
+        let text = std::mem::replace(&mut buffer, next);
+        let lines = memchr::memchr_iter(b'\n', &text).count() as u64
             + u64::from(text.last().is_some_and(|&b| b != b'\n'));
         let chunk = Chunk {
             seq,
@@ -283,12 +274,17 @@ fn read_chunks(
 fn parse_chunk(chunk: Chunk, project: &str, received_at: i64, limits: &Limits) -> Parsed {
     let mut parsed = Parsed {
         seq: chunk.seq,
-        rows: Vec::with_capacity(chunk.text.len() / 256),
+        // Lines are rarely shorter than 128 bytes: the vector does not grow (its rows are big).
+        rows: Vec::with_capacity(chunk.text.len() / 128),
         rejects: Vec::new(),
         read: 0,
     };
     let text = chunk.text.strip_suffix(b"\n").unwrap_or(&chunk.text);
-    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
+    for (i, end) in ends.enumerate() {
+        let line = &text[start..end];
+        start = end + 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }

@@ -291,7 +291,7 @@ async fn delete_quietly(store: &dyn ObjectStore, path: &Path) -> Result<()> {
 fn merge(table: Table, batches: Vec<RecordBatch>) -> Result<(bytes::Bytes, usize)> {
     let merged = match table {
         Table::LaunchEvents => unique_events(batches)?,
-        Table::UserFirstSeen => earliest_per_user(table, &batches)?,
+        Table::UserFirstSeen => earliest_per_user(&batches)?,
     };
     Ok((
         write_parquet(table, std::slice::from_ref(&merged))?,

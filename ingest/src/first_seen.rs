@@ -29,17 +29,14 @@ pub fn relative_dir(project: &str) -> String {
     )
 }
 
-/// The `user_first_seen` rows of batches of `table`, one per user, sorted by `first_time`.
-/// From `launch_events` batches (at flush), or from `user_first_seen` ones (at compaction).
-pub fn earliest_per_user(table: Table, batches: &[RecordBatch]) -> Result<RecordBatch> {
-    let (user_column, time_column) = match table {
-        Table::LaunchEvents => (1, 2),
-        Table::UserFirstSeen => (0, 1),
-    };
+/// The `user_first_seen` rows of batches whose first two columns are a user id and a time (the
+/// projection of `launch_events` at flush, `user_first_seen` files at compaction): one row per
+/// user, with the earliest time, sorted by it.
+pub fn earliest_per_user(batches: &[RecordBatch]) -> Result<RecordBatch> {
     let mut earliest: HashMap<&str, i64> = HashMap::new();
     for batch in batches {
-        let users = column::<StringArray>(batch, user_column, "user_id")?;
-        let times = column::<TimestampMillisecondArray>(batch, time_column, "time")?;
+        let users = column::<StringArray>(batch, 0, "user_id")?;
+        let times = column::<TimestampMillisecondArray>(batch, 1, "time")?;
         for (user, time) in users.iter().zip(times.iter()) {
             let (Some(user), Some(time)) = (user, time) else {
                 continue;
@@ -76,9 +73,8 @@ pub async fn rebuild(storage: &Storage, project: &str) -> Result<usize> {
         }
         let bytes = store.get(&meta.location).await?.bytes().await?;
         let file = tokio::task::spawn_blocking(move || {
-            // Projected to (user_id, event_time): the column order of `user_first_seen`.
             let batches = read_columns(bytes, &["user_id", "event_time"])?;
-            earliest_per_user(Table::UserFirstSeen, &batches)
+            earliest_per_user(&batches)
         })
         .await
         .map_err(|e| Error::Stopped(format!("rebuild task failed: {e}")))??;
@@ -201,7 +197,7 @@ mod tests {
             launch("b", "2025-11-19T10:00:00Z"),
             launch("a", "2025-11-22T10:00:00Z"),
         ]);
-        let seen = earliest_per_user(Table::LaunchEvents, &[flush]).unwrap();
+        let seen = earliest_per_user(&[flush.project(&[1, 2]).unwrap()]).unwrap();
         assert_eq!(
             pairs(&seen),
             [
@@ -213,20 +209,14 @@ mod tests {
 
     #[test]
     fn merging_first_seen_files_keeps_the_earliest_of_each() {
-        let older = earliest_per_user(
-            Table::LaunchEvents,
-            &[batch(&[launch("a", "2025-01-01T00:00:00Z")])],
-        )
+        let seen = |rows: &[LaunchRow]| earliest_per_user(&[batch(rows).project(&[1, 2]).unwrap()]);
+        let older = seen(&[launch("a", "2025-01-01T00:00:00Z")]).unwrap();
+        let newer = seen(&[
+            launch("a", "2025-06-01T00:00:00Z"),
+            launch("c", "2025-03-01T00:00:00Z"),
+        ])
         .unwrap();
-        let newer = earliest_per_user(
-            Table::LaunchEvents,
-            &[batch(&[
-                launch("a", "2025-06-01T00:00:00Z"),
-                launch("c", "2025-03-01T00:00:00Z"),
-            ])],
-        )
-        .unwrap();
-        let merged = earliest_per_user(Table::UserFirstSeen, &[newer, older]).unwrap();
+        let merged = earliest_per_user(&[newer, older]).unwrap();
         assert_eq!(
             pairs(&merged),
             [

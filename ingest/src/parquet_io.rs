@@ -53,10 +53,32 @@ impl Table {
         }
     }
 
+    /// Columns no query prunes by (random ids, free text, arrival times): min/max statistics
+    /// would cost two string comparisons per value and prune nothing.
+    fn unfiltered_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::LaunchEvents => &[
+                "event_id",
+                "received_at",
+                "sent_at",
+                "query.entries.key",
+                "query.entries.value",
+                "props",
+            ],
+            Table::UserFirstSeen => &[],
+        }
+    }
+
     fn writer_properties(self) -> WriterProperties {
         let mut builder = WriterProperties::builder();
         for column in self.unique_columns() {
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        }
+        for column in self.unfiltered_columns() {
+            builder = builder.set_column_statistics_enabled(
+                ColumnPath::from(column.split('.').map(str::to_string).collect::<Vec<_>>()),
+                EnabledStatistics::None,
+            );
         }
         builder
             .set_compression(Compression::ZSTD(
@@ -93,6 +115,10 @@ pub fn sort_for(table: Table, batch: &RecordBatch) -> Result<RecordBatch> {
         nulls_first: false,
     };
     let column = batch.column(table.sort_column());
+    // Backfills and live traffic mostly come in time order: then there is nothing to copy.
+    if is_sorted(column) {
+        return Ok(batch.clone());
+    }
     let indices = arrow_ord::sort::sort_to_indices(column, Some(options), None)?;
     Ok(arrow_select::take::take_record_batch(batch, &indices)?)
 }
@@ -114,6 +140,16 @@ pub fn for_each_event_id(file: Bytes, mut each: impl FnMut(&str)) -> Result<()> 
         }
     }
     Ok(())
+}
+
+fn is_sorted(column: &dyn Array) -> bool {
+    match column
+        .as_any()
+        .downcast_ref::<arrow_array::TimestampMillisecondArray>()
+    {
+        Some(times) => times.null_count() == 0 && times.values().is_sorted(),
+        None => false,
+    }
 }
 
 /// Reads the named columns of a Parquet file.

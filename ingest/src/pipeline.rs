@@ -556,12 +556,13 @@ fn encode_flush(
             format!("{}/{name}", key.relative_dir()),
             write_parquet(Table::LaunchEvents, std::slice::from_ref(&batch))?,
         ));
-        project_batches.push(batch);
+        // Only `user_id` and `event_time` are needed further: the other columns are freed now.
+        project_batches.push(batch.project(&[1, 2])?);
         if partitions
             .peek()
             .is_none_or(|(next, _)| next.project != key.project)
         {
-            let users = earliest_per_user(Table::LaunchEvents, &project_batches)?;
+            let users = earliest_per_user(&project_batches)?;
             first_seen.push((
                 format!("{}/{name}", first_seen::relative_dir(&key.project)),
                 write_parquet(Table::UserFirstSeen, &[users])?,
