@@ -10,6 +10,7 @@ pub mod event;
 pub mod percent;
 #[cfg(feature = "arrow")]
 pub mod tables;
+pub mod wechat;
 
 pub use attribution::{Attribution, AttributionStatus, CodeKind, Utm, decode_attribution};
 pub use event::{EventError, LaunchEvent, LaunchType, Limits};

@@ -2,9 +2,12 @@
 //! wasmtime ([`runtime`]), the powers it is granted ([`imports`]) and its records ([`records`]).
 //! [`Codes`] is the API the CLI and the HTTP server use: one sandboxed call per operation.
 
+pub mod credentials;
 pub mod imports;
 pub mod records;
 pub mod runtime;
+pub mod standin;
+pub mod wechat;
 
 use std::sync::Arc;
 
