@@ -17,6 +17,74 @@ use promolens::server::{parse_tz, window};
 use promolens_ingest::backfill::{BackfillSummary, Progress};
 use promolens_ingest::{IngestConfig, Ingestor, Storage};
 
+/// Code management settings (WeChat, credentials, the plugin).
+#[derive(clap::Args)]
+struct CodesArgs {
+    /// WeChat API base URL. With --demo and no URL, a local WeChat stand-in is started and
+    /// project `demo` is authorized against it.
+    #[arg(long, env = "PROMOLENS_WECHAT_URL")]
+    wechat_url: Option<String>,
+    /// 64 hexadecimal digits: the key that encrypts stored WeChat credentials.
+    #[arg(long, env = "PROMOLENS_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Folder of compiled plugin components (default ~/.cache/promolens/components).
+    #[arg(long, env = "PROMOLENS_COMPONENT_CACHE")]
+    component_cache: Option<PathBuf>,
+}
+
+impl CodesArgs {
+    async fn open(
+        self,
+        storage: &Storage,
+        demo: bool,
+    ) -> anyhow::Result<promolens::codes::http::CodesState> {
+        use promolens::codes::{self, credentials, standin};
+        let mut secret_key = match &self.secret_key {
+            Some(hex) => Some(credentials::parse_key(hex)?),
+            None => None,
+        };
+        let mut standin_url = None;
+        let wechat_url = match self.wechat_url {
+            Some(url) => url,
+            None if demo => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let url = format!("http://{}", listener.local_addr()?);
+                tokio::spawn(standin::serve(listener, standin::StandinConfig::default()));
+                tracing::info!(%url, "demo: WeChat stand-in started");
+                standin_url = Some(url.clone());
+                url
+            }
+            None => codes::wechat::DEFAULT_BASE_URL.to_string(),
+        };
+        if secret_key.is_none() && demo {
+            // A key for this run only: demo credentials are registered again at each start.
+            let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+            let mut key = [0u8; 32];
+            key[..16].copy_from_slice(a.as_bytes());
+            key[16..].copy_from_slice(b.as_bytes());
+            secret_key = Some(key);
+        }
+        let cache_dir = self.component_cache.or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/promolens/components"))
+        });
+        let config = codes::CodesConfig {
+            wechat_url,
+            secret_key,
+            cache_dir,
+            limits: Default::default(),
+        };
+        let state = codes::open(storage, &config)?;
+        if standin_url.is_some() {
+            let (app_id, secret) = standin::StandinConfig::default().apps[0].clone();
+            codes::http::authorize_project(&state, "demo", app_id, secret)
+                .await
+                .map_err(|e| anyhow::anyhow!("authorizing the demo project: {}", e.message))?;
+        }
+        Ok(state)
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "promolens",
@@ -69,6 +137,8 @@ enum Command {
         /// A partition is compacted once it has this many files.
         #[arg(long, env = "PROMOLENS_COMPACT_MIN_FILES", default_value_t = 8)]
         compact_min_files: usize,
+        #[command(flatten)]
+        codes: CodesArgs,
     },
     /// Merge the small Parquet files of each partition (safe while serving).
     Compact {
@@ -209,8 +279,10 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             flush_rows,
             compact_seconds,
             compact_min_files,
+            codes,
         } => {
             let (storage, tz) = open(&data)?;
+            let codes = codes.open(&storage, demo).await?;
             let wal_dir = wal.unwrap_or_else(|| match &storage.local_dir {
                 Some(dir) => dir.join("_wal"),
                 None => PathBuf::from("promolens-wal"),
@@ -242,7 +314,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     Duration::from_secs(compact_seconds),
                 ));
             }
-            promolens::server::serve(storage, ingestor, listen, body_limit, tz).await?;
+            promolens::server::serve(storage, ingestor, listen, body_limit, tz, codes).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Backfill {

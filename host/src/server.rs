@@ -4,7 +4,9 @@
 //! - `POST /v1/projects/{project}/events` — ingest (see `promolens_ingest::http`);
 //! - `GET  /v1/projects/{project}/acquisition?by=…&days=…|from=…&to=…[&now=…][&tz=…]`;
 //! - `POST /v1/sql` with `{"sql": "SELECT …"}` — read-only SQL;
-//! - `GET  /healthz`.
+//! - `GET  /healthz`;
+//! - code management, `/v1/projects/{project}/authorization` and `…/codes…` (see
+//!   [`crate::codes::http`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,13 +65,19 @@ fn is_caller_query_error(e: &datafusion::error::DataFusionError) -> bool {
 }
 
 /// The whole HTTP API.
-pub fn router(ingestor: Arc<Ingestor>, body_limit: usize, query: QueryState) -> Router {
+pub fn router(
+    ingestor: Arc<Ingestor>,
+    body_limit: usize,
+    query: QueryState,
+    codes: crate::codes::http::CodesState,
+) -> Router {
     let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/projects/{project}/acquisition", get(acquisition))
         .route("/v1/sql", post(sql))
         .with_state(query);
     api.merge(promolens_ingest::http::router(ingestor, body_limit))
+        .merge(crate::codes::http::router(codes))
         .layer(axum::middleware::from_fn(log_request))
 }
 
@@ -207,9 +215,10 @@ pub async fn serve(
     listen: SocketAddr,
     body_limit: usize,
     tz: Tz,
+    codes: crate::codes::http::CodesState,
 ) -> crate::Result<()> {
     let ctx = crate::tables::session(&storage)?;
-    let app = router(ingestor.clone(), body_limit, QueryState { ctx, tz });
+    let app = router(ingestor.clone(), body_limit, QueryState { ctx, tz }, codes);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::io(format!("listening on {listen}"), e))?;

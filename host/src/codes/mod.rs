@@ -3,6 +3,7 @@
 //! [`Codes`] is the API the CLI and the HTTP server use: one sandboxed call per operation.
 
 pub mod credentials;
+pub mod http;
 pub mod imports;
 pub mod records;
 pub mod runtime;
@@ -32,6 +33,130 @@ pub use bindings::promolens::codes::types::{
     Authorization, BatchRow, Code, CodeKind, CodePreview, CodeRequest, Error as PluginError,
     QuotaState,
 };
+
+/// The plugin component, built from `plugin/` and embedded at build time (see `build.rs`).
+pub const PLUGIN_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/promolens_plugin.wasm"));
+
+/// How `serve` and the CLI set up code management.
+#[derive(Debug, Clone)]
+pub struct CodesConfig {
+    /// WeChat's API (or the stand-in's) base URL.
+    pub wechat_url: String,
+    /// Key encrypting stored credentials; `None`: credentials cannot be stored.
+    pub secret_key: Option<[u8; 32]>,
+    /// Where compiled components are cached; `None`: compile at every start.
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub limits: runtime::Limits,
+}
+
+/// Loads the embedded plugin and wires it to the data directory's records and credentials.
+pub fn open(
+    storage: &promolens_ingest::Storage,
+    config: &CodesConfig,
+) -> Result<http::CodesState, SandboxError> {
+    let runtime = PluginRuntime::new(PLUGIN_WASM, config.cache_dir.as_deref(), config.limits)?;
+    let credentials = Arc::new(credentials::CredentialStore::new(
+        storage.clone(),
+        config.secret_key,
+    ));
+    let wechat = Arc::new(wechat::WechatClient::new(
+        &config.wechat_url,
+        credentials.clone(),
+    ));
+    let codes = Codes::new(
+        Arc::new(runtime),
+        Arc::new(RecordStore::new(storage.clone())),
+        wechat.clone(),
+    );
+    Ok(http::CodesState {
+        codes,
+        credentials,
+        wechat,
+    })
+}
+
+/// A code request as people write it (HTTP JSON, CLI flags): flat UTM fields and defaults for
+/// everything optional; [`NewCode::into_request`] makes the plugin's `code-request` of it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCode {
+    pub name: String,
+    /// `A`, `B` or `C`.
+    pub kind: String,
+    pub page: String,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_content: Option<String>,
+    pub utm_term: Option<String>,
+    /// Other query parameters, in order.
+    #[serde(default)]
+    pub params: Vec<(String, String)>,
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub auto_color: bool,
+    /// `[r, g, b]`.
+    pub line_color: Option<[u8; 3]>,
+    #[serde(default)]
+    pub is_hyaline: bool,
+    /// `release`, `trial` or `develop`.
+    pub env_version: Option<String>,
+    pub check_path: Option<bool>,
+}
+
+impl NewCode {
+    pub fn into_request(self) -> Result<CodeRequest, promolens_ingest::http::ApiError> {
+        use bindings::promolens::codes::types::{EnvVersion, ImageOptions, Rgb, Utm};
+        let invalid = |field: &str, message: String| promolens_ingest::http::ApiError {
+            field: Some(field.to_string()),
+            ..promolens_ingest::http::ApiError::bad_request(message)
+        };
+        let kind = match self.kind.to_ascii_uppercase().as_str() {
+            "A" => CodeKind::A,
+            "B" => CodeKind::B,
+            "C" => CodeKind::C,
+            other => {
+                return Err(invalid(
+                    "kind",
+                    format!("`{other}` is not a code kind: A, B or C"),
+                ));
+            }
+        };
+        let env_version = match self.env_version.as_deref() {
+            None => None,
+            Some("release") => Some(EnvVersion::Release),
+            Some("trial") => Some(EnvVersion::Trial),
+            Some("develop") => Some(EnvVersion::Develop),
+            Some(other) => {
+                return Err(invalid(
+                    "env_version",
+                    format!("`{other}`: use release, trial or develop"),
+                ));
+            }
+        };
+        Ok(CodeRequest {
+            name: self.name,
+            kind,
+            page: self.page,
+            utm: Utm {
+                source: self.utm_source,
+                medium: self.utm_medium,
+                campaign: self.utm_campaign,
+                content: self.utm_content,
+                term: self.utm_term,
+            },
+            params: self.params,
+            image: ImageOptions {
+                width: self.width,
+                auto_color: self.auto_color,
+                line_color: self.line_color.map(|[r, g, b]| Rgb { r, g, b }),
+                is_hyaline: self.is_hyaline,
+                env_version,
+                check_path: self.check_path,
+            },
+        })
+    }
+}
 
 /// A code operation that did not succeed: the plugin's own answer, or the sandbox stopping it.
 #[derive(Debug, thiserror::Error)]

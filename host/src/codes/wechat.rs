@@ -76,6 +76,14 @@ impl WechatClient {
         }
     }
 
+    /// Checks credentials by fetching a token with them (which is then cached).
+    pub async fn verify(&self, credentials: &Credentials) -> Result<(), Error> {
+        let slot = self.slot(&credentials.app_id);
+        // Credentials may have changed: never answer from a token of the old ones.
+        *slot.lock().await = None;
+        self.token(credentials, None).await.map(|_| ())
+    }
+
     fn slot(&self, app_id: &str) -> TokenSlot {
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         tokens.entry(app_id.to_string()).or_default().clone()

@@ -1,0 +1,75 @@
+//! Embeds the plugin component in the binary, so that `promolens` is one file.
+//!
+//! `PROMOLENS_PLUGIN_WASM` names an already built component (scripts/test builds it once for
+//! the tests and passes it here). Otherwise this builds `plugin/` for `wasm32-wasip2` with a
+//! nested cargo in its own target dir: sharing the outer build's target dir would wait forever
+//! on its lock, and the outer build's flags are for the host, not for wasm.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("manifest dir"));
+    let root = manifest.parent().expect("workspace root").to_path_buf();
+    for watched in [
+        "plugin/src",
+        "plugin/Cargo.toml",
+        "schemas/src",
+        "schemas/wit",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-env-changed=PROMOLENS_PLUGIN_WASM");
+    let wasm = match std::env::var_os("PROMOLENS_PLUGIN_WASM") {
+        Some(path) => PathBuf::from(path),
+        None => build_plugin(&root, &out),
+    };
+    println!("cargo:rerun-if-changed={}", wasm.display());
+    std::fs::copy(&wasm, out.join("promolens_plugin.wasm"))
+        .unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
+}
+
+fn build_plugin(root: &Path, out: &Path) -> PathBuf {
+    let target_dir = out.join("plugin-target");
+    let rustup_has_target = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == "wasm32-wasip2")
+        })
+        .unwrap_or(true);
+    if !rustup_has_target {
+        let added = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status();
+        assert!(
+            added.is_ok_and(|s| s.success()),
+            "the plugin needs the wasm32-wasip2 target: rustup target add wasm32-wasip2"
+        );
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "-p",
+            "promolens-plugin",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "plugin",
+            "--locked",
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_MAKEFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("running cargo for the plugin");
+    assert!(status.success(), "building the plugin component failed");
+    target_dir.join("wasm32-wasip2/plugin/promolens_plugin.wasm")
+}

@@ -1,0 +1,258 @@
+//! The code-management HTTP API (errors as `{"error": {"code", "message", "field"}}`):
+//! - `GET|PUT|DELETE /v1/projects/{p}/authorization` — status; register `{app_id, secret}`
+//!   (checked with WeChat, kept encrypted, never returned); revoke;
+//! - `POST /v1/projects/{p}/codes` create, `GET …/codes[?include_deleted=true]` list;
+//! - `GET|PATCH|DELETE /v1/projects/{p}/codes/{id}` (PATCH `{name}` renames, DELETE is soft);
+//! - `GET /v1/projects/{p}/codes/{id}/image` — the image as WeChat made it;
+//! - `POST /v1/projects/{p}/codes:batch` — a CSV body, one code per row;
+//! - `POST /v1/projects/{p}/codes:preview` — validate and encode without creating.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use promolens_ingest::http::ApiError;
+use serde::Deserialize;
+
+use super::credentials::{CredentialStore, Credentials};
+use super::wechat::WechatClient;
+use super::{Codes, CodesError, NewCode, PluginError, describe};
+
+#[derive(Clone)]
+pub struct CodesState {
+    pub codes: Codes,
+    pub credentials: Arc<CredentialStore>,
+    pub wechat: Arc<WechatClient>,
+}
+
+impl From<CodesError> for ApiError {
+    fn from(e: CodesError) -> ApiError {
+        let CodesError::Plugin(plugin) = &e else {
+            tracing::error!(error = %e, "plugin call stopped");
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "plugin_stopped",
+                e.to_string(),
+            );
+        };
+        let (status, code, field) = match plugin {
+            PluginError::NotAuthorized(_) => (StatusCode::FORBIDDEN, "not_authorized", None),
+            PluginError::InvalidField(f) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                Some(f.field.clone()),
+            ),
+            PluginError::TooLong(t) => (StatusCode::BAD_REQUEST, "too_long", Some(t.field.clone())),
+            PluginError::QuotaExhausted(_) => (StatusCode::CONFLICT, "quota_exhausted", None),
+            PluginError::Wechat(_) => (StatusCode::BAD_GATEWAY, "wechat_error", None),
+            PluginError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            PluginError::Deleted(_) => (StatusCode::GONE, "deleted", None),
+            PluginError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            PluginError::Host(_) => (StatusCode::INTERNAL_SERVER_ERROR, "host_error", None),
+        };
+        ApiError {
+            field,
+            ..ApiError::new(status, code, describe(plugin))
+        }
+    }
+}
+
+pub fn router(state: CodesState) -> Router {
+    Router::new()
+        .route(
+            "/v1/projects/{project}/authorization",
+            get(authorization).put(authorize).delete(revoke),
+        )
+        .route("/v1/projects/{project}/codes", post(create).get(list))
+        .route(
+            "/v1/projects/{project}/codes/{id}",
+            get(show).patch(rename).delete(delete),
+        )
+        .route("/v1/projects/{project}/codes/{id}/image", get(image))
+        .route("/v1/projects/{project}/codes:batch", post(batch))
+        .route("/v1/projects/{project}/codes:preview", post(preview))
+        .with_state(state)
+}
+
+fn check_project(project: &str) -> Result<(), ApiError> {
+    promolens_schemas::event::validate_project_name(project).map_err(|m| ApiError {
+        field: Some("project".into()),
+        ..ApiError::bad_request(m)
+    })
+}
+
+async fn authorization(
+    State(s): State<CodesState>,
+    Path(project): Path<String>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    let status = s.codes.authorization_status(&project).await?;
+    Ok(Json(serde_json::json!({ "authorization": status })).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuthorizeBody {
+    app_id: String,
+    secret: String,
+}
+
+async fn authorize(
+    State(s): State<CodesState>,
+    Path(project): Path<String>,
+    Json(body): Json<AuthorizeBody>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    let authorization = authorize_project(&s, &project, body.app_id, body.secret).await?;
+    Ok(Json(serde_json::json!({ "authorization": authorization })).into_response())
+}
+
+/// Checks the credentials with WeChat, stores them encrypted, records the authorization.
+pub async fn authorize_project(
+    s: &CodesState,
+    project: &str,
+    app_id: String,
+    secret: String,
+) -> Result<super::Authorization, ApiError> {
+    let credentials = Credentials { app_id, secret };
+    s.wechat
+        .verify(&credentials)
+        .await
+        .map_err(|e| ApiError::from(CodesError::Plugin(e)))?;
+    s.credentials
+        .put(project, &credentials)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "credentials",
+                e.to_string(),
+            )
+        })?;
+    Ok(s.codes
+        .register_authorization(project, &credentials.app_id)
+        .await?)
+}
+
+async fn revoke(
+    State(s): State<CodesState>,
+    Path(project): Path<String>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    s.codes.revoke_authorization(&project).await?;
+    s.credentials
+        .delete(&project)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn create(
+    State(s): State<CodesState>,
+    Path(project): Path<String>,
+    Json(body): Json<NewCode>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    let code = s.codes.create(&project, body.into_request()?).await?;
+    Ok((StatusCode::CREATED, Json(code)).into_response())
+}
+
+async fn preview(
+    State(s): State<CodesState>,
+    Path(project): Path<String>,
+    Json(body): Json<NewCode>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    Ok(Json(s.codes.preview(&project, body.into_request()?).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    #[serde(default)]
+    include_deleted: bool,
+}
+
+async fn list(
+    State(s): State<CodesState>,
+    Path(project): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    let codes = s.codes.list(&project, params.include_deleted).await?;
+    Ok(Json(serde_json::json!({ "codes": codes })).into_response())
+}
+
+async fn show(
+    State(s): State<CodesState>,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    Ok(Json(s.codes.get(&project, &id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct RenameBody {
+    name: String,
+}
+
+async fn rename(
+    State(s): State<CodesState>,
+    Path((project, id)): Path<(String, String)>,
+    Json(body): Json<RenameBody>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    Ok(Json(s.codes.rename(&project, &id, &body.name).await?).into_response())
+}
+
+async fn delete(
+    State(s): State<CodesState>,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    Ok(Json(s.codes.delete(&project, &id).await?).into_response())
+}
+
+async fn image(
+    State(s): State<CodesState>,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    let image = s.codes.image(&project, &id).await?;
+    Ok(([(header::CONTENT_TYPE, image.content_type)], image.bytes).into_response())
+}
+
+async fn batch(
+    State(s): State<CodesState>,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    let csv = String::from_utf8(body.to_vec()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the CSV is not UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let rows = s.codes.batch_create(&project, csv).await?;
+    let answer: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|row| match row.outcome {
+            Ok(code) => serde_json::json!({"line": row.line, "name": row.name, "code": code}),
+            Err(e) => {
+                let api = ApiError::from(CodesError::Plugin(e));
+                serde_json::json!({"line": row.line, "name": row.name,
+                    "error": {"code": api.code, "message": api.message, "field": api.field}})
+            }
+        })
+        .collect();
+    let created = answer.iter().filter(|r| r.get("code").is_some()).count();
+    Ok(Json(serde_json::json!({
+        "created": created,
+        "failed": answer.len() - created,
+        "rows": answer
+    }))
+    .into_response())
+}
