@@ -300,7 +300,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     None => tracing::info!(project = "demo", "demo events already loaded"),
                 }
                 println!(
-                    "demo data loaded; try:\n  curl 'http://{listen}/v1/projects/demo/acquisition?by=utm_source,utm_campaign&days=7'\n  curl -X POST http://{listen}/v1/sql -H 'content-type: application/json' -d '{{\"sql\":\"SELECT utm_source, count(*) FROM launch_events GROUP BY 1 ORDER BY 2 DESC\"}}'"
+                    "demo data loaded; try:\n  curl 'http://{listen}/v1/projects/demo/acquisition?by=utm_source,utm_campaign&days=7'\n  curl -X POST http://{listen}/v1/sql -H 'content-type: application/json' -d '{{\"sql\":\"SELECT utm_source, count(*) FROM launch_events GROUP BY 1 ORDER BY 2 DESC\"}}'\n  curl -X POST http://{listen}/v1/projects/demo/codes -H 'content-type: application/json' -d '{{\"name\":\"Poster\",\"kind\":\"A\",\"page\":\"pages/index/index\",\"utm_source\":\"poster\"}}'"
                 );
             }
             if compact_seconds > 0 {
