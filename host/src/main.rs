@@ -107,8 +107,32 @@ struct DataArgs {
     tz: String,
 }
 
+mod codes_cli;
+
 #[derive(Subcommand)]
 enum Command {
+    /// Promotion codes: authorize, create, list, show, rename, delete, download, batch, preview.
+    Codes {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        project: String,
+        #[command(flatten)]
+        codes: CodesArgs,
+        #[command(subcommand)]
+        action: codes_cli::CodesAction,
+    },
+    /// A local stand-in for WeChat's code API (for trying promolens and for tests).
+    Standin {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// A+C codes per AppID before errcode 45029.
+        #[arg(long, default_value_t = 100_000)]
+        quota: u32,
+        /// Access token lifetime, seconds.
+        #[arg(long, default_value_t = 7200)]
+        token_seconds: u64,
+    },
     /// Run the HTTP API: ingest, acquisition and SQL on one port.
     Serve {
         #[command(flatten)]
@@ -269,6 +293,39 @@ fn open(data: &DataArgs) -> anyhow::Result<(Storage, Tz)> {
 
 async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
     match command {
+        Command::Codes {
+            data,
+            project,
+            codes,
+            action,
+        } => {
+            promolens_schemas::event::validate_project_name(&project)
+                .map_err(|m| anyhow::anyhow!("--project: {m}"))?;
+            let (storage, _) = open(&data)?;
+            let state = codes.open(&storage, false).await?;
+            codes_cli::run(state, &project, action).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Standin {
+            listen,
+            quota,
+            token_seconds,
+        } => {
+            use promolens::codes::standin::{StandinConfig, serve};
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            let config = StandinConfig {
+                quota,
+                token_ttl: Duration::from_secs(token_seconds),
+                ..StandinConfig::default()
+            };
+            let (app_id, secret) = config.apps[0].clone();
+            println!(
+                "WeChat stand-in listening on http://{} (AppID {app_id}, AppSecret {secret})",
+                listener.local_addr()?
+            );
+            serve(listener, config).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Serve {
             data,
             listen,

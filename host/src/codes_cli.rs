@@ -1,0 +1,232 @@
+//! `promolens codes …`: code management from the command line, on a data directory (the
+//! operator's door: trusted, no API key). Each action is one sandboxed plugin call.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use promolens::codes::http::{CodesState, authorize_project};
+use promolens::codes::{Code, CodesError, NewCode};
+
+#[derive(Subcommand)]
+pub enum CodesAction {
+    /// Register the mini-program's AppID and AppSecret (checked with WeChat, stored encrypted).
+    Authorize {
+        #[arg(long)]
+        app_id: String,
+        /// The AppSecret; `PROMOLENS_WECHAT_SECRET` keeps it out of the shell history.
+        #[arg(long, env = "PROMOLENS_WECHAT_SECRET", hide_env_values = true)]
+        secret: String,
+    },
+    /// Create a code.
+    Create(CodeFlags),
+    /// Validate and encode a code without creating it: bytes used and left, the quota.
+    Preview(CodeFlags),
+    /// The project's codes, newest first.
+    List {
+        /// Deleted codes too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One code, as JSON.
+    Show {
+        id: String,
+    },
+    Rename {
+        id: String,
+        name: String,
+    },
+    /// Delete a code softly (no more downloads; its scans still count).
+    Delete {
+        id: String,
+    },
+    /// Write a code's image to a file.
+    Download {
+        id: String,
+        /// Output file (default `<id>.png`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Create one code per CSV row (`name,kind,page,utm_source,…,params,width`).
+    Batch {
+        csv: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct CodeFlags {
+    #[arg(long)]
+    name: String,
+    /// A, B or C.
+    #[arg(long)]
+    kind: String,
+    /// Page path, e.g. pages/index/index.
+    #[arg(long)]
+    page: String,
+    #[arg(long)]
+    utm_source: Option<String>,
+    #[arg(long)]
+    utm_medium: Option<String>,
+    #[arg(long)]
+    utm_campaign: Option<String>,
+    #[arg(long)]
+    utm_content: Option<String>,
+    #[arg(long)]
+    utm_term: Option<String>,
+    /// Other query parameters, `key=value`, repeatable.
+    #[arg(long = "param")]
+    params: Vec<String>,
+    /// Image width in pixels (280–1280).
+    #[arg(long)]
+    width: Option<u32>,
+    /// release, trial or develop.
+    #[arg(long)]
+    env_version: Option<String>,
+    /// B codes: allow pages that are not published yet.
+    #[arg(long)]
+    no_check_path: bool,
+}
+
+impl CodeFlags {
+    fn into_new_code(self) -> NewCode {
+        NewCode {
+            name: self.name,
+            kind: self.kind,
+            page: self.page,
+            utm_source: self.utm_source,
+            utm_medium: self.utm_medium,
+            utm_campaign: self.utm_campaign,
+            utm_content: self.utm_content,
+            utm_term: self.utm_term,
+            params: self
+                .params
+                .iter()
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (p.clone(), String::new()),
+                })
+                .collect(),
+            width: self.width,
+            env_version: self.env_version,
+            check_path: self.no_check_path.then_some(false),
+            ..NewCode::default()
+        }
+    }
+}
+
+fn failed(e: CodesError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn payload(code: &Code) -> String {
+    match (&code.encoding.path, &code.encoding.scene) {
+        (Some(path), _) => path.clone(),
+        (None, Some(scene)) => format!("{} scene={scene}", code.page),
+        _ => String::new(),
+    }
+}
+
+pub async fn run(state: CodesState, project: &str, action: CodesAction) -> anyhow::Result<()> {
+    let codes = &state.codes;
+    match action {
+        CodesAction::Authorize { app_id, secret } => {
+            let authorization = authorize_project(&state, project, app_id, secret)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!(
+                "project {project} is authorized for mini-program {}",
+                authorization.app_id
+            );
+        }
+        CodesAction::Create(flags) => {
+            let request = flags
+                .into_new_code()
+                .into_request()
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let code = codes.create(project, request).await.map_err(failed)?;
+            println!(
+                "created {} ({}): {}",
+                code.id,
+                code.encoding.note,
+                payload(&code)
+            );
+        }
+        CodesAction::Preview(flags) => {
+            let request = flags
+                .into_new_code()
+                .into_request()
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            json(&codes.preview(project, request).await.map_err(failed)?)?;
+        }
+        CodesAction::List { all } => {
+            let list = codes.list(project, all).await.map_err(failed)?;
+            println!(
+                "{:<8}  {:<4}  {:<10}  {:<30}  payload",
+                "id", "kind", "state", "name"
+            );
+            for code in list {
+                let state = if code.deleted_at_ms.is_some() {
+                    "deleted"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<8}  {:<4}  {:<10}  {:<30}  {}",
+                    code.id,
+                    format!("{:?}", code.kind),
+                    state,
+                    code.name,
+                    payload(&code)
+                );
+            }
+        }
+        CodesAction::Show { id } => json(&codes.get(project, &id).await.map_err(failed)?)?,
+        CodesAction::Rename { id, name } => {
+            let code = codes.rename(project, &id, &name).await.map_err(failed)?;
+            println!("{} is now named {}", code.id, code.name);
+        }
+        CodesAction::Delete { id } => {
+            codes.delete(project, &id).await.map_err(failed)?;
+            println!("deleted {id}: no more downloads; its scans still count");
+        }
+        CodesAction::Download { id, out } => {
+            let image = codes.image(project, &id).await.map_err(failed)?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{id}.png")));
+            std::fs::write(&out, &image.bytes)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} ({} bytes, {})",
+                out.display(),
+                image.bytes.len(),
+                image.content_type
+            );
+        }
+        CodesAction::Batch { csv } => {
+            let text = std::fs::read_to_string(&csv)
+                .with_context(|| format!("reading {}", csv.display()))?;
+            let rows = codes.batch_create(project, text).await.map_err(failed)?;
+            let mut created = 0;
+            for row in &rows {
+                match &row.outcome {
+                    Ok(code) => {
+                        created += 1;
+                        println!("line {:>4}  {}  {}", row.line, code.id, row.name);
+                    }
+                    Err(e) => println!(
+                        "line {:>4}  error  {}: {}",
+                        row.line,
+                        row.name,
+                        promolens::codes::describe(e)
+                    ),
+                }
+            }
+            println!("{created} created, {} failed", rows.len() - created);
+        }
+    }
+    Ok(())
+}

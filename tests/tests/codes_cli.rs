@@ -1,0 +1,124 @@
+//! `promolens codes …` against `promolens standin`, as an operator runs them.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use promolens_tests::{bin, promolens_with_env};
+
+const KEY: &str = "0f0e0d0c0b0a09080706050403020100000102030405060708090a0b0c0d0e0f";
+
+#[test]
+fn an_operator_authorizes_creates_downloads_and_deletes_codes() {
+    let mut standin = Command::new(bin())
+        .args(["standin", "--quota", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(standin.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let cache = dir.path().join("cache");
+    let env = [
+        ("PROMOLENS_WECHAT_URL", url.as_str()),
+        ("PROMOLENS_SECRET_KEY", KEY),
+        ("PROMOLENS_COMPONENT_CACHE", cache.to_str().unwrap()),
+        ("RUST_LOG", "warn"),
+    ];
+    let codes = |args: &[&str]| {
+        let mut all = vec!["codes", "--data", data, "--project", "shop"];
+        all.extend_from_slice(args);
+        let out = promolens_with_env(&all, &env);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, _, err) = codes(&["create", "--name", "x", "--kind", "A", "--page", "pages/a"]);
+    assert!(!ok && err.contains("authorize"), "{err}");
+    let (ok, _, err) = codes(&[
+        "authorize",
+        "--app-id",
+        "wx0123456789abcdef",
+        "--secret",
+        "wrong",
+    ]);
+    assert!(
+        !ok && err.contains("40013"),
+        "wrong credentials are refused: {err}"
+    );
+    let (ok, out, err) = codes(&[
+        "authorize",
+        "--app-id",
+        "wx0123456789abcdef",
+        "--secret",
+        "demo-secret",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("authorized for mini-program wx0123456789abcdef"),
+        "{out}"
+    );
+
+    let (ok, out, err) = codes(&[
+        "create",
+        "--name",
+        "Poster",
+        "--kind",
+        "A",
+        "--page",
+        "pages/index/index",
+        "--utm-source",
+        "poster",
+        "--param",
+        "shop=42",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("pages/index/index?shop=42&utm_source=poster"),
+        "{out}"
+    );
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let png = dir.path().join("code.png");
+    let (ok, _, err) = codes(&["download", &id, "--out", png.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+
+    let (ok, out, _) = codes(&["preview", "--name", "p", "--kind", "B", "--page", "pages/a"]);
+    assert!(ok);
+    let preview: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(preview["encoding"]["limit"], 32);
+
+    assert!(codes(&["rename", &id, "Poster, Nanjing Road"]).0);
+    assert!(codes(&["delete", &id]).0);
+    let (ok, _, err) = codes(&["download", &id]);
+    assert!(!ok && err.contains("was deleted"), "{err}");
+    let (_, out, _) = codes(&["list", "--all"]);
+    assert!(
+        out.contains("deleted") && out.contains("Poster, Nanjing Road"),
+        "{out}"
+    );
+
+    // The stand-in's quota is 2 A/C codes: the second works, the third is WeChat's 45029.
+    let csv = dir.path().join("shops.csv");
+    std::fs::write(&csv, "name,kind,page,utm_source\nShop 1,C,pages/s,poster\nShop 2,C,pages/s,poster\nShop 3,B,pages/s,poster\n").unwrap();
+    let (ok, out, err) = codes(&["batch", csv.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("45029") && out.contains("2 created, 1 failed"),
+        "{out}"
+    );
+
+    let _ = standin.kill();
+    let _ = standin.wait();
+}
