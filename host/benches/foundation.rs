@@ -174,7 +174,9 @@ fn bench_query() {
     // promolens: in this process, hot (files in the OS cache, the session reused), median of 5.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let storage = promolens_ingest::Storage::open(data.to_str().unwrap()).expect("storage");
-    let ctx = promolens::tables::session(&storage).expect("session");
+    let ctx = runtime
+        .block_on(promolens::tables::session(&storage))
+        .expect("session");
     let query = promolens::acquisition::AcquisitionQuery {
         project: "bench".into(),
         by: vec!["utm_source".into(), "utm_campaign".into()],

@@ -7,6 +7,11 @@
 //!
 //! A launch is attributed when it has a `utm_source` or a code. Unattributed launches form one
 //! row, `(unattributed)`; an attributed launch without a value for a dimension shows `(not set)`.
+//!
+//! A launch that carries a code reference (`c=<id>`) takes the UTM fields it lacks from the
+//! code's record (`promo_codes`), here at query time: a code made after its first scans were
+//! stored, or records restored later, still attribute every scan. The dimension `code` is the
+//! code's name and id (`Poster (ab12cd34)`), or the bare id of a code promolens has no record of.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -19,12 +24,13 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// Dimensions an acquisition can be split by: columns of `launch_events`.
-pub const DIMENSIONS: [&str; 10] = [
+pub const DIMENSIONS: [&str; 11] = [
     "utm_source",
     "utm_medium",
     "utm_campaign",
     "utm_content",
     "utm_term",
+    "code",
     "code_id",
     "code_kind",
     "scene",
@@ -164,9 +170,23 @@ impl AcquisitionQuery {
             )
         });
         format!(
-            "WITH launches AS (
+            "WITH resolved AS (
+                SELECT l.user_id, l.event_id, l.event_time, l.dt, l.code_id, l.code_kind,
+                       l.scene, l.launch_type, l.path,
+                       coalesce(l.utm_source, c.utm_source) AS utm_source,
+                       coalesce(l.utm_medium, c.utm_medium) AS utm_medium,
+                       coalesce(l.utm_campaign, c.utm_campaign) AS utm_campaign,
+                       coalesce(l.utm_content, c.utm_content) AS utm_content,
+                       coalesce(l.utm_term, c.utm_term) AS utm_term,
+                       CASE WHEN c.code_id IS NULL THEN l.code_id
+                            ELSE concat(c.name, ' (', c.code_id, ')') END AS code
+                FROM launch_events l
+                LEFT JOIN promo_codes c ON c.project = $1 AND c.code_id = l.code_id
+                WHERE l.project = $1
+            ),
+            launches AS (
                 SELECT user_id, event_id, event_time, dt, {ATTRIBUTED} AS attributed, {projected}
-                FROM launch_events WHERE project = $1
+                FROM resolved
             ),
             in_window AS (
                 SELECT * FROM launches

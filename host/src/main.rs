@@ -447,7 +447,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             format,
         } => {
             let (storage, tz) = open(&data)?;
-            let ctx = promolens::tables::session(&storage)?;
+            let ctx = promolens::tables::session(&storage).await?;
             let query = AcquisitionQuery {
                 project,
                 by: parse_dimensions(&by)?,
@@ -472,7 +472,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             query,
         } => {
             let (storage, _) = open(&data)?;
-            let ctx = promolens::tables::session(&storage)?;
+            let ctx = promolens::tables::session(&storage).await?;
             let batches = promolens::sql::query(&ctx, &query).await?;
             output::write(&batches, format, &mut std::io::stdout().lock())?;
             Ok(std::process::ExitCode::SUCCESS)

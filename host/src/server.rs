@@ -217,7 +217,7 @@ pub async fn serve(
     tz: Tz,
     codes: crate::codes::http::CodesState,
 ) -> crate::Result<()> {
-    let ctx = crate::tables::session(&storage)?;
+    let ctx = crate::tables::session(&storage).await?;
     let app = router(ingestor.clone(), body_limit, QueryState { ctx, tz }, codes);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -14,18 +15,19 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use promolens_ingest::Storage;
 use promolens_ingest::visible_store::VisibleStore;
 use promolens_schemas::tables::{
-    LAUNCH_EVENTS, LAUNCH_EVENTS_PARTITIONS, USER_FIRST_SEEN, USER_FIRST_SEEN_PARTITIONS,
-    launch_events_file_schema, user_first_seen_file_schema,
+    LAUNCH_EVENTS, LAUNCH_EVENTS_PARTITIONS, PROMO_CODE_RECORDS_DIR, PROMO_CODES, USER_FIRST_SEEN,
+    USER_FIRST_SEEN_PARTITIONS, launch_events_file_schema, promo_code_record_schema,
+    user_first_seen_file_schema,
 };
 
 use crate::error::Result;
 
-/// A session with `launch_events` and `user_first_seen` registered over `storage`.
+/// A session with `launch_events`, `user_first_seen` and `promo_codes` registered over `storage`.
 ///
 /// The session may live as long as the server: file listings are not cached (new Parquet files
 /// arrive every flush), and go through [`VisibleStore`] so that files replaced by a compaction
 /// are never read beside their replacement.
-pub fn session(storage: &Storage) -> Result<SessionContext> {
+pub async fn session(storage: &Storage) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema("promolens", "public");
@@ -52,7 +54,39 @@ pub fn session(storage: &Storage) -> Result<SessionContext> {
         user_first_seen_file_schema(),
         &USER_FIRST_SEEN_PARTITIONS,
     )?;
+    register_promo_codes(&ctx, storage).await?;
     Ok(ctx)
+}
+
+/// `promo_codes`: a view with DESIGN.md §4's columns over the plugin's JSON code records.
+async fn register_promo_codes(ctx: &SessionContext, storage: &Storage) -> Result<()> {
+    let options = ListingOptions::new(Arc::new(JsonFormat::default()))
+        // Records are named by their id, without an extension.
+        .with_file_extension("")
+        .with_table_partition_cols(vec![("project".to_string(), DataType::Utf8)]);
+    let url = ListingTableUrl::parse(storage.url(PROMO_CODE_RECORDS_DIR))?;
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(promo_code_record_schema());
+    ctx.register_table(
+        "promo_code_records",
+        Arc::new(ListingTable::try_new(config)?),
+    )?;
+    ctx.sql(&format!(
+        "CREATE VIEW {PROMO_CODES} AS SELECT
+            id AS code_id, project, name, kind, page,
+            coalesce(encoding['path'], encoding['scene']) AS payload,
+            encoding['by_reference'] AS by_reference,
+            utm['source'] AS utm_source, utm['medium'] AS utm_medium,
+            utm['campaign'] AS utm_campaign, utm['content'] AS utm_content,
+            utm['term'] AS utm_term,
+            to_timestamp_millis(created_at_ms) AS created_at,
+            to_timestamp_millis(updated_at_ms) AS updated_at,
+            to_timestamp_millis(deleted_at_ms) AS deleted_at
+         FROM promo_code_records"
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Registers the hive-partitioned Parquet table `name` stored under the folder of that name.

@@ -80,3 +80,48 @@ static USER_FIRST_SEEN_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub fn user_first_seen_file_schema() -> SchemaRef {
     USER_FIRST_SEEN_FILE_SCHEMA.clone()
 }
+
+/// Name of the code table (a view over the plugin's code records).
+pub const PROMO_CODES: &str = "promo_codes";
+
+/// Folder of the code records under the data directory: `codes/codes/project=P/<id>`, one JSON
+/// object each (the WIT `code` record, written by the plugin through the host's store).
+pub const PROMO_CODE_RECORDS_DIR: &str = "codes/codes";
+
+static PROMO_CODE_RECORD_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        text("name"),
+        text("kind"),
+        text("page"),
+        Field::new(
+            "utm",
+            DataType::Struct(Fields::from(vec![
+                text("source"),
+                text("medium"),
+                text("campaign"),
+                text("content"),
+                text("term"),
+            ])),
+            true,
+        ),
+        Field::new(
+            "encoding",
+            DataType::Struct(Fields::from(vec![
+                text("path"),
+                text("scene"),
+                Field::new("by_reference", DataType::Boolean, true),
+            ])),
+            true,
+        ),
+        Field::new("created_at_ms", DataType::Int64, true),
+        Field::new("updated_at_ms", DataType::Int64, true),
+        Field::new("deleted_at_ms", DataType::Int64, true),
+    ]))
+});
+
+/// The fields of a code record that queries read (the JSON has more; they are ignored).
+pub fn promo_code_record_schema() -> SchemaRef {
+    PROMO_CODE_RECORD_SCHEMA.clone()
+}

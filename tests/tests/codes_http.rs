@@ -145,3 +145,165 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
     // The compiled component was cached for the next start.
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
 }
+
+/// The query a scan of `code` gives the mini-program, as WeChat gives it (DESIGN.md §2).
+fn scan_query(code: &Value) -> Value {
+    let encoding = &code["encoding"];
+    match encoding["scene"].as_str() {
+        Some(scene) => {
+            // `query.scene` holds the scene URL-encoded.
+            let encoded: String = url_encode(scene);
+            json!({ "scene": encoded })
+        }
+        None => {
+            let path = encoding["path"].as_str().unwrap();
+            let query = path.split_once('?').map_or("", |(_, q)| q);
+            let mut map = serde_json::Map::new();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                map.insert(k.to_string(), json!(v));
+            }
+            Value::Object(map)
+        }
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'!'
+            | b'~'
+            | b'*'
+            | b'\''
+            | b'('
+            | b')' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn scans_of_each_kind_are_counted_by_source_campaign_and_code_even_after_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path().join("data").to_str().unwrap(),
+        &["--demo", "--flush-seconds", "0.05"],
+        &[],
+    );
+    use reqwest::Method;
+    let codes = format!("{}/v1/projects/demo/codes", server.url);
+    let create = |body: Value| {
+        let (status, code) = call(Method::POST, codes.clone(), Some(body));
+        assert_eq!(status, 201, "{code}");
+        code
+    };
+    let a = create(
+        json!({"name": "Article", "kind": "A", "page": "pages/index/index",
+                          "utm_source": "e2e-gzh", "utm_campaign": "双11"}),
+    );
+    let b = create(
+        json!({"name": "Poster", "kind": "B", "page": "pages/index/index",
+                          "utm_source": "e2e-poster", "utm_campaign": "双11"}),
+    );
+    // Too long to carry inline: a C code with a reference.
+    let c = create(
+        json!({"name": "Shop", "kind": "C", "page": "pages/index/index",
+                          "utm_source": "e2e-shop", "utm_campaign": "长".repeat(20)}),
+    );
+    assert_eq!(c["encoding"]["by_reference"], true);
+
+    let yesterday = chrono::Utc::now().timestamp_millis() - 86_400_000;
+    let mut lines = Vec::new();
+    for (i, (code, scene, users)) in [(&a, 1047, 3), (&b, 1048, 2), (&c, 1011, 1)]
+        .iter()
+        .enumerate()
+    {
+        for u in 0..*users {
+            lines.push(
+                json!({"event_id": format!("e2e-{i}-{u}"), "user_id": format!("e2e-u{i}-{u}"),
+                "ts": yesterday, "scene": scene, "path": "pages/index/index",
+                "query": scan_query(code)})
+                .to_string(),
+            );
+        }
+    }
+    let (status, answer) = server.ingest("demo", lines.join("\n").into_bytes(), false);
+    assert_eq!(status, 200, "{answer}");
+
+    let rows = |by: &str| -> Vec<Value> {
+        promolens_tests::eventually(std::time::Duration::from_secs(10), || {
+            let (_, answer) = call(
+                Method::GET,
+                format!("{}/v1/projects/demo/acquisition?by={by}&days=7", server.url),
+                None,
+            );
+            let rows: Vec<Value> = answer["rows"]
+                .as_array()?
+                .iter()
+                .filter(|r| {
+                    r["utm_source"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with("e2e-"))
+                })
+                .cloned()
+                .collect();
+            (rows
+                .iter()
+                .map(|r| r["users"].as_u64().unwrap())
+                .sum::<u64>()
+                == 6)
+                .then_some(rows)
+        })
+    };
+    let by_code = rows("utm_source,utm_campaign,code");
+    let find = |source: &str| {
+        by_code
+            .iter()
+            .find(|r| r["utm_source"] == source)
+            .unwrap()
+            .clone()
+    };
+    let row = find("e2e-gzh");
+    assert_eq!(
+        (row["utm_campaign"].as_str(), row["new_users"].as_u64()),
+        (Some("双11"), Some(3))
+    );
+    let row = find("e2e-poster");
+    assert_eq!(
+        row["code"],
+        format!("Poster ({})", b["id"].as_str().unwrap())
+    );
+    assert_eq!(
+        (row["utm_campaign"].as_str(), row["users"].as_u64()),
+        (Some("双11"), Some(2))
+    );
+    let row = find("e2e-shop");
+    assert_eq!(row["utm_campaign"], "长".repeat(20));
+    assert_eq!(row["code"], format!("Shop ({})", c["id"].as_str().unwrap()));
+
+    // Deleted: no more downloads, but a printed copy's scans still count.
+    let b_id = b["id"].as_str().unwrap();
+    let (status, _) = call(Method::DELETE, format!("{codes}/{b_id}"), None);
+    assert_eq!(status, 200);
+    let late = json!({"event_id": "e2e-late", "user_id": "e2e-late-user", "ts": yesterday,
+        "scene": 1047, "query": scan_query(&b)});
+    server.ingest("demo", late.to_string().into_bytes(), false);
+    promolens_tests::eventually(std::time::Duration::from_secs(10), || {
+        let (_, answer) = call(
+            Method::GET,
+            format!("{}/v1/projects/demo/acquisition?by=code&days=7", server.url),
+            None,
+        );
+        answer["rows"]
+            .as_array()?
+            .iter()
+            .find(|r| r["code"] == format!("Poster ({b_id})") && r["users"].as_u64() == Some(3))?;
+        Some(())
+    });
+}
