@@ -155,12 +155,6 @@ impl AcquisitionQuery {
                 d(i)
             )
         });
-        let first_values = list(&|i| {
-            format!(
-                "first_value({0} ORDER BY event_time, event_id) AS {0}",
-                d(i)
-            )
-        });
         let dims = list(&d);
         let labelled = list(&|i| {
             format!(
@@ -193,32 +187,23 @@ impl AcquisitionQuery {
                 WHERE dt >= $4 AND dt <= $5 AND event_time >= $2 AND event_time < $3
             ),
             -- A user's first launch ever is in the window exactly when they launched in it and
-            -- were never seen before it: an anti-join against `user_first_seen` (one row per
-            -- user, kept at ingest) instead of the whole launch history.
-            first_touch AS (
-                SELECT user_id,
-                       first_value(attributed ORDER BY event_time, event_id) AS attributed, {first_values}
-                FROM in_window w
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM user_first_seen f
-                    WHERE f.project = $1 AND f.first_time < $2 AND f.user_id = w.user_id
-                )
-                GROUP BY user_id
+            -- were never seen before it: `user_first_seen` (kept at ingest) answers that, not
+            -- the launch history. The window's launches are read once, so that new users,
+            -- users and launches always come from the same files, even while a flush lands.
+            seen_before AS (
+                SELECT DISTINCT user_id FROM user_first_seen
+                WHERE project = $1 AND first_time < $2
             ),
-            counts AS (
-                SELECT attributed, {dims}, 0 AS new_users, count(DISTINCT user_id) AS users, count(*) AS launches
-                FROM in_window
-                GROUP BY attributed, {dims}
-                UNION ALL
-                SELECT attributed, {dims}, count(*) AS new_users, 0 AS users, 0 AS launches
-                FROM first_touch
-                GROUP BY attributed, {dims}
+            ranked AS (
+                SELECT w.*, s.user_id IS NULL AS is_new,
+                       row_number() OVER (PARTITION BY w.user_id ORDER BY w.event_time, w.event_id) AS nth
+                FROM in_window w LEFT JOIN seen_before s ON s.user_id = w.user_id
             )
             SELECT {labelled},
-                   CAST(sum(new_users) AS BIGINT) AS new_users,
-                   CAST(sum(users) AS BIGINT) AS users,
-                   CAST(sum(launches) AS BIGINT) AS launches
-            FROM counts GROUP BY attributed, {dims}
+                   CAST(sum(CASE WHEN nth = 1 AND is_new THEN 1 ELSE 0 END) AS BIGINT) AS new_users,
+                   CAST(count(DISTINCT user_id) AS BIGINT) AS users,
+                   CAST(count(*) AS BIGINT) AS launches
+            FROM ranked GROUP BY attributed, {dims}
             ORDER BY new_users DESC, users DESC, launches DESC, {dims_order}",
             dims_order = list(&|i| format!("\"{}\"", self.by[i])),
         )

@@ -215,9 +215,10 @@ pub async fn serve(
     listen: SocketAddr,
     body_limit: usize,
     tz: Tz,
-    codes: crate::codes::http::CodesState,
+    mut codes: crate::codes::http::CodesState,
 ) -> crate::Result<()> {
     let ctx = crate::tables::session(&storage).await?;
+    codes.analytics = Some((ctx.clone(), tz));
     let app = router(ingestor.clone(), body_limit, QueryState { ctx, tz }, codes);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

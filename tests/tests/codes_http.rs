@@ -287,6 +287,20 @@ fn scans_of_each_kind_are_counted_by_source_campaign_and_code_even_after_delete(
     assert_eq!(row["utm_campaign"], "长".repeat(20));
     assert_eq!(row["code"], format!("Shop ({})", c["id"].as_str().unwrap()));
 
+    // The code list shows each code's past 7 days.
+    let (_, listed) = call(Method::GET, codes.clone(), None);
+    let listed_b = listed["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|code| code["id"] == b["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(
+        listed_b["past_7_days"],
+        json!({"new_users": 2, "users": 2, "launches": 2})
+    );
+
     // Deleted: no more downloads, but a printed copy's scans still count.
     let b_id = b["id"].as_str().unwrap();
     let (status, _) = call(Method::DELETE, format!("{codes}/{b_id}"), None);

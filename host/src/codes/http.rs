@@ -27,6 +27,8 @@ pub struct CodesState {
     pub codes: Codes,
     pub credentials: Arc<CredentialStore>,
     pub wechat: Arc<WechatClient>,
+    /// The tables and the projects' time zone, for each code's "past 7 days" in the list.
+    pub analytics: Option<(datafusion::prelude::SessionContext, chrono_tz::Tz)>,
 }
 
 impl From<CodesError> for ApiError {
@@ -182,6 +184,43 @@ async fn list(
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
     let codes = s.codes.list(&project, params.include_deleted).await?;
+    let mut figures = std::collections::HashMap::new();
+    if let Some((ctx, tz)) = &s.analytics {
+        // The reference product's list: each code's acquisition in the past 7 days.
+        let window = crate::acquisition::Window::past_days(chrono::Utc::now(), 7, *tz)?;
+        let query = crate::acquisition::AcquisitionQuery {
+            project: project.clone(),
+            by: vec!["code_id".into()],
+            window,
+        };
+        for row in crate::output::json_rows(&query.run(ctx).await?)? {
+            if let Some(id) = row.get("code_id").and_then(|v| v.as_str()) {
+                figures.insert(id.to_string(), row.clone());
+            }
+        }
+    }
+    let codes: Vec<serde_json::Value> = codes
+        .into_iter()
+        .map(|code| {
+            let figure = |name: &str| {
+                figures
+                    .get(&code.id)
+                    .and_then(|row| row.get(name))
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0)
+            };
+            let past_7_days = serde_json::json!({
+                "new_users": figure("new_users"),
+                "users": figure("users"),
+                "launches": figure("launches"),
+            });
+            let mut value = serde_json::to_value(&code).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("past_7_days".into(), past_7_days);
+            }
+            value
+        })
+        .collect();
     Ok(Json(serde_json::json!({ "codes": codes })).into_response())
 }
 

@@ -72,6 +72,7 @@ pub fn open(
         codes,
         credentials,
         wechat,
+        analytics: None,
     })
 }
 
