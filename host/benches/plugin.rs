@@ -1,0 +1,236 @@
+//! The plugin under wasmtime, timed (issue 4's speed goals), beside the same logic called
+//! natively in the same run:
+//! - instantiation of a fresh instance from the warm pool (goal < 50 µs);
+//! - `preview` through wasm on an instance (goal < 20 µs, and within 3× of native);
+//! - `create` through the host with WeChat excluded (a gateway that answers at once), records
+//!   in memory: per call and calls/s on all cores.
+//!
+//! `cargo bench -p promolens --bench plugin`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use promolens::codes::imports::WechatGateway;
+use promolens::codes::records::RecordStore;
+use promolens::codes::runtime::{Limits, PluginRuntime};
+use promolens::codes::{CodeImage, CodeRequest, Codes, PLUGIN_WASM, PluginError, WechatEndpoint};
+
+struct Instant200;
+
+#[async_trait::async_trait]
+impl WechatGateway for Instant200 {
+    async fn call(&self, _: &str, _: WechatEndpoint, _: &str) -> Result<CodeImage, PluginError> {
+        Ok(CodeImage {
+            content_type: "image/png".into(),
+            bytes: vec![0x89, b'P', b'N', b'G'],
+        })
+    }
+}
+
+fn request() -> CodeRequest {
+    serde_json::from_value(serde_json::json!({
+        "name": "Poster", "kind": "A", "page": "pages/index/index",
+        "utm": {"source": "公众号", "medium": "article", "campaign": "双11", "content": null, "term": null},
+        "params": [["id", "42"]],
+        "image": {"width": 430, "auto_color": false, "line_color": null, "is_hyaline": false,
+                  "env_version": null, "check_path": null}
+    }))
+    .expect("request")
+}
+
+/// The plugin's logic called natively: a host with an empty store.
+mod native {
+    use promolens_plugin::bindings::promolens::codes::host::{
+        CodeImage, Level, Versioned, WechatEndpoint,
+    };
+    use promolens_plugin::bindings::promolens::codes::types::{
+        CodeKind, CodeRequest, Error, ImageOptions, Utm,
+    };
+    use promolens_plugin::service::Host;
+
+    pub struct EmptyHost;
+
+    impl Host for EmptyHost {
+        fn wechat_call(&self, _: WechatEndpoint, _: &str) -> Result<CodeImage, Error> {
+            Err(Error::Host("unused".into()))
+        }
+        fn store_get(&self, _: &str) -> Result<Option<Versioned>, Error> {
+            Ok(None)
+        }
+        fn store_put(&self, _: &str, _: &[u8], _: Option<u64>) -> Result<u64, Error> {
+            Ok(1)
+        }
+        fn store_list(&self, _: &str) -> Result<Vec<String>, Error> {
+            Ok(Vec::new())
+        }
+        fn store_delete(&self, _: &str) -> Result<(), Error> {
+            Ok(())
+        }
+        fn now_ms(&self) -> i64 {
+            0
+        }
+        fn new_id(&self) -> String {
+            "ab12cd34".into()
+        }
+        fn log(&self, _: Level, _: &str) {}
+    }
+
+    pub fn request() -> CodeRequest {
+        CodeRequest {
+            name: "Poster".into(),
+            kind: CodeKind::A,
+            page: "pages/index/index".into(),
+            utm: Utm {
+                source: Some("公众号".into()),
+                medium: Some("article".into()),
+                campaign: Some("双11".into()),
+                content: None,
+                term: None,
+            },
+            params: vec![("id".into(), "42".into())],
+            image: ImageOptions {
+                width: Some(430),
+                auto_color: false,
+                line_color: None,
+                is_hyaline: false,
+                env_version: None,
+                check_path: None,
+            },
+        }
+    }
+}
+
+fn per_call(total: Duration, n: u32) -> f64 {
+    total.as_secs_f64() * 1e6 / f64::from(n)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let _guard = runtime.enter();
+    let handle = runtime.handle().clone();
+    let storage = promolens_ingest::Storage::open("memory://").expect("storage");
+    let records = Arc::new(RecordStore::new(storage));
+    let wechat: Arc<dyn WechatGateway> = Arc::new(Instant200);
+    let plugin =
+        Arc::new(PluginRuntime::new(PLUGIN_WASM, None, Limits::default()).expect("runtime"));
+
+    // Instantiation from the warm pool (a store, an instance, nothing called).
+    let n = 20_000;
+    for _ in 0..1000 {
+        plugin
+            .call(
+                "bench",
+                records.clone(),
+                wechat.clone(),
+                handle.clone(),
+                |_, _| Ok(()),
+            )
+            .expect("warm up");
+    }
+    let started = Instant::now();
+    for _ in 0..n {
+        plugin
+            .call(
+                "bench",
+                records.clone(),
+                wechat.clone(),
+                handle.clone(),
+                |_, _| Ok(()),
+            )
+            .expect("instantiate");
+    }
+    let instantiate = per_call(started.elapsed(), n);
+
+    // `preview` through wasm, on one instance.
+    let wasm_request = request();
+    let preview = plugin
+        .call(
+            "bench",
+            records.clone(),
+            wechat.clone(),
+            handle.clone(),
+            |p, store| {
+                let codes = p.promolens_codes_codes();
+                for _ in 0..1000 {
+                    codes
+                        .call_preview(&mut *store, &wasm_request)?
+                        .expect("preview");
+                }
+                let started = Instant::now();
+                for _ in 0..n {
+                    codes
+                        .call_preview(&mut *store, &wasm_request)?
+                        .expect("preview");
+                }
+                Ok(per_call(started.elapsed(), n))
+            },
+        )
+        .expect("preview");
+
+    // The same preview natively.
+    let native_request = native::request();
+    let host = native::EmptyHost;
+    for _ in 0..1000 {
+        promolens_plugin::service::preview(&host, &native_request).expect("native");
+    }
+    let started = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(
+            promolens_plugin::service::preview(&host, &native_request).expect("native"),
+        );
+    }
+    let native = per_call(started.elapsed(), n);
+
+    // `create` through the host (a fresh instance per call, records in memory, WeChat excluded).
+    let codes = Codes::new(plugin.clone(), records.clone(), wechat.clone());
+    runtime.block_on(async {
+        codes
+            .register_authorization("bench", "wx0123456789abcdef")
+            .await
+            .expect("authorize")
+    });
+    let creates = 5_000u32;
+    let started = Instant::now();
+    runtime.block_on(async {
+        let workers = 4;
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            let codes = codes.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..creates / workers {
+                    codes.create("bench", request()).await.expect("create");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
+    });
+    let elapsed = started.elapsed();
+    let started_one = Instant::now();
+    for _ in 0..500 {
+        runtime
+            .block_on(codes.create("bench", request()))
+            .expect("create");
+    }
+    let create_one = per_call(started_one.elapsed(), 500);
+
+    println!(
+        "plugin under wasmtime (release, {} cores):",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("  instantiation from the warm pool   {instantiate:>8.1} µs   (goal < 50)");
+    println!("  preview through wasm                {preview:>8.1} µs   (goal < 20)");
+    println!("  preview natively (same logic)       {native:>8.1} µs");
+    println!(
+        "  wasm / native                       {:>8.2} ×    (goal ≤ 3)",
+        preview / native
+    );
+    println!(
+        "  create, one at a time               {create_one:>8.1} µs per call (WeChat excluded)"
+    );
+    println!(
+        "  create, 4 concurrent callers        {:>8.0} calls/s",
+        f64::from(creates) / elapsed.as_secs_f64()
+    );
+}
