@@ -3,7 +3,7 @@
 //! loops, hoards memory, panics or reaches for WASI is stopped with a clear error in bounded
 //! time while other calls keep being served; the compiled component is cached on disk.
 //!
-//! The components are built by `scripts/test` (`--target wasm32-wasip2 --profile plugin`).
+//! The misbehaving component is built by `scripts/test` (`--target wasm32-wasip2 --profile plugin`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,10 +13,11 @@ use promolens::codes::imports::WechatGateway;
 use promolens::codes::records::RecordStore;
 use promolens::codes::runtime::{Limits, PluginRuntime, SandboxError};
 use promolens::codes::{
-    CodeImage, CodeKind, CodeRequest, Codes, CodesError, PluginError, WechatEndpoint,
+    CodeImage, CodeKind, CodeRequest, Codes, CodesError, PLUGIN_WASM, PluginError, WechatEndpoint,
 };
 
-/// A built component: `<target>/wasm32-wasip2/plugin/<name>.wasm`.
+/// A component built beside the plugin (the misbehaving one):
+/// `<target>/wasm32-wasip2/plugin/<name>.wasm`. The plugin itself is the embedded [`PLUGIN_WASM`].
 fn component(name: &str) -> Vec<u8> {
     let exe = std::env::current_exe().unwrap();
     // <target>/debug/deps/<test> → <target>
@@ -78,11 +79,7 @@ fn request(kind: CodeKind, source: &str) -> CodeRequest {
 #[tokio::test(flavor = "multi_thread")]
 async fn codes_live_in_the_data_directory_one_project_apart() {
     let dir = tempfile::tempdir().unwrap();
-    let codes = codes(
-        &component("promolens_plugin"),
-        dir.path(),
-        Limits::default(),
-    );
+    let codes = codes(PLUGIN_WASM, dir.path(), Limits::default());
     let preview = codes
         .preview("shop", request(CodeKind::A, "gzh"))
         .await
@@ -134,7 +131,7 @@ async fn a_misbehaving_component_is_stopped_and_the_host_keeps_serving() {
         instances: 8,
     };
     let bad = codes(&component("promolens_misbehave"), dir.path(), limits);
-    let good = codes(&component("promolens_plugin"), dir.path(), limits);
+    let good = codes(PLUGIN_WASM, dir.path(), limits);
 
     let started = Instant::now();
     let (looped, hoarded, panicked, wasi, served) = tokio::join!(
@@ -185,8 +182,8 @@ async fn a_misbehaving_component_is_stopped_and_the_host_keeps_serving() {
 #[test]
 fn the_compiled_component_is_cached_by_hash() {
     let dir = tempfile::tempdir().unwrap();
-    let wasm = component("promolens_plugin");
-    PluginRuntime::new(&wasm, Some(dir.path()), Limits::default()).unwrap();
+    let wasm = PLUGIN_WASM;
+    PluginRuntime::new(wasm, Some(dir.path()), Limits::default()).unwrap();
     let cached: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -203,6 +200,6 @@ fn the_compiled_component_is_cached_by_hash() {
     );
     // A damaged cache entry is compiled again, not trusted.
     std::fs::write(&cached[0], b"not a compiled component").unwrap();
-    PluginRuntime::new(&wasm, Some(dir.path()), Limits::default()).unwrap();
+    PluginRuntime::new(wasm, Some(dir.path()), Limits::default()).unwrap();
     assert!(std::fs::read(&cached[0]).unwrap().len() > 1000);
 }

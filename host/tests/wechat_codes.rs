@@ -9,21 +9,10 @@ use promolens::codes::records::RecordStore;
 use promolens::codes::runtime::{Limits, PluginRuntime};
 use promolens::codes::standin::{self, StandinConfig};
 use promolens::codes::wechat::WechatClient;
-use promolens::codes::{Code, CodeKind, CodeRequest, Codes, CodesError, PluginError};
+use promolens::codes::{Code, CodeKind, CodeRequest, Codes, CodesError, PLUGIN_WASM, PluginError};
 use promolens_schemas::decode_attribution;
 
 const APP_ID: &str = "wx0123456789abcdef";
-
-fn component() -> Vec<u8> {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
-    let path = std::env::var_os("PROMOLENS_COMPONENTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| target.join("wasm32-wasip2/plugin"))
-        .join("promolens_plugin.wasm");
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test builds it)", path.display()))
-}
 
 struct World {
     codes: Codes,
@@ -49,7 +38,7 @@ async fn world(config: StandinConfig) -> World {
         .await
         .unwrap();
     let codes = Codes::new(
-        Arc::new(PluginRuntime::new(&component(), None, Limits::default()).unwrap()),
+        Arc::new(PluginRuntime::new(PLUGIN_WASM, None, Limits::default()).unwrap()),
         Arc::new(RecordStore::new(storage)),
         Arc::new(WechatClient::new(&standin, credentials)),
     );

@@ -85,7 +85,8 @@ fn is_marker(path: &Path) -> bool {
     name.starts_with(MARKER_PREFIX) && name.ends_with(".json")
 }
 
-fn is_data_file(path: &Path) -> bool {
+/// A data file of a table (not a marker, not a hidden or partial file).
+pub(crate) fn is_data_file(path: &Path) -> bool {
     let name = file_name(path);
     name.ends_with(".parquet") && !name.starts_with(['_', '.'])
 }

@@ -16,7 +16,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecon
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt, PutPayload};
 
-use crate::compact::visible_files;
+use crate::compact::{is_data_file, visible_files};
 use crate::error::{Error, Result};
 use crate::parquet_io::{Table, read_columns, write_parquet};
 use crate::storage::Storage;
@@ -67,8 +67,7 @@ pub async fn rebuild(storage: &Storage, project: &str) -> Result<usize> {
     ));
     let mut earliest: HashMap<String, i64> = HashMap::new();
     for meta in visible_files(store, Some(&launches)).await? {
-        let name = meta.location.filename().unwrap_or_default();
-        if !name.ends_with(".parquet") || name.starts_with(['_', '.']) {
+        if !is_data_file(&meta.location) {
             continue;
         }
         let bytes = store.get(&meta.location).await?.bytes().await?;

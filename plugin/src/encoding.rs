@@ -40,22 +40,28 @@ pub fn utm_pairs(utm: &Utm) -> Vec<(&'static str, &str)> {
     .collect()
 }
 
-/// Checks what does not depend on the kind's limit: name, page, parameter keys.
-pub fn validate(request: &CodeRequest) -> Result<(), Error> {
-    let name = request.name.trim();
+/// Checks a code's name (as stored: trimmed) and gives it back trimmed.
+pub fn check_name(name: &str) -> Result<&str, Error> {
+    let name = name.trim();
     if name.is_empty() {
         return Err(invalid("name", "give the code a name"));
     }
-    let chars = request.name.chars().count();
+    let chars = name.chars().count();
     if chars > NAME_LIMIT {
         return Err(invalid(
             "name",
             format!("{chars} characters, {NAME_LIMIT} at most"),
         ));
     }
-    if request.name.chars().any(char::is_control) {
+    if name.chars().any(char::is_control) {
         return Err(invalid("name", "control characters are not allowed"));
     }
+    Ok(name)
+}
+
+/// Checks what does not depend on the kind's limit: name, page, parameter keys.
+pub fn validate(request: &CodeRequest) -> Result<(), Error> {
+    check_name(&request.name)?;
     let page = &request.page;
     if page.is_empty() {
         return Err(invalid(

@@ -363,20 +363,7 @@ fn change_code(
 }
 
 pub fn rename(host: &dyn Host, id: &str, name: &str) -> Result<Code, Error> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(invalid("name", "give the code a name"));
-    }
-    let chars = name.chars().count();
-    if chars > encoding::NAME_LIMIT {
-        return Err(invalid(
-            "name",
-            format!("{chars} characters, {} at most", encoding::NAME_LIMIT),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid("name", "control characters are not allowed"));
-    }
+    let name = encoding::check_name(name)?;
     let now = host.now_ms();
     change_code(host, id, |code| {
         code.name = name.to_string();
