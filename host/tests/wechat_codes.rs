@@ -40,7 +40,7 @@ async fn world(config: StandinConfig) -> World {
     let codes = Codes::new(
         Arc::new(PluginRuntime::new(PLUGIN_WASM, None, Limits::default()).unwrap()),
         Arc::new(RecordStore::new(storage)),
-        Arc::new(WechatClient::new(&standin, credentials)),
+        Arc::new(WechatClient::new(&standin, credentials).unwrap()),
     );
     codes.register_authorization("shop", APP_ID).await.unwrap();
     World {
@@ -223,4 +223,39 @@ async fn wechat_errcodes_come_back_explained() {
             "{errcode} has a meaning"
         );
     }
+}
+
+/// The real API is `https://`: the client must open a TLS session to it, not fail on the scheme.
+/// A loopback listener records the first bytes the client sends for a token.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_base_url_is_spoken_over_tls() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    let first_bytes = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = [0u8; 3];
+        socket.read_exact(&mut head).await.unwrap();
+        head
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let storage = promolens_ingest::Storage::open(dir.path().to_str().unwrap()).unwrap();
+    let credentials = Arc::new(CredentialStore::new(storage, Some([9; 32])));
+    let client = WechatClient::new(&base, credentials).unwrap();
+    let credentials = Credentials {
+        app_id: APP_ID.into(),
+        secret: "demo-secret".into(),
+    };
+    // The listener hangs up after the hello, so the call fails; what matters is what was sent.
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        client.verify(&credentials).await
+    })
+    .await;
+    assert!(matches!(answer, Ok(Err(_))), "{answer:?}");
+    // A TLS handshake record (0x16) of version 3.x: a ClientHello, not plain HTTP.
+    let head = tokio::time::timeout(std::time::Duration::from_secs(5), first_bytes)
+        .await
+        .expect("the client never connected")
+        .unwrap();
+    assert_eq!(head[..2], [0x16, 0x03], "first bytes {head:?}");
 }

@@ -53,16 +53,16 @@ pub struct CodesConfig {
 pub fn open(
     storage: &promolens_ingest::Storage,
     config: &CodesConfig,
-) -> Result<http::CodesState, SandboxError> {
+) -> Result<http::CodesState, CodesError> {
     let runtime = PluginRuntime::new(PLUGIN_WASM, config.cache_dir.as_deref(), config.limits)?;
     let credentials = Arc::new(credentials::CredentialStore::new(
         storage.clone(),
         config.secret_key,
     ));
-    let wechat = Arc::new(wechat::WechatClient::new(
-        &config.wechat_url,
-        credentials.clone(),
-    ));
+    let wechat = Arc::new(
+        wechat::WechatClient::new(&config.wechat_url, credentials.clone())
+            .map_err(CodesError::Plugin)?,
+    );
     let codes = Codes::new(
         Arc::new(runtime),
         Arc::new(RecordStore::new(storage.clone())),

@@ -63,17 +63,21 @@ fn host_error(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl WechatClient {
-    pub fn new(base_url: &str, credentials: Arc<CredentialStore>) -> WechatClient {
-        WechatClient {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap_or_default(),
+    pub fn new(base_url: &str, credentials: Arc<CredentialStore>) -> Result<WechatClient, Error> {
+        // reqwest is built without a crypto provider of its own: ring, which object_store already
+        // brings, serves TLS. Installing it fails only when one is installed already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| host_error("cannot build the HTTPS client", e))?;
+        Ok(WechatClient {
+            http,
             base_url: base_url.trim_end_matches('/').to_string(),
             credentials,
             tokens: Mutex::new(HashMap::new()),
             attempts: 4,
-        }
+        })
     }
 
     /// Checks credentials by fetching a token with them (which is then cached).
