@@ -328,6 +328,7 @@ fn bench_live() {
             .map(|c| {
                 let url = url.clone();
                 scope.spawn(move || {
+                    promolens::codes::wechat::use_ring_for_tls();
                     let client = reqwest::blocking::Client::new();
                     let endpoint = format!("{url}/v1/projects/bench/events");
                     let mut accepted = 0u64;

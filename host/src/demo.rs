@@ -9,7 +9,6 @@ use chrono_tz::Tz;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use promolens_ingest::Ingestor;
-use promolens_ingest::record::LaunchRow;
 use promolens_schemas::{LaunchEvent, Limits};
 
 use crate::error::{Error, Result};
@@ -59,15 +58,14 @@ pub async fn load(ingestor: &Ingestor, now: DateTime<Utc>) -> Result<Option<u64>
     let yesterday = now.with_timezone(&tz).date_naive() - chrono::Days::new(1);
     let shift = (yesterday - day(last)).num_days() * DAY_MS;
     let received_at = now.timestamp_millis();
-    let rows: Vec<LaunchRow> = events
-        .into_iter()
-        .map(|mut e| {
-            e.event_time_ms += shift;
-            e.sent_at_ms = e.sent_at_ms.map(|t| t + shift);
-            e.project = None;
-            LaunchRow::decode(DEMO_PROJECT.into(), received_at, e)
-        })
-        .collect();
+    let mut rows = ingestor.rows(DEMO_PROJECT);
+    for mut e in events {
+        e.event_time_ms += shift;
+        e.sent_at_ms = e.sent_at_ms.map(|t| t + shift);
+        e.project = None;
+        rows.push(&e, received_at);
+    }
+    let rows = rows.finish()?;
     let outcome = ingestor.append(rows).await?;
     ingestor.flush().await?;
     Ok(Some(outcome.accepted() as u64))

@@ -252,6 +252,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     init_logging();
+    promolens::codes::wechat::use_ring_for_tls();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -91,6 +91,7 @@ fn launch_query(code: &Code, scanned: &str) -> Vec<(String, String)> {
 }
 
 async fn stats(standin: &str) -> serde_json::Value {
+    promolens::codes::wechat::use_ring_for_tls();
     reqwest::get(format!("{standin}/standin/stats"))
         .await
         .unwrap()
@@ -100,6 +101,7 @@ async fn stats(standin: &str) -> serde_json::Value {
 }
 
 async fn inject(standin: &str, errcodes: &[i32]) {
+    promolens::codes::wechat::use_ring_for_tls();
     reqwest::Client::new()
         .post(format!("{standin}/standin/fail"))
         .json(&serde_json::json!({ "errcodes": errcodes }))

@@ -17,10 +17,9 @@ use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
 use tokio::runtime::Handle;
 
-use crate::body::parse_event;
 use crate::error::{Error, Result};
 use crate::pipeline::Ingestor;
-use crate::record::LaunchRow;
+use crate::record::{LaunchRows, LaunchRowsBuilder};
 
 /// What a backfill did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -109,7 +108,7 @@ type Reject = (u64, Option<String>, String, String);
 /// A chunk parsed.
 struct Parsed {
     seq: u64,
-    rows: Vec<LaunchRow>,
+    rows: Result<LaunchRows>,
     rejects: Vec<Reject>,
     read: u64,
 }
@@ -150,12 +149,14 @@ impl Run<'_> {
         let chunk_receiver = Mutex::new(chunk_receiver);
         let (parsed_sender, parsed) = mpsc::sync_channel::<Parsed>(workers);
         let limits = self.ingestor.config().limits.clone();
+        let with_wal_lines = self.ingestor.config().wal_dir.is_some();
         let (project, received_at) = (self.project, self.received_at);
+        let new_rows = move || LaunchRowsBuilder::new(project, received_at, with_wal_lines);
         std::thread::scope(|scope| {
             let reader = scope.spawn(|| read_chunks(reader, chunks, &display));
             for _ in 0..workers {
                 let sender = parsed_sender.clone();
-                let (receiver, limits) = (&chunk_receiver, &limits);
+                let (receiver, limits, new_rows) = (&chunk_receiver, &limits, &new_rows);
                 scope.spawn(move || {
                     loop {
                         let chunk = match receiver.lock() {
@@ -163,7 +164,7 @@ impl Run<'_> {
                             Err(_) => return,
                         };
                         let Ok(chunk) = chunk else { return };
-                        let parsed = parse_chunk(chunk, project, received_at, limits);
+                        let parsed = parse_chunk(chunk, new_rows(), limits);
                         if sender.send(parsed).is_err() {
                             return;
                         }
@@ -207,10 +208,11 @@ impl Run<'_> {
                 .write_all(b"\n")
                 .map_err(|e| Error::io("writing the quarantine", e))?;
         }
-        if chunk.rows.is_empty() {
+        let rows = chunk.rows?;
+        if rows.is_empty() {
             return Ok(());
         }
-        let outcome = self.ingestor.append_blocking(chunk.rows)?;
+        let outcome = self.ingestor.append_blocking(rows)?;
         self.summary.accepted += outcome.accepted() as u64;
         self.summary.duplicates += outcome.duplicates() as u64;
         Ok(())
@@ -271,14 +273,9 @@ fn read_chunks(
     Ok(())
 }
 
-fn parse_chunk(chunk: Chunk, project: &str, received_at: i64, limits: &Limits) -> Parsed {
-    let mut parsed = Parsed {
-        seq: chunk.seq,
-        // Lines are rarely shorter than 128 bytes: the vector does not grow (its rows are big).
-        rows: Vec::with_capacity(chunk.text.len() / 128),
-        rejects: Vec::new(),
-        read: 0,
-    };
+fn parse_chunk(chunk: Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> Parsed {
+    let mut rejects = Vec::new();
+    let mut read = 0;
     let text = chunk.text.strip_suffix(b"\n").unwrap_or(&chunk.text);
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
@@ -288,26 +285,31 @@ fn parse_chunk(chunk: Chunk, project: &str, received_at: i64, limits: &Limits) -
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        parsed.read += 1;
+        read += 1;
         let outcome = match std::str::from_utf8(line) {
-            Ok(text) => parse_event(text, project, received_at, limits)
+            Ok(text) => rows
+                .push_json(text, limits)
                 .map_err(|e| (e.field().map(str::to_string), e.to_string())),
             Err(e) => Err((
                 None,
                 format!("line is not valid UTF-8 (at byte {})", e.valid_up_to()),
             )),
         };
-        match outcome {
-            Ok(row) => parsed.rows.push(row),
-            Err((field, reason)) => parsed.rejects.push((
+        if let Err((field, reason)) = outcome {
+            rejects.push((
                 chunk.first_line + i as u64,
                 field,
                 reason,
                 String::from_utf8_lossy(line.trim_ascii_end()).into_owned(),
-            )),
+            ));
         }
     }
-    parsed
+    Parsed {
+        seq: chunk.seq,
+        rows: rows.finish(),
+        rejects,
+        read,
+    }
 }
 
 struct QuarantineFile(std::io::BufWriter<File>, PathBuf);

@@ -3,12 +3,12 @@
 
 use std::io::Read;
 
-use promolens_schemas::{EventError, LaunchEvent, Limits};
+use promolens_schemas::{EventError, Limits};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
-use crate::record::LaunchRow;
+use crate::record::{LaunchRows, LaunchRowsBuilder};
 
 /// One rejected line or array element.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -49,20 +49,18 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>> {
 
 /// The events of a body, each validated; rejects keep their position.
 pub struct ParsedBody {
-    pub rows: Vec<(usize, LaunchRow)>,
+    pub rows: LaunchRows,
+    /// Line (or element) index of each row.
+    pub indices: Vec<usize>,
     pub rejected: Vec<Rejected>,
 }
 
-/// Parses an NDJSON body or a JSON array. `project` is the URL's project: an event naming another
-/// one is rejected.
-pub fn parse_body(
-    body: &[u8],
-    project: &str,
-    received_at_ms: i64,
-    limits: &Limits,
-) -> Result<ParsedBody> {
-    let mut parsed = ParsedBody {
-        rows: Vec::new(),
+/// Parses an NDJSON body or a JSON array into `rows` (whose project is the URL's: an event naming
+/// another one is rejected).
+pub fn parse_body(body: &[u8], rows: LaunchRowsBuilder, limits: &Limits) -> Result<ParsedBody> {
+    let mut parsing = Parsing {
+        rows,
+        indices: Vec::new(),
         rejected: Vec::new(),
     };
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
@@ -72,7 +70,7 @@ pub fn parse_body(
         let elements: Vec<&RawValue> = serde_json::from_str(text)
             .map_err(|e| Error::BadBody(format!("body is not a JSON array of events: {e}")))?;
         for (index, element) in elements.into_iter().enumerate() {
-            parsed.push(index, element.get(), project, received_at_ms, limits);
+            parsing.push(index, element.get(), limits);
         }
     } else {
         for (index, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -80,8 +78,8 @@ pub fn parse_body(
                 continue;
             }
             match std::str::from_utf8(line) {
-                Ok(line) => parsed.push(index, line, project, received_at_ms, limits),
-                Err(e) => parsed.rejected.push(Rejected {
+                Ok(line) => parsing.push(index, line, limits),
+                Err(e) => parsing.rejected.push(Rejected {
                     index,
                     field: None,
                     reason: format!("line is not valid UTF-8 (at byte {})", e.valid_up_to()),
@@ -89,46 +87,26 @@ pub fn parse_body(
             }
         }
     }
-    Ok(parsed)
+    Ok(ParsedBody {
+        rows: parsing.rows.finish()?,
+        indices: parsing.indices,
+        rejected: parsing.rejected,
+    })
 }
 
-impl ParsedBody {
-    fn push(
-        &mut self,
-        index: usize,
-        json: &str,
-        project: &str,
-        received_at_ms: i64,
-        limits: &Limits,
-    ) {
-        match parse_event(json, project, received_at_ms, limits) {
-            Ok(row) => self.rows.push((index, row)),
+struct Parsing {
+    rows: LaunchRowsBuilder,
+    indices: Vec<usize>,
+    rejected: Vec<Rejected>,
+}
+
+impl Parsing {
+    fn push(&mut self, index: usize, json: &str, limits: &Limits) {
+        match self.rows.push_json(json, limits) {
+            Ok(()) => self.indices.push(index),
             Err(e) => self.rejected.push(Rejected::new(index, &e)),
         }
     }
-}
-
-/// Validates one event for `project` and decodes its attribution.
-pub fn parse_event(
-    json: &str,
-    project: &str,
-    received_at_ms: i64,
-    limits: &Limits,
-) -> Result<LaunchRow, EventError> {
-    let event = LaunchEvent::parse(json, limits)?;
-    if let Some(named) = &event.project
-        && named != project
-    {
-        return Err(EventError::Invalid {
-            field: "project".into(),
-            reason: format!("event is for project `{named}` but was sent to project `{project}`"),
-        });
-    }
-    Ok(LaunchRow::decode(
-        project.to_string(),
-        received_at_ms,
-        event,
-    ))
 }
 
 #[cfg(test)]
@@ -137,17 +115,19 @@ mod tests {
 
     const GOOD: &str = r#"{"event_id":"e1","user_id":"u","ts":1763942400000}"#;
 
+    fn rows() -> LaunchRowsBuilder {
+        LaunchRowsBuilder::new("p", 0, false)
+    }
+
     #[test]
     fn one_bad_line_keeps_the_good_ones() {
         let body = format!(
             "{GOOD}\n{{\"event_id\":\"e2\"}}\n\n{}\n",
             GOOD.replace("e1", "e3")
         );
-        let parsed = parse_body(body.as_bytes(), "p", 0, &Limits::default()).unwrap();
-        assert_eq!(
-            parsed.rows.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-            [0, 3]
-        );
+        let parsed = parse_body(body.as_bytes(), rows(), &Limits::default()).unwrap();
+        assert_eq!(parsed.indices, [0, 3]);
+        assert_eq!(parsed.rows.len(), 2);
         assert_eq!(parsed.rejected.len(), 1);
         assert_eq!(parsed.rejected[0].index, 1);
         assert_eq!(parsed.rejected[0].field.as_deref(), Some("user_id"));
@@ -156,7 +136,7 @@ mod tests {
     #[test]
     fn json_array_elements_are_indexed() {
         let body = format!("[{GOOD}, 5, {}]", GOOD.replace("e1", "e2"));
-        let parsed = parse_body(body.as_bytes(), "p", 0, &Limits::default()).unwrap();
+        let parsed = parse_body(body.as_bytes(), rows(), &Limits::default()).unwrap();
         assert_eq!(parsed.rows.len(), 2);
         assert_eq!(parsed.rejected[0].index, 1);
         assert!(parsed.rejected[0].reason.contains("expected a JSON object"));
@@ -166,7 +146,7 @@ mod tests {
     fn invalid_utf8_line_is_rejected_alone() {
         let mut body = GOOD.as_bytes().to_vec();
         body.extend_from_slice(b"\n{\"event_id\":\"\xff\"}\n");
-        let parsed = parse_body(&body, "p", 0, &Limits::default()).unwrap();
+        let parsed = parse_body(&body, rows(), &Limits::default()).unwrap();
         assert_eq!(parsed.rows.len(), 1);
         assert!(parsed.rejected[0].reason.contains("not valid UTF-8"));
     }
@@ -174,7 +154,7 @@ mod tests {
     #[test]
     fn event_for_another_project_is_rejected() {
         let body = GOOD.replace("}", r#","project":"other"}"#);
-        let parsed = parse_body(body.as_bytes(), "p", 0, &Limits::default()).unwrap();
+        let parsed = parse_body(body.as_bytes(), rows(), &Limits::default()).unwrap();
         assert!(parsed.rejected[0].reason.contains("sent to project `p`"));
     }
 

@@ -162,22 +162,18 @@ fn column<'a, T: Array + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{LaunchBatchBuilder, LaunchRow};
+    use crate::record::LaunchRowsBuilder;
 
-    fn launch(user: &str, ts: &str) -> LaunchRow {
-        let line = format!(
-            r#"{{"event_id":"e-{user}-{ts}","user_id":"{user}","ts":"{ts}","scene":1047}}"#
-        );
-        let event = promolens_schemas::LaunchEvent::parse(&line, &Default::default()).unwrap();
-        LaunchRow::decode("p".into(), 0, event)
+    fn launch(user: &str, ts: &str) -> String {
+        format!(r#"{{"event_id":"e-{user}-{ts}","user_id":"{user}","ts":"{ts}","scene":1047}}"#)
     }
 
-    fn batch(rows: &[LaunchRow]) -> RecordBatch {
-        let mut builder = LaunchBatchBuilder::default();
-        for row in rows {
-            builder.push(row).unwrap();
+    fn batch(lines: &[String]) -> RecordBatch {
+        let mut rows = LaunchRowsBuilder::new("p", 0, false);
+        for line in lines {
+            rows.push_json(line, &Default::default()).unwrap();
         }
-        builder.finish().unwrap()
+        rows.finish().unwrap().batch
     }
 
     fn pairs(batch: &RecordBatch) -> Vec<(String, i64)> {
@@ -208,7 +204,7 @@ mod tests {
 
     #[test]
     fn merging_first_seen_files_keeps_the_earliest_of_each() {
-        let seen = |rows: &[LaunchRow]| earliest_per_user(&[batch(rows).project(&[1, 2]).unwrap()]);
+        let seen = |rows: &[String]| earliest_per_user(&[batch(rows).project(&[1, 2]).unwrap()]);
         let older = seen(&[launch("a", "2025-01-01T00:00:00Z")]).unwrap();
         let newer = seen(&[
             launch("a", "2025-06-01T00:00:00Z"),

@@ -158,26 +158,24 @@ async fn ingest_events(
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let ingestor = state.ingestor.clone();
     let limits = ingestor.config().limits.clone();
-    let received_at = chrono::Utc::now().timestamp_millis();
-    // Parsing and decoding are CPU work: keep them off the async workers.
+    let rows = ingestor.rows(&project);
+    // Parsing, decoding and building columns are CPU work: keep them off the async workers.
     let parsed = tokio::task::spawn_blocking(move || {
-        let body = if gzip {
-            gunzip(&raw, limit)?
+        if gzip {
+            parse_body(&gunzip(&raw, limit)?, rows, &limits)
         } else {
-            raw.to_vec()
-        };
-        parse_body(&body, &project, received_at, &limits)
+            parse_body(&raw, rows, &limits)
+        }
     })
     .await
     .map_err(ApiError::internal)??;
     if parsed.rows.is_empty() && parsed.rejected.is_empty() {
         return Err(ApiError::bad_request("body holds no events"));
     }
-    let rows: Vec<_> = parsed.rows.into_iter().map(|(_, row)| row).collect();
-    let outcome = if rows.is_empty() {
+    let outcome = if parsed.rows.is_empty() {
         Default::default()
     } else {
-        ingestor.append(rows).await?
+        ingestor.append(parsed.rows).await?
     };
     let report = IngestReport {
         accepted: outcome.accepted(),

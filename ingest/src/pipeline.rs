@@ -1,9 +1,10 @@
 //! The ingest pipeline: dedupe, write-ahead log, buffer, Parquet.
 //!
 //! One thread, the committer, owns everything whose order matters: the dedupe index, the log and
-//! the buffer. Request handlers parse and decode in parallel, then send their rows to it; it takes
-//! every request waiting, dedupes them in arrival order, appends all accepted rows to the log with
-//! one `fdatasync` (group commit), moves them into the buffer and answers. When the buffer is old
+//! the buffer. Request handlers (and backfill's parser threads) parse, decode, build the Arrow
+//! columns, hash the ids and encode the log lines in parallel, then send their rows to it; it takes
+//! every request waiting, dedupes them in arrival order, appends all accepted rows' lines to the
+//! log with one `fdatasync` (group commit), slices the batches into the buffer and answers. When the buffer is old
 //! or large enough, it seals the log segment and hands the buffer to the flusher task, which writes
 //! one Parquet file per partition and then deletes the sealed segments.
 
@@ -20,13 +21,13 @@ use promolens_schemas::Limits;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::dedupe::{DedupeIndex, id_hash, load_partition_ids};
+use crate::dedupe::{DedupeIndex, load_partition_ids};
 use crate::error::{Error, Result};
 use crate::first_seen::{self, earliest_per_user};
 use crate::parquet_io::{Table, sort_for, write_parquet};
-use crate::record::{LaunchBatchBuilder, LaunchRow, PartitionKey, PartitionResolver};
+use crate::record::{LaunchRows, LaunchRowsBuilder, PartitionKey, PartitionResolver};
 use crate::storage::Storage;
-use crate::wal::{Replay, Wal, delete_segments, encode_row};
+use crate::wal::{Replay, Wal, delete_segments};
 
 /// How the pipeline buffers and makes events durable.
 #[derive(Debug, Clone)]
@@ -77,7 +78,7 @@ impl AppendOutcome {
 
 enum Command {
     Append {
-        rows: Vec<LaunchRow>,
+        rows: LaunchRows,
         reply: oneshot::Sender<Result<AppendOutcome>>,
     },
     /// Flush whatever is buffered and answer once it is in Parquet.
@@ -98,9 +99,12 @@ pub struct Ingestor {
     stopped: Arc<AtomicBool>,
 }
 
+/// Buffered rows: per partition, slices of the batches they came in.
+type Buffer = BTreeMap<Arc<PartitionKey>, Vec<RecordBatch>>;
+
 struct FlushJob {
     generation: u64,
-    partitions: BTreeMap<Arc<PartitionKey>, LaunchBatchBuilder>,
+    partitions: Buffer,
     /// Log segments covered by this job, deleted once it is stored.
     wal_upto: Option<u64>,
     done: Vec<oneshot::Sender<Result<()>>>,
@@ -190,16 +194,25 @@ impl Ingestor {
         &self.storage
     }
 
+    /// An empty set of rows for `project`, received now, to fill and [`Ingestor::append`].
+    pub fn rows(&self, project: &str) -> LaunchRowsBuilder {
+        LaunchRowsBuilder::new(
+            project,
+            chrono::Utc::now().timestamp_millis(),
+            self.config.wal_dir.is_some(),
+        )
+    }
+
     /// Dedupes and stores rows; when this returns `Ok`, the stored rows are durable (in the
     /// write-ahead log when there is one).
-    pub async fn append(&self, rows: Vec<LaunchRow>) -> Result<AppendOutcome> {
+    pub async fn append(&self, rows: LaunchRows) -> Result<AppendOutcome> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Append { rows, reply }).await?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// [`Ingestor::append`] for synchronous callers outside the runtime (backfill's reader thread).
-    pub fn append_blocking(&self, rows: Vec<LaunchRow>) -> Result<AppendOutcome> {
+    pub fn append_blocking(&self, rows: LaunchRows) -> Result<AppendOutcome> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .blocking_send(Command::Append { rows, reply })
@@ -239,7 +252,7 @@ struct Committer {
     handle: Handle,
     index: DedupeIndex,
     wal: Option<Wal>,
-    buffer: BTreeMap<Arc<PartitionKey>, LaunchBatchBuilder>,
+    buffer: Buffer,
     partitions: PartitionResolver,
     buffered_rows: usize,
     oldest: Option<Instant>,
@@ -299,18 +312,21 @@ impl Committer {
     }
 
     /// Dedupes, logs and buffers a group of appends, then answers each.
-    fn commit_group(
-        &mut self,
-        appends: Vec<(Vec<LaunchRow>, oneshot::Sender<Result<AppendOutcome>>)>,
-    ) {
+    fn commit_group(&mut self, appends: Vec<(LaunchRows, oneshot::Sender<Result<AppendOutcome>>)>) {
         let mut payload = Vec::new();
         let mut decided = Vec::with_capacity(appends.len());
         for (rows, reply) in appends {
+            if self.wal.is_some() && !rows.has_wal_lines() {
+                let _ = reply.send(Err(Error::Stopped(
+                    "rows without write-ahead log lines sent to a logging pipeline (use Ingestor::rows)".into(),
+                )));
+                continue;
+            }
             match self.dedupe(&rows) {
                 Ok((stored, keys)) => {
                     if self.wal.is_some() {
-                        for (row, _) in rows.iter().zip(&stored).filter(|(_, s)| **s) {
-                            encode_row(row, &mut payload);
+                        for i in (0..rows.len()).filter(|&i| stored[i]) {
+                            payload.extend_from_slice(rows.wal_line(i).unwrap_or_default());
                         }
                     }
                     decided.push((rows, stored, keys, reply));
@@ -326,8 +342,8 @@ impl Committer {
             tracing::error!(error = %e, "write-ahead log append failed; the requests get an error");
             let message = e.to_string();
             for (rows, stored, keys, reply) in decided {
-                for ((row, key), _) in rows.iter().zip(&keys).zip(&stored).filter(|(_, s)| **s) {
-                    self.index.remove(key, id_hash(&row.event.event_id));
+                for ((id, key), _) in rows.ids.iter().zip(&keys).zip(&stored).filter(|(_, s)| **s) {
+                    self.index.remove(key, *id);
                 }
                 let _ = reply.send(Err(Error::Stopped(format!(
                     "durable write failed: {message}"
@@ -344,31 +360,44 @@ impl Committer {
         }
     }
 
-    /// Moves the stored rows into the buffer, one partition lookup per run of rows.
-    fn buffer_rows(&mut self, rows: &[LaunchRow], keys: &[Arc<PartitionKey>], stored: &[bool]) {
+    /// Moves the stored rows into the buffer: per run of rows of one partition, a slice of their
+    /// batch (no copy), filtered when some of the run are duplicates.
+    fn buffer_rows(&mut self, rows: &LaunchRows, keys: &[Arc<PartitionKey>], stored: &[bool]) {
         for run in runs(keys) {
-            let builder = self.buffer.entry(keys[run.start].clone()).or_default();
-            for (row, _) in rows[run.clone()]
-                .iter()
-                .zip(&stored[run])
-                .filter(|(_, keep)| **keep)
-            {
-                if let Err(e) = builder.push(row) {
-                    // Only an inconsistent builder fails; the event stays in the write-ahead log.
-                    tracing::error!(error = %e, "could not buffer an event");
-                    continue;
-                }
-                self.buffered_rows += 1;
+            let keep = &stored[run.clone()];
+            let kept = keep.iter().filter(|k| **k).count();
+            if kept == 0 {
+                continue;
             }
+            let slice = rows.batch.slice(run.start, run.len());
+            let slice = if kept == run.len() {
+                slice
+            } else {
+                let mask = arrow_array::BooleanArray::from(keep.to_vec());
+                match arrow_select::filter::filter_record_batch(&slice, &mask) {
+                    Ok(filtered) => filtered,
+                    Err(e) => {
+                        // Cannot happen (the mask fits the slice); the events stay in the log.
+                        tracing::error!(error = %e, "could not buffer events");
+                        continue;
+                    }
+                }
+            };
+            self.buffer
+                .entry(keys[run.start].clone())
+                .or_default()
+                .push(slice);
+            self.buffered_rows += kept;
         }
     }
 
     /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use.
     /// Returns the flags and each row's partition.
-    fn dedupe(&mut self, rows: &[LaunchRow]) -> Result<(Vec<bool>, Vec<Arc<PartitionKey>>)> {
+    fn dedupe(&mut self, rows: &LaunchRows) -> Result<(Vec<bool>, Vec<Arc<PartitionKey>>)> {
         let keys: Vec<Arc<PartitionKey>> = rows
+            .event_times()
             .iter()
-            .map(|r| self.partitions.key(&r.project, r.event.event_time_ms))
+            .map(|&t| self.partitions.key(&rows.project, t))
             .collect();
         let mut previous: Option<&Arc<PartitionKey>> = None;
         for key in &keys {
@@ -385,9 +414,7 @@ impl Committer {
         }
         let mut stored = Vec::with_capacity(rows.len());
         for run in runs(&keys) {
-            let ids = rows[run.clone()]
-                .iter()
-                .map(|row| id_hash(&row.event.event_id));
+            let ids = rows.ids[run.clone()].iter().copied();
             self.index
                 .insert_run(&keys[run.start], ids, self.generation, &mut stored);
         }
@@ -399,13 +426,12 @@ impl Committer {
         if replay.rows.is_empty() && replay.last_segment.is_none() {
             return Ok(());
         }
-        let replayed = replay.rows.len();
-        let outcome = self.accept(replay.rows)?;
-        tracing::info!(
-            replayed,
-            restored = outcome.accepted(),
-            "replayed the write-ahead log"
-        );
+        let (mut replayed, mut restored) = (0, 0);
+        for rows in replay.rows {
+            replayed += rows.len();
+            restored += self.accept(rows)?.accepted();
+        }
+        tracing::info!(replayed, restored, "replayed the write-ahead log");
         let (done, wait) = oneshot::channel();
         self.flush(vec![done], replay.last_segment)?;
         wait.blocking_recv()
@@ -413,7 +439,7 @@ impl Committer {
     }
 
     /// Used for the replay at start: dedupe and buffer without logging again.
-    fn accept(&mut self, rows: Vec<LaunchRow>) -> Result<AppendOutcome> {
+    fn accept(&mut self, rows: LaunchRows) -> Result<AppendOutcome> {
         let (stored, keys) = self.dedupe(&rows)?;
         self.buffer_rows(&rows, &keys, &stored);
         Ok(AppendOutcome { stored })
@@ -510,11 +536,7 @@ async fn run_flusher(
 
 /// Encodes one flush and stores its files, each project's `user_first_seen` file before its
 /// launches (see [`crate::first_seen`]), retrying transient storage errors.
-async fn store_flush(
-    storage: &Storage,
-    partitions: BTreeMap<Arc<PartitionKey>, LaunchBatchBuilder>,
-    name: String,
-) -> Result<()> {
+async fn store_flush(storage: &Storage, partitions: Buffer, name: String) -> Result<()> {
     let files = tokio::task::spawn_blocking(move || encode_flush(partitions, &name))
         .await
         .map_err(|e| Error::Stopped(format!("encoder task failed: {e}")))??;
@@ -541,17 +563,16 @@ async fn store_flush(
 }
 
 /// The files of one flush, named `name` in their folders, in the order they must be stored.
-fn encode_flush(
-    partitions: BTreeMap<Arc<PartitionKey>, LaunchBatchBuilder>,
-    name: &str,
-) -> Result<Vec<(String, bytes::Bytes)>> {
+fn encode_flush(partitions: Buffer, name: &str) -> Result<Vec<(String, bytes::Bytes)>> {
     let mut first_seen = Vec::new();
     let mut launches = Vec::new();
     let mut project_batches: Vec<RecordBatch> = Vec::new();
     let mut partitions = partitions.into_iter().peekable();
     // Partitions are ordered by project, then day.
-    while let Some((key, rows)) = partitions.next() {
-        let batch = sort_for(Table::LaunchEvents, &rows.finish()?)?;
+    while let Some((key, batches)) = partitions.next() {
+        let rows = arrow_select::concat::concat_batches(&Table::LaunchEvents.schema(), &batches)?;
+        drop(batches);
+        let batch = sort_for(Table::LaunchEvents, &rows)?;
         launches.push((
             format!("{}/{name}", key.relative_dir()),
             write_parquet(Table::LaunchEvents, std::slice::from_ref(&batch))?,

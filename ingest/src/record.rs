@@ -1,37 +1,148 @@
-//! One decoded launch as it will be stored, and the Arrow record batch of many.
+//! Launch events in columns: what the parsers hand the pipeline, and the Arrow record batch it
+//! buffers and writes.
+//!
+//! Parsing, decoding and building the columns happen where the events are parsed (request
+//! handlers, backfill's parser threads), in parallel; the pipeline's single committer then only
+//! dedupes by the precomputed id hashes and slices the batch into partitions.
 
 use std::sync::Arc;
 
 use arrow_array::builder::{
     Int32Builder, MapBuilder, MapFieldNames, StringBuilder, TimestampMillisecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use promolens_schemas::tables::launch_events_file_schema;
-use promolens_schemas::{Attribution, LaunchEvent, decode_attribution};
+use promolens_schemas::{EventError, LaunchEvent, Limits, decode_attribution};
 
+use crate::dedupe::id_hash;
 use crate::error::Result;
+use crate::wal;
 
-/// A validated launch with its attribution columns, ready for the write-ahead log and Parquet.
+/// Validated, decoded launches of one project, in columns, with what dedupe and the write-ahead
+/// log need per row.
 #[derive(Debug, Clone)]
-pub struct LaunchRow {
+pub struct LaunchRows {
     pub project: String,
-    pub received_at_ms: i64,
-    pub event: LaunchEvent,
-    pub attribution: Attribution,
+    /// Columns of `launch_events`, in the order the events came.
+    pub batch: RecordBatch,
+    /// Hash of each row's `event_id` ([`id_hash`]).
+    pub ids: Vec<u128>,
+    /// Each row's write-ahead log line, when built for a pipeline that has a log.
+    wal_lines: Option<WalLines>,
 }
 
-impl LaunchRow {
-    /// Decodes the attribution of `event` (the one decoder, shared by HTTP ingest and backfill).
-    pub fn decode(project: String, received_at_ms: i64, event: LaunchEvent) -> LaunchRow {
-        let attribution = decode_attribution(event.scene, &event.query);
-        LaunchRow {
-            project,
+#[derive(Debug, Clone, Default)]
+struct WalLines {
+    text: Vec<u8>,
+    /// End of each row's line in `text`.
+    ends: Vec<usize>,
+}
+
+impl LaunchRows {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Event times (epoch ms), one per row.
+    pub fn event_times(&self) -> &[i64] {
+        self.batch
+            .column(EVENT_TIME_COLUMN)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .map_or(&[], |times| times.values())
+    }
+
+    /// Row `i`'s write-ahead log line; `None` when the rows were built without them.
+    pub fn wal_line(&self, i: usize) -> Option<&[u8]> {
+        let lines = self.wal_lines.as_ref()?;
+        let start = if i == 0 { 0 } else { lines.ends[i - 1] };
+        lines.text.get(start..*lines.ends.get(i)?)
+    }
+
+    pub fn has_wal_lines(&self) -> bool {
+        self.wal_lines.is_some()
+    }
+}
+
+/// Index of `event_time` in `launch_events`.
+const EVENT_TIME_COLUMN: usize = 2;
+
+/// Builds [`LaunchRows`] event by event; make one with [`crate::Ingestor::rows`].
+pub struct LaunchRowsBuilder {
+    project: String,
+    received_at_ms: i64,
+    columns: LaunchBatchBuilder,
+    ids: Vec<u128>,
+    wal_lines: Option<WalLines>,
+}
+
+impl LaunchRowsBuilder {
+    /// Rows for `project` received at `received_at_ms`; `with_wal_lines` when they go to a
+    /// pipeline with a write-ahead log.
+    pub fn new(project: &str, received_at_ms: i64, with_wal_lines: bool) -> LaunchRowsBuilder {
+        LaunchRowsBuilder {
+            project: project.to_string(),
             received_at_ms,
-            event,
-            attribution,
+            columns: LaunchBatchBuilder::default(),
+            ids: Vec::new(),
+            wal_lines: with_wal_lines.then(WalLines::default),
         }
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Parses, validates and decodes one event from its JSON text and adds it: the one path of
+    /// HTTP ingest and backfill. An event naming another project is rejected.
+    pub fn push_json(&mut self, json: &str, limits: &Limits) -> Result<(), EventError> {
+        let event = LaunchEvent::parse(json, limits)?;
+        if let Some(named) = &event.project
+            && named != &self.project
+        {
+            return Err(EventError::Invalid {
+                field: "project".into(),
+                reason: format!(
+                    "event is for project `{named}` but was sent to project `{}`",
+                    self.project
+                ),
+            });
+        }
+        self.push(&event, self.received_at_ms);
+        Ok(())
+    }
+
+    /// Adds one validated event, decoding its attribution.
+    pub fn push(&mut self, event: &LaunchEvent<'_>, received_at_ms: i64) {
+        self.columns.push(event, received_at_ms);
+        self.ids.push(id_hash(&event.event_id));
+        if let Some(lines) = &mut self.wal_lines {
+            wal::encode_line(&self.project, received_at_ms, event, &mut lines.text);
+            lines.ends.push(lines.text.len());
+        }
+    }
+
+    pub fn finish(self) -> Result<LaunchRows> {
+        Ok(LaunchRows {
+            project: self.project,
+            batch: self.columns.finish()?,
+            ids: self.ids,
+            wal_lines: self.wal_lines,
+        })
     }
 }
 
@@ -120,7 +231,6 @@ pub struct LaunchBatchBuilder {
     utm: [StringBuilder; 5],
     attribution: StringBuilder,
     props: StringBuilder,
-    rows: usize,
 }
 
 impl Default for LaunchBatchBuilder {
@@ -149,33 +259,29 @@ impl Default for LaunchBatchBuilder {
             utm: std::array::from_fn(|_| StringBuilder::new()),
             attribution: StringBuilder::new(),
             props: StringBuilder::new(),
-            rows: 0,
         }
     }
 }
 
 impl LaunchBatchBuilder {
-    pub fn push(&mut self, row: &LaunchRow) -> Result<()> {
-        let e = &row.event;
+    /// Appends one event and the attribution decoded from it.
+    pub fn push(&mut self, e: &LaunchEvent<'_>, received_at_ms: i64) {
         self.event_id.append_value(&e.event_id);
         self.user_id.append_value(&e.user_id);
         self.event_time.append_value(e.event_time_ms);
-        self.received_at.append_value(row.received_at_ms);
+        self.received_at.append_value(received_at_ms);
         self.sent_at.append_option(e.sent_at_ms);
         self.launch_type
             .append_option(e.launch_type.map(|t| t.as_str()));
         self.scene.append_option(e.scene);
         self.path.append_option(e.path.as_deref());
-        if e.query.is_empty() {
-            self.query.append(false)?;
-        } else {
-            for (k, v) in &e.query {
-                self.query.keys().append_value(k);
-                self.query.values().append_value(v);
-            }
-            self.query.append(true)?;
+        for (k, v) in &e.query {
+            self.query.keys().append_value(k);
+            self.query.values().append_value(v);
         }
-        let a = &row.attribution;
+        // Cannot fail: every key was given its value just above.
+        let _ = self.query.append(!e.query.is_empty());
+        let a = decode_attribution(e.scene, &e.query);
         self.code_id.append_option(a.code_id.as_deref());
         self.code_kind
             .append_option(a.code_kind.map(|k| k.as_str()));
@@ -184,8 +290,6 @@ impl LaunchBatchBuilder {
         }
         self.attribution.append_value(a.status.as_str());
         self.props.append_option(e.props.as_deref());
-        self.rows += 1;
-        Ok(())
     }
 
     /// The rows so far as one batch, in arrival order.

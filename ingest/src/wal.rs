@@ -12,6 +12,7 @@
 //! last segment (a crash mid-write) fails its length or checksum and is dropped: it was never
 //! acknowledged.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use promolens_schemas::{LaunchEvent, Limits};
 
 use crate::error::{Error, Result};
-use crate::record::LaunchRow;
+use crate::record::{LaunchRows, LaunchRowsBuilder};
 
 const HEADER_BYTES: usize = 12;
 
@@ -31,7 +32,8 @@ pub struct Wal {
 
 /// What a replay found in the log.
 pub struct Replay {
-    pub rows: Vec<LaunchRow>,
+    /// The logged events, one set of rows per project.
+    pub rows: Vec<LaunchRows>,
     /// Highest segment number replayed (they are deleted once their rows are in Parquet).
     pub last_segment: Option<u64>,
 }
@@ -65,10 +67,14 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<(Wal, Replay)> {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let existing = segments(dir)?;
-        let mut rows = Vec::new();
+        let mut builders = BTreeMap::new();
         for &segment in &existing {
-            read_segment(&segment_path(dir, segment), &mut rows)?;
+            read_segment(&segment_path(dir, segment), &mut builders)?;
         }
+        let rows = builders
+            .into_values()
+            .map(LaunchRowsBuilder::finish)
+            .collect::<Result<Vec<_>>>()?;
         let next = existing.last().map_or(1, |last| last + 1);
         let wal = Wal {
             dir: dir.to_path_buf(),
@@ -84,7 +90,7 @@ impl Wal {
         ))
     }
 
-    /// Appends one encoded payload (see [`encode_row`]) and syncs it to disk.
+    /// Appends one encoded payload (lines made by [`encode_line`]) and syncs it to disk.
     pub fn append(&mut self, payload: &[u8]) -> Result<()> {
         let mut record = Vec::with_capacity(HEADER_BYTES + payload.len());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -131,17 +137,18 @@ fn create_segment(dir: &Path, segment: u64) -> Result<File> {
     Ok(file)
 }
 
-/// Appends one row to a payload.
-pub fn encode_row(row: &LaunchRow, payload: &mut Vec<u8>) {
-    payload.extend_from_slice(row.project.as_bytes());
-    payload.push(b'\t');
-    payload.extend_from_slice(row.received_at_ms.to_string().as_bytes());
-    payload.push(b'\t');
-    payload.extend_from_slice(row.event.to_wire_json().as_bytes());
-    payload.push(b'\n');
+/// Appends one event's line to a payload.
+pub fn encode_line(project: &str, received_at_ms: i64, event: &LaunchEvent<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(project.as_bytes());
+    out.push(b'\t');
+    out.extend_from_slice(received_at_ms.to_string().as_bytes());
+    out.push(b'\t');
+    out.extend_from_slice(event.to_wire_json().as_bytes());
+    out.push(b'\n');
 }
 
-fn read_segment(path: &Path, rows: &mut Vec<LaunchRow>) -> Result<()> {
+/// Reads one segment's events into `rows`, one builder per project.
+fn read_segment(path: &Path, rows: &mut BTreeMap<String, LaunchRowsBuilder>) -> Result<()> {
     let mut data = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut data))
@@ -160,23 +167,25 @@ fn read_segment(path: &Path, rows: &mut Vec<LaunchRow>) -> Result<()> {
             break;
         }
         for line in payload.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            match decode_line(line, &limits) {
-                Some(row) => rows.push(row),
-                None => {
-                    tracing::error!(path = %path.display(), "unreadable write-ahead log line skipped")
-                }
-            }
+            let Some((project, received_at_ms, event)) = decode_line(line, &limits) else {
+                tracing::error!(path = %path.display(), "unreadable write-ahead log line skipped");
+                continue;
+            };
+            rows.entry(project.to_string())
+                // Replayed rows are not logged again.
+                .or_insert_with(|| LaunchRowsBuilder::new(project, received_at_ms, false))
+                .push(&event, received_at_ms);
         }
         at += HEADER_BYTES + len;
     }
     Ok(())
 }
 
-fn decode_line(line: &[u8], limits: &Limits) -> Option<LaunchRow> {
+fn decode_line<'a>(line: &'a [u8], limits: &Limits) -> Option<(&'a str, i64, LaunchEvent<'a>)> {
     let line = std::str::from_utf8(line).ok()?;
     let mut parts = line.splitn(3, '\t');
-    let project = parts.next()?.to_string();
+    let project = parts.next()?;
     let received_at_ms = parts.next()?.parse().ok()?;
     let event = LaunchEvent::parse(parts.next()?, limits).ok()?;
-    Some(LaunchRow::decode(project, received_at_ms, event))
+    Some((project, received_at_ms, event))
 }

@@ -143,18 +143,22 @@ pub const MINI_PROGRAM_CODE_SCENES: [i32; 3] = [1047, 1048, 1049];
 pub const QR_CODE_SCENES: [i32; 3] = [1011, 1012, 1013];
 
 /// Decodes one launch. `query` is the launch `query` exactly as the mini-program received it.
-pub fn decode_attribution(scene: Option<i32>, query: &[(String, String)]) -> Attribution {
+pub fn decode_attribution<K: AsRef<str>, V: AsRef<str>>(
+    scene: Option<i32>,
+    query: &[(K, V)],
+) -> Attribution {
     let mut decoder = Decoder::default();
     let lookup = |key: &str| {
         query
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| v.as_ref())
     };
 
     // 1. Explicit keys.
     let mut explicit = Params::default();
     for (key, value) in query {
+        let (key, value) = (key.as_ref(), value.as_ref());
         if is_param_key(key) {
             let value = decoder.keep_raw_on_error(value, decode_uri_component(value));
             explicit.set(key, value);

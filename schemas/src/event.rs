@@ -106,25 +106,29 @@ impl LaunchType {
     }
 }
 
-/// A validated launch event, owned.
+/// A launch `query`: (key, value) pairs in the order sent.
+pub type QueryPairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+/// A validated launch event. Its text borrows from the JSON it was parsed from where it can (no
+/// allocation on the hot path of ingest); [`LaunchEvent::into_owned`] detaches it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LaunchEvent {
-    pub event_id: String,
-    pub user_id: String,
+pub struct LaunchEvent<'a> {
+    pub event_id: Cow<'a, str>,
+    pub user_id: Cow<'a, str>,
     /// When the launch happened, epoch milliseconds (from `ts`).
     pub event_time_ms: i64,
     /// When the client sent it, epoch milliseconds.
     pub sent_at_ms: Option<i64>,
     /// The project named in the event; ingest checks it against the URL's.
-    pub project: Option<String>,
+    pub project: Option<Cow<'a, str>>,
     /// The launch scene value (1047 = scan of a mini-program code, …).
     pub scene: Option<i32>,
-    pub path: Option<String>,
+    pub path: Option<Cow<'a, str>>,
     /// `query` exactly as the mini-program received it, in the order sent.
-    pub query: Vec<(String, String)>,
+    pub query: QueryPairs<'a>,
     pub launch_type: Option<LaunchType>,
     /// `props` as compact JSON text (an object).
-    pub props: Option<String>,
+    pub props: Option<Cow<'a, str>>,
 }
 
 /// Earliest and latest accepted event times: 2000-01-01 and 2100-01-01 UTC. Outside them a
@@ -132,9 +136,9 @@ pub struct LaunchEvent {
 const MIN_TS_MS: i64 = 946_684_800_000;
 const MAX_TS_MS: i64 = 4_102_444_800_000;
 
-impl LaunchEvent {
+impl<'a> LaunchEvent<'a> {
     /// Parses and validates one event from its JSON text.
-    pub fn parse(json: &str, limits: &Limits) -> Result<LaunchEvent, EventError> {
+    pub fn parse(json: &'a str, limits: &Limits) -> Result<LaunchEvent<'a>, EventError> {
         // serde would read a JSON array positionally into the struct: refuse anything but an object.
         match json.trim_start().as_bytes().first() {
             Some(b'{') => {}
@@ -151,8 +155,29 @@ impl LaunchEvent {
             }
             Some(_) => {}
         }
-        let wire: Wire<'_> = serde_json::from_str(json).map_err(json_error)?;
+        let wire: Wire<'a> = serde_json::from_str(json).map_err(json_error)?;
         wire.validate(limits)
+    }
+
+    /// The same event, owning its text.
+    pub fn into_owned(self) -> LaunchEvent<'static> {
+        let own = |s: Cow<'a, str>| Cow::Owned(s.into_owned());
+        LaunchEvent {
+            event_id: own(self.event_id),
+            user_id: own(self.user_id),
+            event_time_ms: self.event_time_ms,
+            sent_at_ms: self.sent_at_ms,
+            project: self.project.map(own),
+            scene: self.scene,
+            path: self.path.map(own),
+            query: self
+                .query
+                .into_iter()
+                .map(|(k, v)| (own(k), own(v)))
+                .collect(),
+            launch_type: self.launch_type,
+            props: self.props.map(own),
+        }
     }
 
     /// The event in the wire format, compact: [`LaunchEvent::parse`] reads it back unchanged.
@@ -204,7 +229,7 @@ impl LaunchEvent {
         self.query
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 
@@ -246,8 +271,8 @@ struct Wire<'a> {
     props: Option<&'a RawValue>,
 }
 
-impl Wire<'_> {
-    fn validate(self, limits: &Limits) -> Result<LaunchEvent, EventError> {
+impl<'a> Wire<'a> {
+    fn validate(self, limits: &Limits) -> Result<LaunchEvent<'a>, EventError> {
         let event_id = required_string("event_id", self.event_id, limits.max_id_bytes)?;
         let user_id = required_string("user_id", self.user_id, limits.max_id_bytes)?;
         let event_time_ms = match self.ts {
@@ -342,9 +367,9 @@ impl Wire<'_> {
                 } else if text.contains(['\n', '\r']) {
                     // Raw line breaks can only be whitespace between tokens in valid JSON:
                     // keep props on one line (the write-ahead log is line-oriented).
-                    Some(text.replace(['\n', '\r'], " "))
+                    Some(Cow::Owned(text.replace(['\n', '\r'], " ")))
                 } else {
-                    Some(text.to_string())
+                    Some(Cow::Borrowed(text))
                 }
             }
         };
@@ -382,22 +407,22 @@ pub fn validate_project_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn required_string(
+fn required_string<'a>(
     field: &'static str,
-    value: Option<Json<'_>>,
+    value: Option<Json<'a>>,
     limit: usize,
-) -> Result<String, EventError> {
+) -> Result<Cow<'a, str>, EventError> {
     match optional_string(field, value, limit)? {
         Some(s) => Ok(s),
         None => Err(EventError::Missing { field }),
     }
 }
 
-fn optional_string(
+fn optional_string<'a>(
     field: &'static str,
-    value: Option<Json<'_>>,
+    value: Option<Json<'a>>,
     limit: usize,
-) -> Result<Option<String>, EventError> {
+) -> Result<Option<Cow<'a, str>>, EventError> {
     match value {
         None | Some(Json::Null) => Ok(None),
         Some(Json::Str(s)) if s.is_empty() => Ok(None),
@@ -406,7 +431,7 @@ fn optional_string(
             limit,
             actual: s.len(),
         }),
-        Some(Json::Str(s)) => Ok(Some(s.into_owned())),
+        Some(Json::Str(s)) => Ok(Some(s)),
         Some(other) => Err(EventError::WrongType {
             field: field.into(),
             expected: "a string",
@@ -454,10 +479,10 @@ fn check_range(field: &'static str, ms: i64) -> Result<i64, EventError> {
     })
 }
 
-fn validate_query(
-    entries: Vec<(Cow<'_, str>, Json<'_>)>,
+fn validate_query<'a>(
+    entries: Vec<(Cow<'a, str>, Json<'a>)>,
     limits: &Limits,
-) -> Result<Vec<(String, String)>, EventError> {
+) -> Result<QueryPairs<'a>, EventError> {
     if entries.len() > limits.max_query_keys {
         return Err(EventError::TooMany {
             field: "query".into(),
@@ -492,7 +517,7 @@ fn validate_query(
                 actual: value.len(),
             });
         }
-        query.push((key.into_owned(), value.into_owned()));
+        query.push((key, value));
     }
     Ok(query)
 }
@@ -671,7 +696,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
 mod tests {
     use super::*;
 
-    fn parse(json: &str) -> Result<LaunchEvent, EventError> {
+    fn parse(json: &str) -> Result<LaunchEvent<'_>, EventError> {
         LaunchEvent::parse(json, &Limits::default())
     }
 

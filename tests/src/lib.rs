@@ -126,7 +126,7 @@ impl Server {
 
     /// `POST /v1/sql`, returning the rows.
     pub fn sql(&self, sql: &str) -> Vec<serde_json::Value> {
-        let response = reqwest::blocking::Client::new()
+        let response = http_client()
             .post(format!("{}/v1/sql", self.url))
             .json(&serde_json::json!({ "sql": sql }))
             .send()
@@ -139,7 +139,7 @@ impl Server {
 
     /// Posts a body to the project's ingest endpoint: (status, answer).
     pub fn ingest(&self, project: &str, body: Vec<u8>, gzip: bool) -> (u16, serde_json::Value) {
-        let mut request = reqwest::blocking::Client::new()
+        let mut request = http_client()
             .post(format!("{}/v1/projects/{project}/events", self.url))
             .header("content-type", "application/x-ndjson");
         if gzip {
@@ -221,4 +221,11 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("binding a free port")
         .port()
+}
+
+/// An HTTP client for the tests. reqwest is built with rustls but no crypto provider of its own
+/// (see `promolens::codes::wechat::use_ring_for_tls`): one must be installed before a client is made.
+pub fn http_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::new()
 }

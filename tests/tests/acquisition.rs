@@ -297,14 +297,16 @@ fn acquisition_matches_duckdb_over_the_raw_events() {
 
     // The HTTP answer is the CLI's.
     let server = Server::start(data, &[], &[]);
-    let http: Value = reqwest::blocking::get(format!(
-        "{}/v1/projects/shop/acquisition?by=utm_source,utm_campaign&now={}",
-        server.url,
-        encode(NOW)
-    ))
-    .unwrap()
-    .json()
-    .unwrap();
+    let http: Value = promolens_tests::http_client()
+        .get(format!(
+            "{}/v1/projects/shop/acquisition?by=utm_source,utm_campaign&now={}",
+            server.url,
+            encode(NOW)
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(http["window"]["from"], "2025-11-17");
     assert_eq!(http["window"]["to"], "2025-11-23");
     assert_eq!(rows_of(&http["rows"]), rows_of(&ours));

@@ -242,13 +242,14 @@ fn http_errors_say_what_and_by_how_much() {
     assert_eq!(answer["error"]["field"], "project");
 
     // Bad query arguments.
-    let response =
-        reqwest::blocking::get(format!("{}/v1/projects/p/acquisition?by=nope", server.url))
-            .unwrap();
+    let response = promolens_tests::http_client()
+        .get(format!("{}/v1/projects/p/acquisition?by=nope", server.url))
+        .send()
+        .unwrap();
     assert_eq!(response.status().as_u16(), 400);
     let answer: Value = response.json().unwrap();
     assert_eq!(answer["error"]["field"], "by");
-    let response = reqwest::blocking::Client::new()
+    let response = promolens_tests::http_client()
         .post(format!("{}/v1/sql", server.url))
         .json(&serde_json::json!({"sql": "SELECT nope FROM launch_events"}))
         .send()

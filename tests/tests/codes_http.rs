@@ -2,11 +2,10 @@
 //! starts a WeChat stand-in and authorizes project `demo` against it).
 
 use promolens_tests::Server;
-use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut request = Client::new().request(method, url);
+    let mut request = promolens_tests::http_client().request(method, url);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -60,7 +59,7 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
     );
     assert_eq!(status, 201, "{code}");
     let id = code["id"].as_str().unwrap().to_string();
-    let image = Client::new()
+    let image = promolens_tests::http_client()
         .get(format!("{codes}/{id}/image"))
         .send()
         .unwrap();
@@ -126,7 +125,7 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
     );
 
     // A batch: each row answered, a bad one does not stop the others.
-    let response = Client::new()
+    let response = promolens_tests::http_client()
         .post(format!("{codes}:batch"))
         .header("content-type", "text/csv")
         .body("name,kind,page,utm_source\nShop 1,B,pages/shop,poster\nShop 2,Z,pages/shop,poster\nShop 3,A,pages/shop,poster\n")

@@ -32,7 +32,7 @@ fn start_moto() -> (Moto, String) {
         .expect("starting moto's S3 server");
     let moto = Moto(child);
     let endpoint = format!("http://127.0.0.1:{port}");
-    let client = reqwest::blocking::Client::new();
+    let client = promolens_tests::http_client();
     // S3 CreateBucket; moto answers once it is up.
     eventually(Duration::from_secs(30), || {
         client
@@ -134,7 +134,8 @@ fn s3_data_directory_gives_the_same_numbers_as_a_local_one() {
     assert_eq!(on_s3.lines().count(), 1 + 15, "{on_s3}");
 
     // The files really are in the bucket, under the prefix and the hive layout.
-    let listing = reqwest::blocking::get(format!("{endpoint}/promolens-test?list-type=2&prefix=tenant-a/launch_events/project=p/dt=2025-11-17/"))
+    let listing = promolens_tests::http_client().get(format!("{endpoint}/promolens-test?list-type=2&prefix=tenant-a/launch_events/project=p/dt=2025-11-17/"))
+        .send()
         .unwrap()
         .text()
         .unwrap();

@@ -58,15 +58,21 @@ struct ErrorAnswer {
     errmsg: String,
 }
 
+/// Makes ring the process's TLS crypto provider. reqwest is built without one of its own (its
+/// default, aws-lc-rs, is a long C build) and panics when a client is built before one is
+/// installed: call this first. ring is the provider object_store already brings.
+pub fn use_ring_for_tls() {
+    // Fails only when a provider is installed already, which is what is wanted.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn host_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Host(format!("{what}: {e}"))
 }
 
 impl WechatClient {
     pub fn new(base_url: &str, credentials: Arc<CredentialStore>) -> Result<WechatClient, Error> {
-        // reqwest is built without a crypto provider of its own: ring, which object_store already
-        // brings, serves TLS. Installing it fails only when one is installed already, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        use_ring_for_tls();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
