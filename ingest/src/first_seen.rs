@@ -33,7 +33,9 @@ pub fn relative_dir(project: &str) -> String {
 /// projection of `launch_events` at flush, `user_first_seen` files at compaction): one row per
 /// user, with the earliest time, sorted by it.
 pub fn earliest_per_user(batches: &[RecordBatch]) -> Result<RecordBatch> {
-    let mut earliest: HashMap<&str, i64> = HashMap::new();
+    let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+    let mut earliest: foldhash::HashMap<&str, i64> =
+        HashMap::with_capacity_and_hasher(rows / 2, Default::default());
     for batch in batches {
         let users = column::<StringArray>(batch, 0, "user_id")?;
         let times = column::<TimestampMillisecondArray>(batch, 1, "time")?;

@@ -45,10 +45,19 @@ impl Table {
         }
     }
 
-    /// Columns unique (or nearly) per row: a dictionary only costs hashing, then falls back.
+    /// Columns unique (or nearly) per row, or with too many values per file for a dictionary to
+    /// pay: it only costs hashing, then falls back. (Without one, `user_id` and the query values
+    /// are also smaller after zstd: 74 → 69 MB for the benchmark's backfill.)
     fn unique_columns(self) -> &'static [&'static str] {
         match self {
-            Table::LaunchEvents => &["event_id", "event_time", "received_at", "sent_at"],
+            Table::LaunchEvents => &[
+                "event_id",
+                "user_id",
+                "event_time",
+                "received_at",
+                "sent_at",
+                "query.entries.value",
+            ],
             Table::UserFirstSeen => &["user_id", "first_time"],
         }
     }
@@ -72,19 +81,25 @@ impl Table {
     fn writer_properties(self) -> WriterProperties {
         let mut builder = WriterProperties::builder();
         for column in self.unique_columns() {
-            builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+            builder = builder.set_column_dictionary_enabled(column_path(column), false);
         }
         for column in self.unfiltered_columns() {
-            builder = builder.set_column_statistics_enabled(
-                ColumnPath::from(column.split('.').map(str::to_string).collect::<Vec<_>>()),
-                EnabledStatistics::None,
-            );
+            builder =
+                builder.set_column_statistics_enabled(column_path(column), EnabledStatistics::None);
         }
+        // Page statistics (and the page index) only for the sort column: queries prune pages by
+        // time; for the other columns a file's min/max is all that ever prunes.
+        builder = builder.set_statistics_enabled(EnabledStatistics::Chunk);
+        builder = builder.set_column_statistics_enabled(
+            column_path(self.schema().field(self.sort_column()).name()),
+            EnabledStatistics::Page,
+        );
         builder
+            // Level 1: a sixth less CPU for the whole backfill than level 3, and files as small
+            // on launch data (73 vs 74 MB in the benchmark).
             .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("valid level"),
+                ZstdLevel::try_new(1).expect("valid level"),
             ))
-            .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_sorting_columns(Some(vec![SortingColumn {
                 column_idx: self.sort_column() as i32,
@@ -94,6 +109,10 @@ impl Table {
             .set_created_by(format!("promolens {}", env!("CARGO_PKG_VERSION")))
             .build()
     }
+}
+
+fn column_path(dotted: &str) -> ColumnPath {
+    ColumnPath::from(dotted.split('.').map(str::to_string).collect::<Vec<_>>())
 }
 
 /// Encodes batches of `table` (already sorted by its sort column) as one Parquet file.
@@ -121,6 +140,34 @@ pub fn sort_for(table: Table, batch: &RecordBatch) -> Result<RecordBatch> {
     }
     let indices = arrow_ord::sort::sort_to_indices(column, Some(options), None)?;
     Ok(arrow_select::take::take_record_batch(batch, &indices)?)
+}
+
+/// Batches of `table` in the order of its sort column: as they are when they already are (the
+/// usual case: no copy), else concatenated and sorted.
+pub fn in_order(table: Table, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let column = table.sort_column();
+    let bounds = |batch: &RecordBatch| {
+        let times = batch
+            .column(column)
+            .as_any()
+            .downcast_ref::<arrow_array::TimestampMillisecondArray>()?;
+        let values = times.values();
+        (is_sorted(times) && !values.is_empty()).then(|| (values[0], values[values.len() - 1]))
+    };
+    let mut last = i64::MIN;
+    let ordered = batches.iter().all(|batch| match bounds(batch) {
+        Some((first, end)) if first >= last => {
+            last = end;
+            true
+        }
+        _ => batch.num_rows() == 0,
+    });
+    if ordered {
+        return Ok(batches);
+    }
+    let all = arrow_select::concat::concat_batches(&table.schema(), &batches)?;
+    drop(batches);
+    Ok(vec![sort_for(table, &all)?])
 }
 
 /// Calls `each` with every `event_id` of one Parquet file, reading only that column.
@@ -164,4 +211,61 @@ pub fn read_columns(file: Bytes, columns: &[&str]) -> Result<Vec<RecordBatch>> {
 pub fn read_parquet(file: Bytes) -> Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
     Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::LaunchRowsBuilder;
+
+    /// One batch of launches at the given times (ms).
+    fn launches(times: &[i64]) -> RecordBatch {
+        let mut rows = LaunchRowsBuilder::new("p", 0, false);
+        for t in times {
+            let line = format!(r#"{{"event_id":"e{t}","user_id":"u","ts":{t}}}"#);
+            rows.push_json(&line, &Default::default()).unwrap();
+        }
+        rows.finish().unwrap().batch
+    }
+
+    fn times(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(2)
+                    .as_any()
+                    .downcast_ref::<arrow_array::TimestampMillisecondArray>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    const T: i64 = 1_763_942_400_000;
+
+    #[test]
+    fn batches_already_in_time_order_are_kept_as_they_are() {
+        let batches = vec![launches(&[T, T + 1]), launches(&[T + 1, T + 5])];
+        let ordered = in_order(Table::LaunchEvents, batches).unwrap();
+        assert_eq!(ordered.len(), 2, "no copy");
+        assert_eq!(times(&ordered), [T, T + 1, T + 1, T + 5]);
+    }
+
+    #[test]
+    fn batches_out_of_order_are_merged_and_sorted() {
+        for batches in [
+            // Each sorted, but the second starts before the first ends.
+            vec![launches(&[T, T + 9]), launches(&[T + 3, T + 4])],
+            // One unsorted batch.
+            vec![launches(&[T + 2, T, T + 1])],
+        ] {
+            let ordered = in_order(Table::LaunchEvents, batches).unwrap();
+            let got = times(&ordered);
+            let mut want = got.clone();
+            want.sort_unstable();
+            assert_eq!(got, want);
+            assert_eq!(ordered.len(), 1);
+        }
+    }
 }

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dedupe::{DedupeIndex, load_partition_ids};
 use crate::error::{Error, Result};
 use crate::first_seen::{self, earliest_per_user};
-use crate::parquet_io::{Table, sort_for, write_parquet};
+use crate::parquet_io::{Table, in_order, write_parquet};
 use crate::record::{LaunchRows, LaunchRowsBuilder, PartitionKey, PartitionResolver};
 use crate::storage::Storage;
 use crate::wal::{Replay, Wal, delete_segments};
@@ -360,33 +360,35 @@ impl Committer {
         }
     }
 
-    /// Moves the stored rows into the buffer: per run of rows of one partition, a slice of their
-    /// batch (no copy), filtered when some of the run are duplicates.
+    /// Moves the stored rows into the buffer: per run of rows of one partition, slices of their
+    /// batch around the duplicates (no copy), or a filtered copy when duplicates are many.
     fn buffer_rows(&mut self, rows: &LaunchRows, keys: &[Arc<PartitionKey>], stored: &[bool]) {
+        /// Beyond this many slices per run, one filtered copy is cheaper to write.
+        const MAX_SLICES: usize = 8;
         for run in runs(keys) {
             let keep = &stored[run.clone()];
             let kept = keep.iter().filter(|k| **k).count();
             if kept == 0 {
                 continue;
             }
-            let slice = rows.batch.slice(run.start, run.len());
-            let slice = if kept == run.len() {
-                slice
+            let pieces = kept_ranges(keep);
+            let buffer = self.buffer.entry(keys[run.start].clone()).or_default();
+            if pieces.len() <= MAX_SLICES {
+                for piece in pieces {
+                    buffer.push(rows.batch.slice(run.start + piece.start, piece.len()));
+                }
             } else {
+                let slice = rows.batch.slice(run.start, run.len());
                 let mask = arrow_array::BooleanArray::from(keep.to_vec());
                 match arrow_select::filter::filter_record_batch(&slice, &mask) {
-                    Ok(filtered) => filtered,
+                    Ok(filtered) => buffer.push(filtered),
                     Err(e) => {
                         // Cannot happen (the mask fits the slice); the events stay in the log.
                         tracing::error!(error = %e, "could not buffer events");
                         continue;
                     }
                 }
-            };
-            self.buffer
-                .entry(keys[run.start].clone())
-                .or_default()
-                .push(slice);
+            }
             self.buffered_rows += kept;
         }
     }
@@ -476,6 +478,23 @@ impl Committer {
         self.index.evict(flushed.checked_sub(1));
         result
     }
+}
+
+/// Ranges of consecutive `true`s.
+fn kept_ranges(keep: &[bool]) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = None;
+    for (i, &k) in keep.iter().chain(std::iter::once(&false)).enumerate() {
+        match (k, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                ranges.push(s..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    ranges
 }
 
 /// Ranges of consecutive rows in the same partition (rows come mostly in time order).
@@ -570,15 +589,15 @@ fn encode_flush(partitions: Buffer, name: &str) -> Result<Vec<(String, bytes::By
     let mut partitions = partitions.into_iter().peekable();
     // Partitions are ordered by project, then day.
     while let Some((key, batches)) = partitions.next() {
-        let rows = arrow_select::concat::concat_batches(&Table::LaunchEvents.schema(), &batches)?;
-        drop(batches);
-        let batch = sort_for(Table::LaunchEvents, &rows)?;
+        let batches = in_order(Table::LaunchEvents, batches)?;
         launches.push((
             format!("{}/{name}", key.relative_dir()),
-            write_parquet(Table::LaunchEvents, std::slice::from_ref(&batch))?,
+            write_parquet(Table::LaunchEvents, &batches)?,
         ));
         // Only `user_id` and `event_time` are needed further: the other columns are freed now.
-        project_batches.push(batch.project(&[1, 2])?);
+        for batch in batches {
+            project_batches.push(batch.project(&[1, 2])?);
+        }
         if partitions
             .peek()
             .is_none_or(|(next, _)| next.project != key.project)
@@ -593,4 +612,20 @@ fn encode_flush(partitions: Buffer, name: &str) -> Result<Vec<(String, bytes::By
     }
     first_seen.extend(launches);
     Ok(first_seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept_ranges;
+
+    #[test]
+    fn kept_ranges_cover_exactly_the_kept_rows() {
+        assert_eq!(kept_ranges(&[]), []);
+        assert_eq!(kept_ranges(&[false, false]), []);
+        assert_eq!(kept_ranges(&[true, true, true]), vec![0..3]);
+        assert_eq!(
+            kept_ranges(&[false, true, true, false, true, false, false, true]),
+            [1..3, 4..5, 7..8]
+        );
+    }
 }

@@ -86,11 +86,21 @@ impl LaunchRowsBuilder {
     /// Rows for `project` received at `received_at_ms`; `with_wal_lines` when they go to a
     /// pipeline with a write-ahead log.
     pub fn new(project: &str, received_at_ms: i64, with_wal_lines: bool) -> LaunchRowsBuilder {
+        Self::with_capacity(project, received_at_ms, with_wal_lines, 0)
+    }
+
+    /// [`LaunchRowsBuilder::new`] with room for `rows` rows.
+    pub fn with_capacity(
+        project: &str,
+        received_at_ms: i64,
+        with_wal_lines: bool,
+        rows: usize,
+    ) -> LaunchRowsBuilder {
         LaunchRowsBuilder {
             project: project.to_string(),
             received_at_ms,
-            columns: LaunchBatchBuilder::default(),
-            ids: Vec::new(),
+            columns: LaunchBatchBuilder::with_capacity(rows),
+            ids: Vec::with_capacity(rows),
             wal_lines: with_wal_lines.then(WalLines::default),
         }
     }
@@ -233,32 +243,36 @@ pub struct LaunchBatchBuilder {
     props: StringBuilder,
 }
 
-impl Default for LaunchBatchBuilder {
-    fn default() -> Self {
-        let utc = || TimestampMillisecondBuilder::new().with_timezone("UTC");
+impl LaunchBatchBuilder {
+    /// Room for `rows` rows of typical launches, so that the columns of a parse chunk are written
+    /// without growing (each growth copies the column).
+    pub fn with_capacity(rows: usize) -> LaunchBatchBuilder {
+        let text = |bytes_per_row: usize| StringBuilder::with_capacity(rows, rows * bytes_per_row);
+        let time = || TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
         LaunchBatchBuilder {
-            event_id: StringBuilder::new(),
-            user_id: StringBuilder::new(),
-            event_time: utc(),
-            received_at: utc(),
-            sent_at: utc(),
-            launch_type: StringBuilder::new(),
-            scene: Int32Builder::new(),
-            path: StringBuilder::new(),
-            query: MapBuilder::new(
+            event_id: text(24),
+            user_id: text(16),
+            event_time: time(),
+            received_at: time(),
+            sent_at: time(),
+            launch_type: text(4),
+            scene: Int32Builder::with_capacity(rows),
+            path: text(24),
+            query: MapBuilder::with_capacity(
                 Some(MapFieldNames {
                     entry: "entries".into(),
                     key: "key".into(),
                     value: "value".into(),
                 }),
-                StringBuilder::new(),
-                StringBuilder::new(),
+                text(16),
+                text(32),
+                rows,
             ),
-            code_id: StringBuilder::new(),
-            code_kind: StringBuilder::new(),
-            utm: std::array::from_fn(|_| StringBuilder::new()),
-            attribution: StringBuilder::new(),
-            props: StringBuilder::new(),
+            code_id: text(4),
+            code_kind: text(4),
+            utm: std::array::from_fn(|_| text(8)),
+            attribution: text(8),
+            props: text(40),
         }
     }
 }
