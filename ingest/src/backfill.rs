@@ -147,7 +147,8 @@ impl Run<'_> {
             .clamp(1, 8);
         let (chunks, chunk_receiver) = mpsc::sync_channel::<Chunk>(workers);
         let chunk_receiver = Mutex::new(chunk_receiver);
-        let (parsed_sender, parsed) = mpsc::sync_channel::<Parsed>(workers);
+        // Parsed chunks wait for the committer while a flush is handed over.
+        let (parsed_sender, parsed) = mpsc::sync_channel::<Parsed>(2 * workers);
         let limits = self.ingestor.config().limits.clone();
         let with_wal_lines = self.ingestor.config().wal_dir.is_some();
         let (project, received_at) = (self.project, self.received_at);

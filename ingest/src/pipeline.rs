@@ -122,9 +122,11 @@ impl Ingestor {
             None => (None, None),
         };
         let (commands, receiver) = mpsc::channel(1024);
-        // One job queued behind the one being written: when storage is slower than ingest, the
-        // committer waits (and requests with it) instead of buffering without bound.
-        let (jobs, job_receiver) = mpsc::channel(1);
+        // Two jobs queued behind the one being written: enough to smooth the bursts of encoding
+        // (a backfill's parser threads keep the cores busy meanwhile); when storage is slower than
+        // ingest for longer, the committer waits (and requests with it) instead of buffering
+        // without bound.
+        let (jobs, job_receiver) = mpsc::channel(2);
         let flushed = Arc::new(AtomicU64::new(0));
         let handle = Handle::current();
         tokio::spawn(run_flusher(
