@@ -113,33 +113,47 @@ fn bench_backfill() {
     generate(&file, 4_000_000, 800_000, 30);
     let size = std::fs::metadata(&file).expect("file").len();
     let lines = line_count(&file);
-    let (ours, our_rss) = backfill_into(&dir.join("backfill-data"), &file);
     let out = dir.join("duckdb-backfill.parquet");
     let script = "import duckdb, sys\n\
         duckdb.sql(f\"COPY (SELECT * FROM read_json('{sys.argv[1]}', format='newline_delimited', ignore_errors=true)) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd)\")";
-    let (theirs, their_rss) = measure(
-        Command::new(python())
-            .args(["-c", script])
-            .arg(&file)
-            .arg(&out),
-    );
     let rate = |d: Duration| lines as f64 / d.as_secs_f64();
-    println!("backfill of {:.0} MiB, {lines} lines:", mib(size));
+    // The two programs alternate, several rounds: a shared machine's speed drifts by tens of
+    // percent over minutes, so only times taken side by side are compared.
+    let rounds: usize = std::env::var("PROMOLENS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     println!(
-        "  promolens backfill  {:>8.2} s  {:>10.0} events/s  peak RSS {:>6.0} MiB",
-        ours.as_secs_f64(),
-        rate(ours),
-        mib(our_rss)
+        "backfill of {:.0} MiB, {lines} lines, {rounds} interleaved rounds:",
+        mib(size)
     );
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let (ours, our_rss) = backfill_into(&dir.join("backfill-data"), &file);
+        let (theirs, their_rss) = measure(
+            Command::new(python())
+                .args(["-c", script])
+                .arg(&file)
+                .arg(&out),
+        );
+        println!(
+            "  {round}: promolens {:>6.2} s {:>8.0} events/s {:>4.0} MiB | DuckDB {:>6.2} s {:>8.0} events/s {:>4.0} MiB | ratio {:.2}",
+            ours.as_secs_f64(),
+            rate(ours),
+            mib(our_rss),
+            theirs.as_secs_f64(),
+            rate(theirs),
+            mib(their_rss),
+            theirs.as_secs_f64() / ours.as_secs_f64()
+        );
+        ratios.push(theirs.as_secs_f64() / ours.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "  DuckDB COPY         {:>8.2} s  {:>10.0} events/s  peak RSS {:>6.0} MiB",
-        theirs.as_secs_f64(),
-        rate(theirs),
-        mib(their_rss)
-    );
-    println!(
-        "  ratio (promolens / DuckDB throughput): {:.2}",
-        theirs.as_secs_f64() / ours.as_secs_f64()
+        "  ratio (promolens / DuckDB throughput): median {:.2}, range {:.2}–{:.2}",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
     );
 }
 

@@ -122,11 +122,9 @@ impl Ingestor {
             None => (None, None),
         };
         let (commands, receiver) = mpsc::channel(1024);
-        // Two jobs queued behind the one being written: enough to smooth the bursts of encoding
-        // (a backfill's parser threads keep the cores busy meanwhile); when storage is slower than
-        // ingest for longer, the committer waits (and requests with it) instead of buffering
-        // without bound.
-        let (jobs, job_receiver) = mpsc::channel(2);
+        // One job queued behind those being encoded: when storage is slower than ingest, the
+        // committer waits (and requests with it) instead of buffering without bound.
+        let (jobs, job_receiver) = mpsc::channel(1);
         let flushed = Arc::new(AtomicU64::new(0));
         let handle = Handle::current();
         tokio::spawn(run_flusher(
@@ -514,53 +512,90 @@ fn runs(keys: &[Arc<PartitionKey>]) -> impl Iterator<Item = std::ops::Range<usiz
     })
 }
 
-/// Writes flush jobs in order, one at a time, so that log segments are deleted only after every
-/// earlier job is stored.
+/// Flush jobs encoded at the same time (on blocking threads). Two keep both cores busy at the end
+/// of a backfill, when only encoding is left; their files are still stored in job order.
+const ENCODING_AT_ONCE: usize = 2;
+
+/// Encodes flush jobs (up to [`ENCODING_AT_ONCE`] at a time) and stores them in order, one at a
+/// time, so that log segments are deleted only after every earlier job is stored.
 async fn run_flusher(
     storage: Storage,
     wal_dir: Option<PathBuf>,
     mut jobs: mpsc::Receiver<FlushJob>,
     flushed: Arc<AtomicU64>,
 ) {
+    use futures::StreamExt;
     let writer_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let mut sequence = 0u64;
     // After a job fails for good, no segment may be deleted any more: the next start replays them.
     let mut keep_wal = false;
-    while let Some(job) = jobs.recv().await {
-        sequence += 1;
-        let name = format!(
-            "part-{}-{writer_id}-{sequence:06}.parquet",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")
-        );
-        let result = store_flush(&storage, job.partitions, name).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "writing Parquet failed; the events stay in the write-ahead log");
-            keep_wal = true;
-        }
-        if let (Some(dir), Some(upto), false) = (&wal_dir, job.wal_upto, keep_wal)
-            && let Err(e) = delete_segments(dir, upto)
-        {
-            tracing::warn!(error = %e, "could not delete flushed write-ahead log segments");
-        }
-        if result.is_ok() {
-            flushed.store(job.generation + 1, Ordering::SeqCst);
-        }
-        let message = result.as_ref().err().map(|e| e.to_string());
-        for waiter in job.done {
-            let _ = waiter.send(match &message {
-                None => Ok(()),
-                Some(m) => Err(Error::Stopped(format!("flush failed: {m}"))),
-            });
+    let mut encoding = futures::stream::FuturesOrdered::new();
+    let mut open = true;
+    while open || !encoding.is_empty() {
+        tokio::select! {
+            job = jobs.recv(), if open && encoding.len() < ENCODING_AT_ONCE => {
+                let Some(mut job) = job else {
+                    open = false;
+                    continue;
+                };
+                sequence += 1;
+                let name = format!(
+                    "part-{}-{writer_id}-{sequence:06}.parquet",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")
+                );
+                let partitions = std::mem::take(&mut job.partitions);
+                encoding.push_back(async move {
+                    let files = tokio::task::spawn_blocking(move || encode_flush(partitions, &name))
+                        .await
+                        .map_err(|e| Error::Stopped(format!("encoder task failed: {e}")))
+                        .and_then(|files| files);
+                    (job, files)
+                });
+            }
+            Some((job, files)) = encoding.next(), if !encoding.is_empty() => {
+                let result = match files {
+                    Ok(files) => store_files(&storage, files).await,
+                    Err(e) => Err(e),
+                };
+                finish_job(job, result, &wal_dir, &mut keep_wal, &flushed);
+            }
         }
     }
 }
 
-/// Encodes one flush and stores its files, each project's `user_first_seen` file before its
-/// launches (see [`crate::first_seen`]), retrying transient storage errors.
-async fn store_flush(storage: &Storage, partitions: Buffer, name: String) -> Result<()> {
-    let files = tokio::task::spawn_blocking(move || encode_flush(partitions, &name))
-        .await
-        .map_err(|e| Error::Stopped(format!("encoder task failed: {e}")))??;
+/// After a job is stored (or failed for good): deletes the log segments it covers, records it as
+/// flushed, and answers whoever waits for it.
+fn finish_job(
+    job: FlushJob,
+    result: Result<()>,
+    wal_dir: &Option<PathBuf>,
+    keep_wal: &mut bool,
+    flushed: &AtomicU64,
+) {
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "writing Parquet failed; the events stay in the write-ahead log");
+        *keep_wal = true;
+    }
+    if let (Some(dir), Some(upto), false) = (wal_dir, job.wal_upto, *keep_wal)
+        && let Err(e) = delete_segments(dir, upto)
+    {
+        tracing::warn!(error = %e, "could not delete flushed write-ahead log segments");
+    }
+    if result.is_ok() {
+        flushed.store(job.generation + 1, Ordering::SeqCst);
+    }
+    let message = result.as_ref().err().map(|e| e.to_string());
+    for waiter in job.done {
+        let _ = waiter.send(match &message {
+            None => Ok(()),
+            Some(m) => Err(Error::Stopped(format!("flush failed: {m}"))),
+        });
+    }
+}
+
+/// Stores the files of one flush in order (each project's `user_first_seen` file before its
+/// launches, see [`crate::first_seen`]), retrying transient storage errors.
+async fn store_files(storage: &Storage, files: Vec<(String, bytes::Bytes)>) -> Result<()> {
     for (relative, bytes) in files {
         let path = storage.path(&relative);
         let mut attempt = 0;
