@@ -103,7 +103,10 @@ fn backfill_into(data: &Path, file: &Path) -> (Duration, u64) {
                 "bench",
             ])
             .arg(file)
-            .env("RUST_LOG", "warn"),
+            .env("RUST_LOG", "warn")
+            // Its summary and progress would interleave with the bench's table.
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
     )
 }
 
@@ -115,6 +118,7 @@ fn bench_backfill() {
     let lines = line_count(&file);
     let out = dir.join("duckdb-backfill.parquet");
     let script = "import duckdb, sys\n\
+        duckdb.sql('SET enable_progress_bar=false')\n\
         duckdb.sql(f\"COPY (SELECT * FROM read_json('{sys.argv[1]}', format='newline_delimited', ignore_errors=true)) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd)\")";
     let rate = |d: Duration| lines as f64 / d.as_secs_f64();
     // The two programs alternate, several rounds: a shared machine's speed drifts by tens of
