@@ -15,7 +15,10 @@
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
+use std::sync::Arc;
+
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use promolens_ingest::record::start_of_day;
@@ -142,27 +145,19 @@ pub struct AcquisitionQuery {
 }
 
 impl AcquisitionQuery {
-    /// The SQL that answers it, with `$1` project, `$2`/`$3` window instants, `$4`/`$5` partition
-    /// days. Dimension names come from [`DIMENSIONS`] only, never from the caller's text.
-    fn sql(&self) -> String {
-        let n = self.by.len();
-        let d = |i: usize| format!("d{i}");
-        let list = |f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>().join(", ");
-        let projected = list(&|i| {
-            format!(
-                "CASE WHEN {ATTRIBUTED} THEN CAST({} AS VARCHAR) END AS {}",
-                self.by[i],
-                d(i)
-            )
-        });
-        let dims = list(&d);
-        let labelled = list(&|i| {
-            format!(
-                "CASE WHEN NOT attributed THEN '{UNATTRIBUTED}' ELSE coalesce({}, '{NOT_SET}') END AS \"{}\"",
-                d(i),
-                self.by[i]
-            )
-        });
+    /// The SQL of the window's launches, with `$1` project, `$2`/`$3` window instants, `$4`/`$5`
+    /// partition days: one row per launch with its attribution flag and dimension values `d0…`.
+    /// Dimension names come from [`DIMENSIONS`] only, never from the caller's text.
+    fn window_sql(&self) -> String {
+        let projected = self
+            .by
+            .iter()
+            .enumerate()
+            .map(|(i, dimension)| {
+                format!("CASE WHEN {ATTRIBUTED} THEN CAST({dimension} AS VARCHAR) END AS d{i}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
             "WITH resolved AS (
                 SELECT l.user_id, l.event_id, l.event_time, l.dt, l.code_id, l.code_kind,
@@ -177,39 +172,71 @@ impl AcquisitionQuery {
                 FROM launch_events l
                 LEFT JOIN promo_codes c ON c.project = $1 AND c.code_id = l.code_id
                 WHERE l.project = $1
-            ),
-            launches AS (
-                SELECT user_id, event_id, event_time, dt, {ATTRIBUTED} AS attributed, {projected}
-                FROM resolved
-            ),
-            in_window AS (
-                SELECT * FROM launches
-                WHERE dt >= $4 AND dt <= $5 AND event_time >= $2 AND event_time < $3
-            ),
+            )
+            SELECT user_id, event_id, event_time, {ATTRIBUTED} AS attributed, {projected}
+            FROM resolved
+            WHERE dt >= $4 AND dt <= $5 AND event_time >= $2 AND event_time < $3"
+        )
+    }
+
+    /// The SQL of the answer over `window` (the rows of [`Self::window_sql`], held in memory),
+    /// with `$1` project and `$2` window start.
+    fn counts_sql(&self, window: &str) -> String {
+        let n = self.by.len();
+        let d = |i: usize| format!("d{i}");
+        let list = |f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>().join(", ");
+        let dims = list(&d);
+        let first_values = list(&|i| {
+            format!(
+                "first_value({0} ORDER BY event_time, event_id) AS {0}",
+                d(i)
+            )
+        });
+        let labelled = list(&|i| {
+            format!(
+                "CASE WHEN NOT attributed THEN '{UNATTRIBUTED}' ELSE coalesce({}, '{NOT_SET}') END AS \"{}\"",
+                d(i),
+                self.by[i]
+            )
+        });
+        format!(
+            "WITH
             -- A user's first launch ever is in the window exactly when they launched in it and
-            -- were never seen before it: `user_first_seen` (kept at ingest) answers that, not
-            -- the launch history. The window's launches are read once, so that new users,
-            -- users and launches always come from the same files, even while a flush lands.
-            seen_before AS (
-                SELECT DISTINCT user_id FROM user_first_seen
-                WHERE project = $1 AND first_time < $2
+            -- were never seen before it: an anti-join against `user_first_seen` (one row per
+            -- user, kept at ingest) instead of the whole launch history.
+            first_touch AS (
+                SELECT user_id,
+                       first_value(attributed ORDER BY event_time, event_id) AS attributed, {first_values}
+                FROM {window} w
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM user_first_seen f
+                    WHERE f.project = $1 AND f.first_time < $2 AND f.user_id = w.user_id
+                )
+                GROUP BY user_id
             ),
-            ranked AS (
-                SELECT w.*, s.user_id IS NULL AS is_new,
-                       row_number() OVER (PARTITION BY w.user_id ORDER BY w.event_time, w.event_id) AS nth
-                FROM in_window w LEFT JOIN seen_before s ON s.user_id = w.user_id
+            counts AS (
+                SELECT attributed, {dims}, 0 AS new_users, count(DISTINCT user_id) AS users, count(*) AS launches
+                FROM {window}
+                GROUP BY attributed, {dims}
+                UNION ALL
+                SELECT attributed, {dims}, count(*) AS new_users, 0 AS users, 0 AS launches
+                FROM first_touch
+                GROUP BY attributed, {dims}
             )
             SELECT {labelled},
-                   CAST(sum(CASE WHEN nth = 1 AND is_new THEN 1 ELSE 0 END) AS BIGINT) AS new_users,
-                   CAST(count(DISTINCT user_id) AS BIGINT) AS users,
-                   CAST(count(*) AS BIGINT) AS launches
-            FROM ranked GROUP BY attributed, {dims}
+                   CAST(sum(new_users) AS BIGINT) AS new_users,
+                   CAST(sum(users) AS BIGINT) AS users,
+                   CAST(sum(launches) AS BIGINT) AS launches
+            FROM counts GROUP BY attributed, {dims}
             ORDER BY new_users DESC, users DESC, launches DESC, {dims_order}",
             dims_order = list(&|i| format!("\"{}\"", self.by[i])),
         )
     }
 
-    /// Runs the query.
+    /// Runs the query. The window's launches are read once, into memory, and both the counts and
+    /// the first touches come from that one snapshot: a flush landing meanwhile cannot make users
+    /// appear without their new users. (A window is at most a few hundred thousand rows of five
+    /// narrow columns for a week of a busy mini-program.)
     pub async fn run(&self, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
         promolens_schemas::event::validate_project_name(&self.project)
             .map_err(|m| Error::invalid("project", m))?;
@@ -218,14 +245,30 @@ impl AcquisitionQuery {
         // a day of margin on both sides, the exact bounds come from `event_time`.
         let dt_from = (self.window.from - Days::new(1)).to_string();
         let dt_to = (self.window.to + Days::new(1)).to_string();
-        let frame = ctx.sql(&self.sql()).await?.with_param_values(vec![
-            ScalarValue::Utf8(Some(self.project.clone())),
-            utc(self.window.start_ms()),
+        let project = ScalarValue::Utf8(Some(self.project.clone()));
+        let start = utc(self.window.start_ms());
+        let window = ctx.sql(&self.window_sql()).await?.with_param_values(vec![
+            project.clone(),
+            start.clone(),
             utc(self.window.end_ms()),
             ScalarValue::Utf8(Some(dt_from)),
             ScalarValue::Utf8(Some(dt_to)),
         ])?;
-        crate::sql::collect(frame).await
+        let schema = window.schema().inner().clone();
+        let rows = window.collect().await?;
+        // A name of its own per query: concurrent queries share the context's catalog.
+        let name = format!("acquisition_window_{}", uuid::Uuid::new_v4().simple());
+        ctx.register_table(&name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+        let answer = async {
+            let frame = ctx
+                .sql(&self.counts_sql(&name))
+                .await?
+                .with_param_values(vec![project, start])?;
+            crate::sql::collect(frame).await
+        }
+        .await;
+        ctx.deregister_table(&name)?;
+        answer
     }
 }
 
