@@ -128,6 +128,18 @@ mod native {
     }
 }
 
+/// Microseconds per call of `call`, over `n` calls after 1,000 to warm up.
+fn micros_per_call<E>(n: u32, mut call: impl FnMut() -> Result<(), E>) -> Result<f64, E> {
+    for _ in 0..1000 {
+        call()?;
+    }
+    let started = Instant::now();
+    for _ in 0..n {
+        call()?;
+    }
+    Ok(per_call(started.elapsed(), n))
+}
+
 fn per_call(total: Duration, n: u32) -> f64 {
     total.as_secs_f64() * 1e6 / f64::from(n)
 }
@@ -144,30 +156,16 @@ fn main() {
 
     // Instantiation from the warm pool (a store, an instance, nothing called).
     let n = 20_000;
-    for _ in 0..1000 {
-        plugin
-            .call(
-                "bench",
-                records.clone(),
-                wechat.clone(),
-                handle.clone(),
-                |_, _| Ok(()),
-            )
-            .expect("warm up");
-    }
-    let started = Instant::now();
-    for _ in 0..n {
-        plugin
-            .call(
-                "bench",
-                records.clone(),
-                wechat.clone(),
-                handle.clone(),
-                |_, _| Ok(()),
-            )
-            .expect("instantiate");
-    }
-    let instantiate = per_call(started.elapsed(), n);
+    let instantiate = micros_per_call(n, || {
+        plugin.call(
+            "bench",
+            records.clone(),
+            wechat.clone(),
+            handle.clone(),
+            |_, _| Ok(()),
+        )
+    })
+    .expect("instantiate");
 
     // `preview` through wasm, on one instance, and natively with the same store.
     let preview_wasm = |kind: &str| {
@@ -180,14 +178,10 @@ fn main() {
                 handle.clone(),
                 |p, store| {
                     let codes = p.promolens_codes_codes();
-                    for _ in 0..1000 {
+                    micros_per_call(n, || {
                         codes.call_preview(&mut *store, &request)?.expect("preview");
-                    }
-                    let started = Instant::now();
-                    for _ in 0..n {
-                        codes.call_preview(&mut *store, &request)?.expect("preview");
-                    }
-                    Ok(per_call(started.elapsed(), n))
+                        Ok(())
+                    })
                 },
             )
             .expect("preview")
@@ -199,16 +193,11 @@ fn main() {
     };
     let preview_native = |kind| {
         let request = native::request(kind);
-        for _ in 0..1000 {
-            promolens_plugin::service::preview(&host, &request).expect("native");
-        }
-        let started = Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(
-                promolens_plugin::service::preview(&host, &request).expect("native"),
-            );
-        }
-        per_call(started.elapsed(), n)
+        micros_per_call(n, || {
+            std::hint::black_box(promolens_plugin::service::preview(&host, &request)?);
+            Ok::<(), promolens_plugin::bindings::promolens::codes::types::Error>(())
+        })
+        .expect("native")
     };
     use promolens_plugin::bindings::promolens::codes::types::CodeKind as Kind;
     let (preview_a, native_a) = (preview_wasm("A"), preview_native(Kind::A));

@@ -252,6 +252,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     init_logging();
+    // Before any HTTPS client is built: reqwest brings no TLS crypto provider of its own.
     promolens::codes::wechat::use_ring_for_tls();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -105,18 +105,6 @@ impl LaunchRowsBuilder {
         }
     }
 
-    pub fn project(&self) -> &str {
-        &self.project
-    }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
     /// Parses, validates and decodes one event from its JSON text and adds it: the one path of
     /// HTTP ingest and backfill. An event naming another project is rejected.
     pub fn push_json(&mut self, json: &str, limits: &Limits) -> Result<(), EventError> {
@@ -226,7 +214,7 @@ impl PartitionKey {
 
 /// Columnar accumulation of rows of `launch_events`: the buffer between the write-ahead log and
 /// Parquet. About a third of the memory of the rows themselves, and the batch is ready at flush.
-pub struct LaunchBatchBuilder {
+struct LaunchBatchBuilder {
     event_id: StringBuilder,
     user_id: StringBuilder,
     event_time: TimestampMillisecondBuilder,
@@ -246,7 +234,7 @@ pub struct LaunchBatchBuilder {
 impl LaunchBatchBuilder {
     /// Room for `rows` rows of typical launches, so that the columns of a parse chunk are written
     /// without growing (each growth copies the column).
-    pub fn with_capacity(rows: usize) -> LaunchBatchBuilder {
+    fn with_capacity(rows: usize) -> LaunchBatchBuilder {
         let text = |bytes_per_row: usize| StringBuilder::with_capacity(rows, rows * bytes_per_row);
         let time = || TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
         LaunchBatchBuilder {
@@ -279,7 +267,7 @@ impl LaunchBatchBuilder {
 
 impl LaunchBatchBuilder {
     /// Appends one event and the attribution decoded from it.
-    pub fn push(&mut self, e: &LaunchEvent<'_>, received_at_ms: i64) {
+    fn push(&mut self, e: &LaunchEvent<'_>, received_at_ms: i64) {
         self.event_id.append_value(&e.event_id);
         self.user_id.append_value(&e.user_id);
         self.event_time.append_value(e.event_time_ms);
@@ -307,7 +295,7 @@ impl LaunchBatchBuilder {
     }
 
     /// The rows so far as one batch, in arrival order.
-    pub fn finish(mut self) -> Result<RecordBatch> {
+    fn finish(mut self) -> Result<RecordBatch> {
         let [utm_source, utm_medium, utm_campaign, utm_content, utm_term] = &mut self.utm;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),
