@@ -4,10 +4,14 @@
 //! - `preview` through wasm on an instance (goal < 20 µs, and within 3× of native), for an A code
 //!   (it reads the quota counter from the record store: both sides use the same store) and a B code
 //!   (no host call: the plugin's logic and the component ABI alone);
+//! - the same `preview` of a request refused at its first check (an empty name): the component
+//!   boundary's own cost (the request lowered into the instance, an error lifted back) beside
+//!   the native refusal;
 //! - `create` through the host with WeChat excluded (a gateway that answers at once), records
 //!   in memory: per call and calls/s on all cores.
 //!
-//! `cargo bench -p promolens --bench plugin`
+//! `cargo bench -p promolens --bench plugin [-- preview]` (a word runs only the parts whose name
+//! contains it: `instantiation`, `preview`, `create`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -145,6 +149,9 @@ fn per_call(total: Duration, n: u32) -> f64 {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; any other argument picks the parts to run.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let runs = |part: &str| filter.as_deref().is_none_or(|f| part.contains(f));
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     let _guard = runtime.enter();
     let handle = runtime.handle().clone();
@@ -153,111 +160,118 @@ fn main() {
     let wechat: Arc<dyn WechatGateway> = Arc::new(Instant200);
     let plugin =
         Arc::new(PluginRuntime::new(PLUGIN_WASM, None, Limits::default()).expect("runtime"));
-
-    // Instantiation from the warm pool (a store, an instance, nothing called).
     let n = 20_000;
-    let instantiate = micros_per_call(n, || {
-        plugin.call(
-            "bench",
-            records.clone(),
-            wechat.clone(),
-            handle.clone(),
-            |_, _| Ok(()),
-        )
-    })
-    .expect("instantiate");
-
-    // `preview` through wasm, on one instance, and natively with the same store.
-    let preview_wasm = |kind: &str| {
-        let request = request_of(kind);
-        plugin
-            .call(
-                "bench",
-                records.clone(),
-                wechat.clone(),
-                handle.clone(),
-                |p, store| {
-                    let codes = p.promolens_codes_codes();
-                    micros_per_call(n, || {
-                        codes.call_preview(&mut *store, &request)?.expect("preview");
-                        Ok(())
-                    })
-                },
-            )
-            .expect("preview")
-    };
-    let host = native::StoreHost {
-        records: records.clone(),
-        handle: handle.clone(),
-        project: "bench".into(),
-    };
-    let preview_native = |kind| {
-        let request = native::request(kind);
-        micros_per_call(n, || {
-            std::hint::black_box(promolens_plugin::service::preview(&host, &request)?);
-            Ok::<(), promolens_plugin::bindings::promolens::codes::types::Error>(())
-        })
-        .expect("native")
-    };
-    use promolens_plugin::bindings::promolens::codes::types::CodeKind as Kind;
-    let (preview_a, native_a) = (preview_wasm("A"), preview_native(Kind::A));
-    let (preview_b, native_b) = (preview_wasm("B"), preview_native(Kind::B));
-
-    // `create` through the host (a fresh instance per call, records in memory, WeChat excluded).
-    let codes = Codes::new(plugin.clone(), records.clone(), wechat.clone());
-    runtime.block_on(async {
-        codes
-            .register_authorization("bench", "wx0123456789abcdef")
-            .await
-            .expect("authorize")
-    });
-    let creates = 5_000u32;
-    let started = Instant::now();
-    runtime.block_on(async {
-        let workers = 4;
-        let mut tasks = Vec::new();
-        for _ in 0..workers {
-            let codes = codes.clone();
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..creates / workers {
-                    codes.create("bench", request()).await.expect("create");
-                }
-            }));
-        }
-        for task in tasks {
-            task.await.expect("task");
-        }
-    });
-    let elapsed = started.elapsed();
-    let started_one = Instant::now();
-    for _ in 0..500 {
-        runtime
-            .block_on(codes.create("bench", request()))
-            .expect("create");
-    }
-    let create_one = per_call(started_one.elapsed(), 500);
-
     println!(
         "plugin under wasmtime (release, {} cores):",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("  instantiation from the warm pool   {instantiate:>8.1} µs   (goal < 50)");
-    for (kind, wasm, native) in [
-        ("A (reads the quota)", preview_a, native_a),
-        ("B (no host call)   ", preview_b, native_b),
-    ] {
-        println!("  preview {kind}, through wasm  {wasm:>8.1} µs   (goal < 20)");
-        println!("  preview {kind}, natively      {native:>8.1} µs");
-        println!(
-            "  preview {kind}, wasm / native {:>8.2} ×    (goal ≤ 3)",
-            wasm / native
-        );
+
+    if runs("instantiation") {
+        // A store and an instance from the warm pool, nothing called.
+        let instantiate = micros_per_call(n, || {
+            plugin.call(
+                "bench",
+                records.clone(),
+                wechat.clone(),
+                handle.clone(),
+                |_, _| Ok(()),
+            )
+        })
+        .expect("instantiate");
+        println!("  instantiation from the warm pool   {instantiate:>8.1} µs   (goal < 50)");
     }
-    println!(
-        "  create, one at a time               {create_one:>8.1} µs per call (WeChat excluded)"
-    );
-    println!(
-        "  create, 4 concurrent callers        {:>8.0} calls/s",
-        f64::from(creates) / elapsed.as_secs_f64()
-    );
+
+    if runs("preview") {
+        // Through wasm on one instance, and natively with the same store.
+        let preview_wasm = |kind: &str, name: &str| {
+            let mut request = request_of(kind);
+            request.name = name.into();
+            plugin
+                .call(
+                    "bench",
+                    records.clone(),
+                    wechat.clone(),
+                    handle.clone(),
+                    |p, store| {
+                        let codes = p.promolens_codes_codes();
+                        micros_per_call(n, || {
+                            let answer = codes.call_preview(&mut *store, &request)?;
+                            assert_eq!(answer.is_ok(), !name.is_empty(), "preview: {answer:?}");
+                            Ok(())
+                        })
+                    },
+                )
+                .expect("preview")
+        };
+        let host = native::StoreHost {
+            records: records.clone(),
+            handle: handle.clone(),
+            project: "bench".into(),
+        };
+        let preview_native = |kind, name: &str| {
+            let mut request = native::request(kind);
+            request.name = name.into();
+            micros_per_call(n, || {
+                let answer = promolens_plugin::service::preview(&host, &request);
+                assert_eq!(answer.is_ok(), !name.is_empty());
+                std::hint::black_box(answer).ok();
+                Ok::<(), ()>(())
+            })
+            .expect("native")
+        };
+        use promolens_plugin::bindings::promolens::codes::types::CodeKind as Kind;
+        for (label, kind, native_kind, name) in [
+            ("A (reads the quota)", "A", Kind::A, "Poster"),
+            ("B (no host call)   ", "B", Kind::B, "Poster"),
+            ("refused at once    ", "B", Kind::B, ""),
+        ] {
+            let (wasm, native) = (preview_wasm(kind, name), preview_native(native_kind, name));
+            println!("  preview {label}, through wasm  {wasm:>8.1} µs   (goal < 20)");
+            println!("  preview {label}, natively      {native:>8.1} µs");
+            println!(
+                "  preview {label}, wasm / native {:>8.2} ×    (goal ≤ 3)",
+                wasm / native
+            );
+        }
+    }
+
+    if runs("create") {
+        // Through the host: a fresh instance per call, records in memory, WeChat excluded.
+        let codes = Codes::new(plugin.clone(), records.clone(), wechat.clone());
+        runtime.block_on(async {
+            codes
+                .register_authorization("bench", "wx0123456789abcdef")
+                .await
+                .expect("authorize")
+        });
+        let started_one = Instant::now();
+        for _ in 0..500 {
+            runtime
+                .block_on(codes.create("bench", request()))
+                .expect("create");
+        }
+        let create_one = per_call(started_one.elapsed(), 500);
+        let creates = 5_000u32;
+        let started = Instant::now();
+        runtime.block_on(async {
+            let workers = 4;
+            let mut tasks = Vec::new();
+            for _ in 0..workers {
+                let codes = codes.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..creates / workers {
+                        codes.create("bench", request()).await.expect("create");
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.expect("task");
+            }
+        });
+        let per_second = f64::from(creates) / started.elapsed().as_secs_f64();
+        println!(
+            "  create, one at a time               {create_one:>8.1} µs per call (WeChat excluded)"
+        );
+        println!("  create, 4 concurrent callers        {per_second:>8.0} calls/s");
+    }
 }

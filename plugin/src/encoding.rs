@@ -4,7 +4,7 @@
 //! The launch decoder (`promolens_schemas::decode_attribution`) reads back what is written here:
 //! explicit `utm_*` keys of an A/C path (percent-decoded once), `c=<id>` in a path or in a B scene.
 
-use promolens_schemas::percent::encode_uri_component;
+use promolens_schemas::percent::push_uri_component;
 
 use crate::bindings::promolens::codes::types::{CodeKind, CodeRequest, Encoding, Error, Utm};
 use crate::errors::{invalid, too_long};
@@ -91,13 +91,14 @@ pub fn validate(request: &CodeRequest) -> Result<(), Error> {
         ));
     }
     for (i, (key, _)) in request.params.iter().enumerate() {
-        let field = format!("params[{i}]");
+        // Named only on failure: a preview runs on every keystroke.
+        let field = || format!("params[{i}]");
         if key.is_empty() {
-            return Err(invalid(&field, "a parameter needs a name"));
+            return Err(invalid(&field(), "a parameter needs a name"));
         }
         if key == "c" || key == "scene" || key == "q" || key.starts_with("utm_") {
             return Err(invalid(
-                &field,
+                &field(),
                 format!(
                     "`{key}` is reserved for attribution; use the utm fields for campaign parameters"
                 ),
@@ -124,30 +125,25 @@ pub fn encode(request: &CodeRequest, id: &str) -> Result<Encoding, Error> {
     }
 }
 
-fn query_of<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    pairs
-        .into_iter()
-        .map(|(k, v)| format!("{}={}", encode_uri_component(k), encode_uri_component(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn path_of(page: &str, query: &str) -> String {
-    if query.is_empty() {
-        page.to_string()
-    } else {
-        format!("{page}?{query}")
+/// `page?k=v&…` with keys and values as `encodeURIComponent` writes them; `page` alone when
+/// there are no pairs.
+fn path_of<'a>(page: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut path = String::with_capacity(PATH_LIMIT as usize + 16);
+    path.push_str(page);
+    for (i, (key, value)) in pairs.into_iter().enumerate() {
+        path.push(if i == 0 { '?' } else { '&' });
+        push_uri_component(&mut path, key);
+        path.push('=');
+        push_uri_component(&mut path, value);
     }
+    path
 }
 
 /// A and C: `page?params&utm_…`, or `page?params&c=<id>` when that does not fit.
 fn encode_path(request: &CodeRequest, id: &str) -> Result<Encoding, Error> {
     let params = || request.params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let utm = utm_pairs(&request.utm);
-    let inline = path_of(
-        &request.page,
-        &query_of(params().chain(utm.iter().copied())),
-    );
+    let inline = path_of(&request.page, params().chain(utm.iter().copied()));
     let inline_bytes = inline.len() as u32;
     if inline_bytes <= PATH_LIMIT {
         return Ok(Encoding {
@@ -164,7 +160,7 @@ fn encode_path(request: &CodeRequest, id: &str) -> Result<Encoding, Error> {
             ),
         });
     }
-    let reference = path_of(&request.page, &query_of(params().chain([("c", id)])));
+    let reference = path_of(&request.page, params().chain([("c", id)]));
     let used = reference.len() as u32;
     if utm.is_empty() || used > PATH_LIMIT {
         // Nothing can move into the record: the page and its own parameters are too long.
@@ -213,7 +209,9 @@ fn encode_scene(request: &CodeRequest, id: &str) -> Result<Encoding, Error> {
                 ));
             }
         }
-        scene.push_str(&format!("&{key}={value}"));
+        for piece in ["&", key, "=", value] {
+            scene.push_str(piece);
+        }
     }
     let used = scene.chars().count() as u32;
     if used > SCENE_LIMIT {

@@ -70,6 +70,13 @@ fn hex_value(b: u8) -> Option<u8> {
 
 /// `encodeURIComponent`: what a mini-program or a code generator applies to one value.
 pub fn encode_uri_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    push_uri_component(&mut out, text);
+    out
+}
+
+/// Appends `text` to `out` as `encodeURIComponent` would write it (no intermediate string).
+pub fn push_uri_component(out: &mut String, text: &str) {
     use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
     // encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) unescaped.
     const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -82,7 +89,7 @@ pub fn encode_uri_component(text: &str) -> String {
         .remove(b'\'')
         .remove(b'(')
         .remove(b')');
-    utf8_percent_encode(text, COMPONENT).to_string()
+    out.extend(utf8_percent_encode(text, COMPONENT));
 }
 
 #[cfg(test)]

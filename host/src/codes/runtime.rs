@@ -118,6 +118,10 @@ impl PluginRuntime {
         config
             .consume_fuel(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if std::env::var_os("PROMOLENS_PLUGIN_PERFMAP").is_some() {
+            // `perf report` then names the plugin's functions (/tmp/perf-<pid>.map).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(load)?;
         let component = load_component(&engine, wasm, cache_dir).map_err(load)?;
         let mut linker: Linker<CallState> = Linker::new(&engine);
