@@ -515,9 +515,13 @@ fn runs(keys: &[Arc<PartitionKey>]) -> impl Iterator<Item = std::ops::Range<usiz
 /// Flush jobs encoded at the same time (on blocking threads). Two keep both cores busy at the end
 /// of a backfill, when only encoding is left; their files are still stored in job order.
 const ENCODING_AT_ONCE: usize = 2;
+/// Encoded jobs that may wait for an earlier, slower one before they are stored.
+const ENCODED_WAITING: usize = 8;
 
 /// Encodes flush jobs (up to [`ENCODING_AT_ONCE`] at a time) and stores them in order, one at a
-/// time, so that log segments are deleted only after every earlier job is stored.
+/// time, so that log segments are deleted only after every earlier job is stored. A job whose
+/// encoding ends early frees its slot at once (its files wait, compressed): a slow job never
+/// leaves a core idle while the committer waits to hand over the next one.
 async fn run_flusher(
     storage: Storage,
     wal_dir: Option<PathBuf>,
@@ -529,11 +533,16 @@ async fn run_flusher(
     let mut sequence = 0u64;
     // After a job fails for good, no segment may be deleted any more: the next start replays them.
     let mut keep_wal = false;
-    let mut encoding = futures::stream::FuturesOrdered::new();
+    let mut encoding = futures::stream::FuturesUnordered::new();
+    // Encoded jobs by sequence number, waiting for their turn to be stored.
+    let mut encoded = std::collections::BTreeMap::new();
+    let mut next_to_store = 1u64;
     let mut open = true;
-    while open || !encoding.is_empty() {
+    while open || !encoding.is_empty() || !encoded.is_empty() {
         tokio::select! {
-            job = jobs.recv(), if open && encoding.len() < ENCODING_AT_ONCE => {
+            job = jobs.recv(), if open
+                && encoding.len() < ENCODING_AT_ONCE
+                && encoded.len() < ENCODED_WAITING => {
                 let Some(mut job) = job else {
                     open = false;
                     continue;
@@ -544,20 +553,26 @@ async fn run_flusher(
                     chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")
                 );
                 let partitions = std::mem::take(&mut job.partitions);
-                encoding.push_back(async move {
-                    let files = tokio::task::spawn_blocking(move || encode_flush(partitions, &name))
+                let encode = tokio::task::spawn_blocking(move || encode_flush(partitions, &name));
+                let seq = sequence;
+                encoding.push(async move {
+                    let files = encode
                         .await
                         .map_err(|e| Error::Stopped(format!("encoder task failed: {e}")))
                         .and_then(|files| files);
-                    (job, files)
+                    (seq, job, files)
                 });
             }
-            Some((job, files)) = encoding.next(), if !encoding.is_empty() => {
-                let result = match files {
-                    Ok(files) => store_files(&storage, files).await,
-                    Err(e) => Err(e),
-                };
-                finish_job(job, result, &wal_dir, &mut keep_wal, &flushed);
+            Some((seq, job, files)) = encoding.next(), if !encoding.is_empty() => {
+                encoded.insert(seq, (job, files));
+                while let Some((job, files)) = encoded.remove(&next_to_store) {
+                    let result = match files {
+                        Ok(files) => store_files(&storage, files).await,
+                        Err(e) => Err(e),
+                    };
+                    finish_job(job, result, &wal_dir, &mut keep_wal, &flushed);
+                    next_to_store += 1;
+                }
             }
         }
     }

@@ -364,7 +364,7 @@ impl<'a> Wire<'a> {
                         limit: limits.max_props_bytes,
                         actual: text.len(),
                     });
-                } else if text.contains(['\n', '\r']) {
+                } else if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some() {
                     // Raw line breaks can only be whitespace between tokens in valid JSON:
                     // keep props on one line (the write-ahead log is line-oriented).
                     Some(Cow::Owned(text.replace(['\n', '\r'], " ")))
