@@ -122,7 +122,8 @@ async fn a_b_and_c_images_are_qr_symbols_of_what_scans_decode_to() {
         let image = w.codes.image("shop", &code.id).await.unwrap();
         assert_eq!(image.content_type, "image/png");
         let scanned = scan(&image.bytes);
-        let attribution = decode_attribution(Some(scene), &launch_query(&code, &scanned));
+        let launch = launch_query(&code, &scanned);
+        let attribution = decode_attribution(Some(scene), &launch);
         match code.kind {
             CodeKind::B => {
                 assert_eq!(scanned, format!("pages/index/index?scene=c={}", code.id));

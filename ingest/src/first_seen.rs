@@ -9,6 +9,7 @@
 //! answer either way. Launches that arrive late (a backfill of last year) only add rows.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder};
@@ -34,8 +35,12 @@ pub fn relative_dir(project: &str) -> String {
 /// user, with the earliest time, sorted by it.
 pub fn earliest_per_user(batches: &[RecordBatch]) -> Result<RecordBatch> {
     let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-    let mut earliest: foldhash::HashMap<&str, i64> =
+    // Users in order of first appearance, each with its earliest time. A flush's rows come in
+    // time order, so this is already (nearly) the order of the file and the stable sort below
+    // only walks it.
+    let mut position: foldhash::HashMap<&str, usize> =
         HashMap::with_capacity_and_hasher(rows / 2, Default::default());
+    let mut earliest: Vec<(&str, i64)> = Vec::with_capacity(rows / 2);
     for batch in batches {
         let users = column::<StringArray>(batch, 0, "user_id")?;
         let times = column::<TimestampMillisecondArray>(batch, 1, "time")?;
@@ -43,15 +48,20 @@ pub fn earliest_per_user(batches: &[RecordBatch]) -> Result<RecordBatch> {
             let (Some(user), Some(time)) = (user, time) else {
                 continue;
             };
-            earliest
-                .entry(user)
-                .and_modify(|t| *t = (*t).min(time))
-                .or_insert(time);
+            match position.entry(user) {
+                Entry::Occupied(at) => {
+                    let first = &mut earliest[*at.get()].1;
+                    *first = (*first).min(time);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(earliest.len());
+                    earliest.push((user, time));
+                }
+            }
         }
     }
-    let mut rows: Vec<(&str, i64)> = earliest.into_iter().collect();
-    rows.sort_unstable_by_key(|&(user, time)| (time, user));
-    batch_of(rows.iter().copied(), rows.len())
+    earliest.sort_by_key(|&(user, time)| (time, user));
+    batch_of(earliest.iter().copied(), earliest.len())
 }
 
 /// Rebuilds a project's `user_first_seen` from its `launch_events` (for data written before this

@@ -68,6 +68,7 @@ impl Table {
         match self {
             Table::LaunchEvents => &[
                 "event_id",
+                "user_id",
                 "received_at",
                 "sent_at",
                 "query.entries.key",

@@ -387,7 +387,8 @@ fn scans_decode_to_the_code_parameters_or_its_reference() {
     let mut inline = request(CodeKind::A, "pages/a", "公众号 推文");
     inline.utm.campaign = Some("双11+".into());
     let code = service::create(&host, &inline).unwrap();
-    let a = decode_attribution(Some(1047), &launch_query(&code));
+    let launch = launch_query(&code);
+    let a = decode_attribution(Some(1047), &launch);
     assert_eq!(a.utm.source.as_deref(), Some("公众号 推文"));
     assert_eq!(a.utm.campaign.as_deref(), Some("双11+"));
     assert_eq!(a.code_id, None);
@@ -395,13 +396,15 @@ fn scans_decode_to_the_code_parameters_or_its_reference() {
     let long = request(CodeKind::C, "pages/a", &"长".repeat(20));
     let code = service::create(&host, &long).unwrap();
     assert!(code.encoding.by_reference);
-    let a = decode_attribution(Some(1011), &launch_query(&code));
+    let launch = launch_query(&code);
+    let a = decode_attribution(Some(1011), &launch);
     assert_eq!(a.code_id.as_deref(), Some(code.id.as_str()));
 
     let mut b = request(CodeKind::B, "pages/a", "gzh");
     b.params = vec![("shop".into(), "42".into())];
     let code = service::create(&host, &b).unwrap();
-    let a = decode_attribution(Some(1047), &launch_query(&code));
+    let launch = launch_query(&code);
+    let a = decode_attribution(Some(1047), &launch);
     assert_eq!(a.code_id.as_deref(), Some(code.id.as_str()));
 }
 

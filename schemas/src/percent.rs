@@ -25,9 +25,11 @@ pub fn decode_form_component(text: &str) -> Result<Cow<'_, str>, DecodeError> {
 
 fn decode(text: &str, plus_is_space: bool) -> Result<Cow<'_, str>, DecodeError> {
     let bytes = text.as_bytes();
-    let needs_work = bytes
-        .iter()
-        .any(|&b| b == b'%' || (plus_is_space && b == b'+'));
+    let needs_work = if plus_is_space {
+        memchr::memchr2(b'%', b'+', bytes).is_some()
+    } else {
+        memchr::memchr(b'%', bytes).is_some()
+    };
     if !needs_work {
         return Ok(Cow::Borrowed(text));
     }

@@ -119,7 +119,10 @@ const KEYS: [&str; 5] = promolens_schemas::attribution::UTM_KEYS;
 
 fn decoded(scene: i32, query: Vec<(String, String)>) -> (AttributionStatus, [Option<String>; 5]) {
     let got = decode_attribution(Some(scene), &query);
-    (got.status, got.utm.fields().map(|f| f.clone()))
+    (
+        got.status,
+        got.utm.fields().map(|f| f.as_deref().map(str::to_string)),
+    )
 }
 
 fn ok_if_any(values: &[Option<String>; 5]) -> AttributionStatus {
