@@ -111,6 +111,8 @@ struct Parsed {
     rows: Result<LaunchRows>,
     rejects: Vec<Reject>,
     read: u64,
+    /// Lines whose `event_id` came earlier in the same chunk.
+    duplicates: u64,
 }
 
 struct Run<'a> {
@@ -147,6 +149,8 @@ impl Run<'_> {
             .clamp(1, 8);
         let (chunks, chunk_receiver) = mpsc::sync_channel::<Chunk>(workers);
         let chunk_receiver = Mutex::new(chunk_receiver);
+        // Parsed chunks' buffers go back to the reader, which fills them again.
+        let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
         // Parsed chunks wait for the committer while a flush is handed over.
         let (parsed_sender, parsed) = mpsc::sync_channel::<Parsed>(2 * workers);
         let limits = self.ingestor.config().limits.clone();
@@ -162,9 +166,10 @@ impl Run<'_> {
             )
         };
         std::thread::scope(|scope| {
-            let reader = scope.spawn(|| read_chunks(reader, chunks, &display));
+            let reader = scope.spawn(|| read_chunks(reader, chunks, recycled, &display));
             for _ in 0..workers {
                 let sender = parsed_sender.clone();
+                let recycle = recycle.clone();
                 let (receiver, limits, new_rows) = (&chunk_receiver, &limits, &new_rows);
                 scope.spawn(move || {
                     loop {
@@ -172,15 +177,17 @@ impl Run<'_> {
                             Ok(r) => r.recv(),
                             Err(_) => return,
                         };
-                        let Ok(chunk) = chunk else { return };
-                        let parsed = parse_chunk(chunk, new_rows(), limits);
+                        let Ok(mut chunk) = chunk else { return };
+                        let parsed = parse_chunk(&chunk, new_rows(), limits);
+                        // The reader may have finished: then the buffer is simply freed.
+                        let _ = recycle.send(std::mem::take(&mut chunk.text));
                         if sender.send(parsed).is_err() {
                             return;
                         }
                     }
                 });
             }
-            drop(parsed_sender);
+            drop((parsed_sender, recycle));
             // Back in file order.
             let mut waiting = BTreeMap::new();
             let mut next = 0u64;
@@ -201,6 +208,7 @@ impl Run<'_> {
 
     fn consume(&mut self, chunk: Parsed, display: &str) -> Result<()> {
         self.summary.read += chunk.read;
+        self.summary.duplicates += chunk.duplicates;
         for (line, field, reason, raw) in chunk.rejects {
             self.summary.rejected += 1;
             let entry = Quarantined {
@@ -229,42 +237,62 @@ impl Run<'_> {
 }
 
 /// Cuts the stream into chunks of whole lines.
+///
+/// Chunks are read into buffers the parsers hand back once done with them: a fresh buffer would
+/// be zeroed by `Read` before every fill (a memset of the whole file, 1.6% of a backfill).
 fn read_chunks(
     mut reader: Box<dyn Read + Send>,
     chunks: mpsc::SyncSender<Chunk>,
+    recycled: mpsc::Receiver<Vec<u8>>,
     display: &str,
 ) -> Result<()> {
-    let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK_BYTES);
+    // `buffer[..filled]` holds text not yet sent; `buffer` is initialized to its full length.
+    let mut buffer = vec![0u8; CHUNK_BYTES];
+    let mut filled = 0;
     let mut seq = 0;
     let mut next_line = 1u64;
     let mut eof = false;
     while !eof {
-        // Fill up to the chunk size (further when one line is longer than that).
-        let want = CHUNK_BYTES.max(buffer.len() + CHUNK_BYTES / 4);
-        let before = buffer.len();
-        // `take` + `read_to_end` fills spare capacity without zeroing it first.
-        let read = (&mut reader)
-            .take((want - before) as u64)
-            .read_to_end(&mut buffer)
-            .map_err(|e| Error::io(format!("reading {display} near line {next_line}"), e))?;
-        eof = before + read < want;
+        // Fill the buffer (further when one line is longer than it).
+        while filled < buffer.len() {
+            let read = match reader.read(&mut buffer[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("reading {display} near line {next_line}"),
+                        e,
+                    ));
+                }
+            };
+            filled += read;
+        }
         let cut = if eof {
-            buffer.len()
+            filled
         } else {
-            match memchr::memrchr(b'\n', &buffer) {
+            match memchr::memrchr(b'\n', &buffer[..filled]) {
                 Some(at) => at + 1,
-                None if buffer.len() >= MAX_LINE_BYTES => buffer.len(),
-                None => continue,
+                None if filled >= MAX_LINE_BYTES => filled,
+                None => {
+                    buffer.resize(buffer.len() + CHUNK_BYTES / 4, 0);
+                    continue;
+                }
             }
         };
         if cut == 0 {
             continue;
         }
-        // The partial last line starts the next chunk, in a buffer that will not need to grow.
-        let mut next = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
-        next.extend_from_slice(&buffer[cut..]);
-        buffer.truncate(cut);
-        let text = std::mem::replace(&mut buffer, next);
+        // The partial last line starts the next buffer.
+        let mut next = recycled.try_recv().unwrap_or_default();
+        next.resize(CHUNK_BYTES.max(filled - cut + CHUNK_BYTES / 4), 0);
+        next[..filled - cut].copy_from_slice(&buffer[cut..filled]);
+        let mut text = std::mem::replace(&mut buffer, next);
+        filled -= cut;
+        text.truncate(cut);
         let lines = memchr::memchr_iter(b'\n', &text).count() as u64
             + u64::from(text.last().is_some_and(|&b| b != b'\n'));
         let chunk = Chunk {
@@ -282,9 +310,9 @@ fn read_chunks(
     Ok(())
 }
 
-fn parse_chunk(chunk: Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> Parsed {
+fn parse_chunk(chunk: &Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> Parsed {
     let mut rejects = Vec::new();
-    let mut read = 0;
+    let (mut read, mut duplicates) = (0, 0);
     let text = chunk.text.strip_suffix(b"\n").unwrap_or(&chunk.text);
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
@@ -296,9 +324,13 @@ fn parse_chunk(chunk: Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> Pa
         }
         read += 1;
         let outcome = match std::str::from_utf8(line) {
-            Ok(text) => rows
-                .push_json(text, limits)
-                .map_err(|e| (e.field().map(str::to_string), e.to_string())),
+            Ok(text) => match rows.push_json_once(text, limits) {
+                Ok(first) => {
+                    duplicates += u64::from(!first);
+                    Ok(())
+                }
+                Err(e) => Err((e.field().map(str::to_string), e.to_string())),
+            },
             Err(e) => Err((
                 None,
                 format!("line is not valid UTF-8 (at byte {})", e.valid_up_to()),
@@ -318,6 +350,7 @@ fn parse_chunk(chunk: Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> Pa
         rows: rows.finish(),
         rejects,
         read,
+        duplicates,
     }
 }
 
@@ -370,5 +403,84 @@ impl<R: Read> Read for CountingReader<R> {
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that returns at most `step` bytes per call, as pipes and decoders do.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn chunks_of(data: &[u8], step: usize) -> Vec<Chunk> {
+        let reader = Box::new(Trickle {
+            data: data.to_vec(),
+            at: 0,
+            step,
+        });
+        let (chunks, received) = mpsc::sync_channel(1);
+        let (recycle, recycled) = mpsc::channel();
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| read_chunks(reader, chunks, recycled, "test"));
+            let mut all = Vec::new();
+            for chunk in received {
+                // Hand back a copy, as the parsers do, so buffers are reused with old contents.
+                let _ = recycle.send(chunk.text.clone());
+                all.push(chunk);
+            }
+            reader.join().unwrap().unwrap();
+            all
+        })
+    }
+
+    #[test]
+    fn chunks_are_whole_lines_in_order_with_their_line_numbers() {
+        let mut data = Vec::new();
+        let mut starts = Vec::new();
+        for i in 0..40_000 {
+            starts.push(data.len());
+            // Lines of varied length, one longer than a whole chunk.
+            let width = if i == 20_000 {
+                CHUNK_BYTES + 777
+            } else {
+                i % 600
+            };
+            data.extend(format!("{i}:").bytes());
+            data.extend(std::iter::repeat_n(b'x', width));
+            data.push(b'\n');
+        }
+        data.extend(b"last line without a newline");
+        for step in [CHUNK_BYTES, 4096, 777] {
+            let chunks = chunks_of(&data, step);
+            assert!(chunks.len() > 8, "{} chunks", chunks.len());
+            let joined: Vec<u8> = chunks.iter().flat_map(|c| c.text.clone()).collect();
+            assert!(
+                joined == data,
+                "step {step}: the chunks do not add up to the input"
+            );
+            for (i, chunk) in chunks.iter().enumerate() {
+                assert_eq!(chunk.seq, i as u64);
+                let first = String::from_utf8_lossy(&chunk.text[..12]).to_string();
+                let number: u64 = first.split(':').next().unwrap().parse().unwrap();
+                assert_eq!(chunk.first_line, number + 1, "chunk {i} starts at {first}");
+                if i + 1 < chunks.len() {
+                    assert_eq!(chunk.text.last(), Some(&b'\n'), "chunk {i} cuts a line");
+                }
+            }
+        }
     }
 }

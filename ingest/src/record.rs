@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 use promolens_schemas::tables::launch_events_file_schema;
 use promolens_schemas::{EventError, LaunchEvent, Limits, decode_attribution};
 
-use crate::dedupe::id_hash;
+use crate::dedupe::{IdSet, id_hash};
 use crate::error::Result;
 use crate::wal;
 
@@ -79,6 +79,8 @@ pub struct LaunchRowsBuilder {
     received_at_ms: i64,
     columns: LaunchBatchBuilder,
     ids: Vec<u128>,
+    /// The ids pushed by [`LaunchRowsBuilder::push_json_once`].
+    seen: IdSet,
     wal_lines: Option<WalLines>,
 }
 
@@ -101,6 +103,7 @@ impl LaunchRowsBuilder {
             received_at_ms,
             columns: LaunchBatchBuilder::with_capacity(rows),
             ids: Vec::with_capacity(rows),
+            seen: IdSet::default(),
             wal_lines: with_wal_lines.then(WalLines::default),
         }
     }
@@ -108,6 +111,33 @@ impl LaunchRowsBuilder {
     /// Parses, validates and decodes one event from its JSON text and adds it: the one path of
     /// HTTP ingest and backfill. An event naming another project is rejected.
     pub fn push_json(&mut self, json: &str, limits: &Limits) -> Result<(), EventError> {
+        let event = self.parse_for_project(json, limits)?;
+        self.push(&event, self.received_at_ms);
+        Ok(())
+    }
+
+    /// [`LaunchRowsBuilder::push_json`] for a stream (backfill), keeping only the first of the
+    /// events with one `event_id`: `Ok(false)` for a later one. A retry usually follows its
+    /// original closely, so most duplicates end here, before their columns are built, instead
+    /// of being filtered out of the batch by the pipeline.
+    pub fn push_json_once(&mut self, json: &str, limits: &Limits) -> Result<bool, EventError> {
+        let event = self.parse_for_project(json, limits)?;
+        if self.seen.capacity() == 0 {
+            self.seen.reserve(self.ids.capacity());
+        }
+        let id = id_hash(&event.event_id);
+        if !self.seen.insert(id) {
+            return Ok(false);
+        }
+        self.push_with_id(&event, self.received_at_ms, id);
+        Ok(true)
+    }
+
+    fn parse_for_project<'j>(
+        &self,
+        json: &'j str,
+        limits: &Limits,
+    ) -> Result<LaunchEvent<'j>, EventError> {
         let event = LaunchEvent::parse(json, limits)?;
         if let Some(named) = &event.project
             && named != &self.project
@@ -120,14 +150,18 @@ impl LaunchRowsBuilder {
                 ),
             });
         }
-        self.push(&event, self.received_at_ms);
-        Ok(())
+        Ok(event)
     }
 
     /// Adds one validated event, decoding its attribution.
     pub fn push(&mut self, event: &LaunchEvent<'_>, received_at_ms: i64) {
+        self.push_with_id(event, received_at_ms, id_hash(&event.event_id));
+    }
+
+    /// [`LaunchRowsBuilder::push`] of an event whose id hash is already known.
+    fn push_with_id(&mut self, event: &LaunchEvent<'_>, received_at_ms: i64, id: u128) {
         self.columns.push(event, received_at_ms);
-        self.ids.push(id_hash(&event.event_id));
+        self.ids.push(id);
         if let Some(lines) = &mut self.wal_lines {
             wal::encode_line(&self.project, received_at_ms, event, &mut lines.text);
             lines.ends.push(lines.text.len());

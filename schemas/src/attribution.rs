@@ -177,46 +177,43 @@ pub fn decode_attribution<'q, K: AsRef<str>, V: AsRef<str>>(
     query: &'q [(K, V)],
 ) -> Attribution<'q> {
     let mut decoder = Decoder::default();
-    let lookup = |key: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k.as_ref() == key)
-            .map(|(_, v)| v.as_ref())
-    };
 
-    // 1. Explicit keys.
+    // 1. Explicit keys, found in the same pass as the sources below.
     let mut explicit = Params::default();
+    let (mut scene_text, mut link) = (None, None);
     for (key, value) in query {
         let (key, value) = (key.as_ref(), value.as_ref());
-        if is_param_key(key) {
-            let value = decoder.keep_raw_on_error(value, decode_uri_component(value));
-            explicit.set(key, value);
+        match key {
+            "scene" => {
+                scene_text.get_or_insert(value);
+            }
+            "q" => {
+                link.get_or_insert(value);
+            }
+            _ if is_param_key(key) => {
+                let value = decoder.keep_raw_on_error(value, decode_uri_component(value));
+                explicit.set(key, value);
+            }
+            _ => {}
         }
     }
-    // 2. The B code's scene.
-    let scene_params = lookup("scene")
-        .map(|raw| decoder.scene_params(raw))
-        .unwrap_or_default();
-    // 3. The link inside an ordinary link QR code.
-    let link_params = lookup("q")
-        .map(|raw| decoder.link_params(raw))
-        .unwrap_or_default();
-
     let mut utm = explicit.utm;
-    utm.fill_from(scene_params.utm);
-    utm.fill_from(link_params.utm);
-    let code_id = explicit
-        .code_id
-        .or(scene_params.code_id)
-        .or(link_params.code_id);
+    let mut code_id = explicit.code_id;
+    // 2. The B code's scene, then 3. the link inside an ordinary link QR code.
+    let scene_params = scene_text.map(|raw| decoder.scene_params(raw));
+    let link_params = link.map(|raw| decoder.link_params(raw));
+    for params in [scene_params, link_params].into_iter().flatten() {
+        utm.fill_from(params.utm);
+        code_id = code_id.or(params.code_id);
+    }
 
     let code_kind = match scene {
-        Some(s) if MINI_PROGRAM_CODE_SCENES.contains(&s) => Some(if lookup("scene").is_some() {
+        Some(s) if MINI_PROGRAM_CODE_SCENES.contains(&s) => Some(if scene_text.is_some() {
             CodeKind::B
         } else {
             CodeKind::A
         }),
-        Some(s) if QR_CODE_SCENES.contains(&s) => Some(if lookup("q").is_some() {
+        Some(s) if QR_CODE_SCENES.contains(&s) => Some(if link.is_some() {
             CodeKind::Link
         } else {
             CodeKind::C
