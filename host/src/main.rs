@@ -254,7 +254,7 @@ enum Command {
 /// with `mmap` and hands a heap's free top back to the system above twice that bar. Ingest
 /// allocates megabyte buffers per parse chunk and per flush, so each new one was faulted in page
 /// by page again: fixed bars keep freed memory in the heap for the next chunk. Measured on the
-/// 1 GB backfill: 4% less CPU, and a lower peak RSS (BENCHMARKS.md, session 5).
+/// 1 GB backfill: 2–5% less CPU, peak RSS still well under 300 MiB (BENCHMARKS.md, session 5).
 fn keep_freed_memory_for_reuse() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
