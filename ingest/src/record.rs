@@ -108,8 +108,9 @@ impl LaunchRowsBuilder {
         }
     }
 
-    /// Parses, validates and decodes one event from its JSON text and adds it: the one path of
-    /// HTTP ingest and backfill. An event naming another project is rejected.
+    /// Parses, validates and decodes one event from its JSON text and adds it (HTTP ingest;
+    /// backfill reads the same way through [`LaunchRowsBuilder::push_json_once`]). An event
+    /// naming another project is rejected.
     pub fn push_json(&mut self, json: &str, limits: &Limits) -> Result<(), EventError> {
         let event = self.parse_for_project(json, limits)?;
         self.push(&event, self.received_at_ms);
@@ -358,6 +359,33 @@ impl LaunchBatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_json_once_keeps_the_first_event_of_an_id() {
+        let limits = Limits::default();
+        let mut rows = LaunchRowsBuilder::new("p", 0, false);
+        let event = |id: &str, source: &str| {
+            format!(
+                r#"{{"event_id":"{id}","user_id":"u","ts":1763942400000,"query":{{"utm_source":"{source}"}}}}"#
+            )
+        };
+        assert_eq!(rows.push_json_once(&event("a", "first"), &limits), Ok(true));
+        assert_eq!(rows.push_json_once(&event("b", "other"), &limits), Ok(true));
+        assert_eq!(
+            rows.push_json_once(&event("a", "retry"), &limits),
+            Ok(false)
+        );
+        assert!(rows.push_json_once("{}", &limits).is_err());
+        let rows = rows.finish().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.ids, vec![id_hash("a"), id_hash("b")]);
+        let sources = rows
+            .batch
+            .column(11)
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>();
+        assert_eq!(sources.unwrap().value(0), "first");
+    }
 
     #[test]
     fn partition_day_changes_at_midnight_in_the_zone() {
