@@ -438,7 +438,8 @@ mod tests {
             let reader = scope.spawn(|| read_chunks(reader, chunks, recycled, "test"));
             let mut all = Vec::new();
             for chunk in received {
-                // Hand back a copy, as the parsers do, so buffers are reused with old contents.
+                // Hand a buffer back as the parsers do (a copy: the test keeps the chunk), so
+                // later chunks are read into buffers that still hold old text.
                 let _ = recycle.send(chunk.text.clone());
                 all.push(chunk);
             }
