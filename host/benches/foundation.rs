@@ -1,17 +1,21 @@
 //! The foundation's speed figures, each beside DuckDB measured in the same run on the same machine.
 //!
 //! ```sh
-//! cargo bench -p promolens --bench foundation -- [backfill|live|query|all]
+//! cargo bench -p promolens --bench foundation -- [backfill|backfill-time|backfill-shuffled|live|query|query-short|query-year|all]
 //! ```
 //!
-//! - `backfill`: a ~1 GB NDJSON file from `promolens gen` through `promolens backfill` (validate,
+//! - `backfill`: NDJSON files from `promolens gen` through `promolens backfill` (validate,
 //!   decode attribution, dedupe, Parquet) against DuckDB's plain
-//!   `COPY (SELECT * FROM read_json(…)) TO … (FORMAT parquet)`; events/s and peak RSS of both.
+//!   `COPY (SELECT * FROM read_json(…)) TO … (FORMAT parquet)`; events/s and peak RSS of both,
+//!   after checking (with DuckDB) that both kept the same events. Two shapes: ~1 GB in time
+//!   order, and ~210 MB shuffled over 55 days with mixed `ts` forms.
 //! - `live`: `promolens serve` with durable 2xx, 16 concurrent clients posting batches of 100;
 //!   sustained events/s and p99 latency; beside it DuckDB committing one 100-row INSERT at a time
 //!   to a file-backed database (its own durable insert path, no HTTP).
-//! - `query`: the 7-day acquisition by `utm_source,utm_campaign` with first-touch `new_users` over
-//!   10M events spanning a year, promolens (DataFusion) and DuckDB on the same Parquet, hot.
+//! - `query`: the 7-day acquisition by `utm_source,utm_campaign` with first-touch `new_users`,
+//!   promolens (DataFusion) and DuckDB on the same Parquet, hot, before and after compaction,
+//!   over a short history (the shuffled 55 days) and a long one (10M events over a year); the
+//!   answers are compared row by row before any time is printed.
 //!
 //! Needs the Python with DuckDB that `scripts/test` installs (`PROMOLENS_PYTHON`, default
 //! `~/.cache/promolens/venv/bin/python`). Data is kept under the bench's target folder and reused.
@@ -68,27 +72,66 @@ fn line_count(path: &Path) -> u64 {
         .count() as u64
 }
 
-fn generate(path: &Path, events: u64, users: u64, days: u32) {
+/// The shapes of input the benches use, all from `promolens gen` with seed 42.
+struct Corpus {
+    file: &'static str,
+    events: u64,
+    users: u64,
+    days: u32,
+    order: &'static str,
+}
+
+/// ~1 GB in time order over 30 days, as one live sender's log.
+const SORTED_1G: Corpus = Corpus {
+    file: "events-1g.ndjson",
+    events: 4_000_000,
+    users: 800_000,
+    days: 30,
+    order: "time",
+};
+/// ~210 MB of 300,000 users over 55 days, shuffled, `ts` in mixed forms: a file gathered from
+/// many senders and exports (the shape of issue 11's held-back corpus).
+const SHUFFLED_55_DAYS: Corpus = Corpus {
+    file: "events-shuffled-55d.ndjson",
+    events: 930_000,
+    users: 300_000,
+    days: 55,
+    order: "shuffled",
+};
+/// 10M events over a year, in time order: a long history.
+const YEAR_10M: Corpus = Corpus {
+    file: "events-10m-year.ndjson",
+    events: 10_000_000,
+    users: 2_000_000,
+    days: 365,
+    order: "time",
+};
+
+fn generate(corpus: &Corpus) -> PathBuf {
+    let path = work_dir().join(corpus.file);
     if path.exists() {
-        return;
+        return path;
     }
-    eprintln!("generating {} ({events} events)…", path.display());
+    eprintln!("generating {} ({} events)…", path.display(), corpus.events);
     let tmp = path.with_extension("tmp.ndjson");
     let (took, _) = measure(Command::new(PROMOLENS).args([
         "gen",
         "--events",
-        &events.to_string(),
+        &corpus.events.to_string(),
         "--users",
-        &users.to_string(),
+        &corpus.users.to_string(),
         "--days",
-        &days.to_string(),
+        &corpus.days.to_string(),
         "--end",
         "2025-11-23",
+        "--order",
+        corpus.order,
         "--out",
         tmp.to_str().unwrap(),
     ]));
-    std::fs::rename(&tmp, path).expect("rename");
+    std::fs::rename(&tmp, &path).expect("rename");
     eprintln!("  generated in {:.1} s", took.as_secs_f64());
+    path
 }
 
 fn backfill_into(data: &Path, file: &Path) -> (Duration, u64) {
@@ -110,10 +153,57 @@ fn backfill_into(data: &Path, file: &Path) -> (Duration, u64) {
     )
 }
 
-fn bench_backfill() {
+/// Parquet files under `dir` and the partitions (folders) holding them.
+fn files_and_partitions(dir: &Path) -> (usize, usize) {
+    let mut files = 0;
+    let mut partitions = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                files += 1;
+                partitions.insert(dir.clone());
+            }
+        }
+    }
+    (files, partitions.len())
+}
+
+/// Rows of `launch_events` in a data directory and in DuckDB's file, and a hash over their
+/// `event_id`s, by DuckDB: both programs must have kept the same events.
+fn same_events(data: &Path, theirs: &Path) -> (u64, u64) {
+    let script = r#"
+import duckdb, sys
+ours = duckdb.sql(f"SELECT count(*), bit_xor(hash(event_id)) FROM read_parquet('{sys.argv[1]}/launch_events/**/*.parquet')").fetchone()
+# DuckDB keeps retries and malformed-but-parseable lines: the distinct ids of valid events.
+theirs = duckdb.sql(f"SELECT count(*), bit_xor(hash(event_id)) FROM (SELECT DISTINCT event_id FROM read_parquet('{sys.argv[2]}') WHERE user_id IS NOT NULL AND event_id NOT LIKE 'bad-%')").fetchone()
+print(ours[0], theirs[0], ours[1] == theirs[1])
+"#;
+    let output = Command::new(python())
+        .args(["-c", script])
+        .arg(data)
+        .arg(theirs)
+        .output()
+        .expect("python");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert!(
+        fields.len() == 3 && fields[2] == "True",
+        "promolens and DuckDB kept different events: {text} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        fields[0].parse().unwrap_or(0),
+        fields[1].parse().unwrap_or(0),
+    )
+}
+
+fn bench_backfill(corpus: &Corpus) {
     let dir = work_dir();
-    let file = dir.join("events-1g.ndjson");
-    generate(&file, 4_000_000, 800_000, 30);
+    let file = generate(corpus);
     let size = std::fs::metadata(&file).expect("file").len();
     let lines = line_count(&file);
     let out = dir.join("duckdb-backfill.parquet");
@@ -128,18 +218,29 @@ fn bench_backfill() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     println!(
-        "backfill of {:.0} MiB, {lines} lines, {rounds} interleaved rounds:",
-        mib(size)
+        "backfill of {:.0} MiB, {lines} lines in {} order, {} days, {rounds} interleaved rounds:",
+        mib(size),
+        corpus.order,
+        corpus.days
     );
+    let data = dir.join("backfill-data");
     let mut ratios = Vec::new();
     for round in 1..=rounds {
-        let (ours, our_rss) = backfill_into(&dir.join("backfill-data"), &file);
+        let (ours, our_rss) = backfill_into(&data, &file);
         let (theirs, their_rss) = measure(
             Command::new(python())
                 .args(["-c", script])
                 .arg(&file)
                 .arg(&out),
         );
+        if round == 1 {
+            let (rows, distinct) = same_events(&data, &out);
+            let (files, partitions) = files_and_partitions(&data.join("launch_events"));
+            println!(
+                "  same events kept: {rows} rows, {distinct} distinct valid ids in DuckDB's file; \
+                 {files} Parquet files in {partitions} partitions"
+            );
+        }
         println!(
             "  {round}: promolens {:>6.2} s {:>8.0} events/s {:>4.0} MiB | DuckDB {:>6.2} s {:>8.0} events/s {:>4.0} MiB | ratio {:.2}",
             ours.as_secs_f64(),
@@ -161,33 +262,63 @@ fn bench_backfill() {
     );
 }
 
-fn bench_query() {
+/// One row of an acquisition answer: the two dimension labels and the three counts.
+type AnswerRow = (String, String, i64, i64, i64);
+
+fn our_rows(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<AnswerRow> {
+    let rows = promolens::output::json_rows(batches).expect("rows");
+    let mut rows: Vec<AnswerRow> = rows
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            let number = |k: &str| r[k].as_i64().unwrap_or(-1);
+            (
+                text("utm_source"),
+                text("utm_campaign"),
+                number("new_users"),
+                number("users"),
+                number("launches"),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn bench_query(corpus: &Corpus) {
     let dir = work_dir();
-    let file = dir.join("events-10m-year.ndjson");
-    generate(&file, 10_000_000, 2_000_000, 365);
-    let data = dir.join("query-data");
+    let file = generate(corpus);
+    let data = dir.join(format!(
+        "query-data-{}",
+        corpus.file.trim_end_matches(".ndjson")
+    ));
     if !data.join("launch_events").exists() {
         let (took, rss) = backfill_into(&data, &file);
         eprintln!(
-            "  backfilled 10M events in {:.1} s (peak RSS {:.0} MiB)",
+            "  backfilled {} events in {:.1} s (peak RSS {:.0} MiB)",
+            corpus.events,
             took.as_secs_f64(),
             mib(rss)
         );
     }
-    // The state `serve` keeps in the background: small files merged, and `user_first_seen`
-    // (built from the launches when the data predates it).
-    let mut compact = vec![
-        "compact",
-        "--grace-seconds",
-        "0",
-        "--data",
-        data.to_str().unwrap(),
-    ];
-    if !data.join("user_first_seen").exists() {
-        compact.push("--rebuild-first-seen");
+    for compacted in [false, true] {
+        if compacted {
+            // The state `serve` keeps in the background: small files merged.
+            let (took, _) = measure(Command::new(PROMOLENS).args([
+                "compact",
+                "--grace-seconds",
+                "0",
+                "--data",
+                data.to_str().unwrap(),
+            ]));
+            eprintln!("  compacted in {:.1} s", took.as_secs_f64());
+        }
+        query_round(corpus, &data, compacted);
     }
-    let (took, _) = measure(Command::new(PROMOLENS).args(&compact));
-    eprintln!("  compacted in {:.1} s", took.as_secs_f64());
+}
+
+fn query_round(corpus: &Corpus, data: &Path, compacted: bool) {
+    let (files, _) = files_and_partitions(&data.join("launch_events"));
     let now = "2025-11-24T10:00:00+08:00";
     // promolens: in this process, hot (files in the OS cache, the session reused), median of 5.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -206,18 +337,18 @@ fn bench_query() {
         .expect("window"),
     };
     let mut ours = Vec::new();
+    let mut answer = Vec::new();
     for i in 0..6 {
         let started = Instant::now();
         let batches = runtime.block_on(query.run(&ctx)).expect("query");
         if i > 0 {
             ours.push(started.elapsed().as_secs_f64());
         } else {
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            eprintln!("  promolens answer: {rows} rows");
+            answer = our_rows(&batches);
         }
     }
     let script = r#"
-import duckdb, sys, time, statistics
+import duckdb, sys, time, statistics, json
 glob = sys.argv[1] + '/launch_events/**/*.parquet'
 start, end = int(sys.argv[2]), int(sys.argv[3])
 con = duckdb.connect()
@@ -259,19 +390,21 @@ first_touch AS (
            arg_min({{'attributed': attributed, 'd0': d0, 'd1': d1}}, (t, event_id)) AS f
     FROM launches GROUP BY user_id) WHERE first_t >= {start} AND first_t < {end}),
 """ + tail
-out = []
-for sql in (anti, full):
+out = {}
+for name, sql in (("anti", anti), ("full", full)):
     rows = con.execute(sql).fetchall()
     times = []
     for _ in range(5):
         t = time.perf_counter(); con.execute(sql).fetchall(); times.append(time.perf_counter() - t)
-    out += [len(rows), statistics.median(times)]
-print(*out)
+    label = lambda attributed, d: d if attributed and d is not None else ('(not set)' if attributed else '(unattributed)')
+    out[name] = {"seconds": statistics.median(times),
+                 "rows": [[label(a, d0), label(a, d1), int(n), int(u), int(l)] for a, d0, d1, n, u, l in rows]}
+print(json.dumps(out))
 "#;
     let window = &query.window;
     let output = Command::new(python())
         .args(["-c", script])
-        .arg(&data)
+        .arg(data)
         .arg(window.start_ms().to_string())
         .arg(window.end_ms().to_string())
         .output()
@@ -281,32 +414,45 @@ print(*out)
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let text = String::from_utf8_lossy(&output.stdout);
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    let number = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|t| t.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
+    let duck: serde_json::Value = serde_json::from_slice(&output.stdout).expect("DuckDB's answer");
+    for name in ["anti", "full"] {
+        let mut theirs: Vec<AnswerRow> = duck[name]["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                let text = |i: usize| r[i].as_str().unwrap_or_default().to_string();
+                let number = |i: usize| r[i].as_i64().unwrap_or(-1);
+                (text(0), text(1), number(2), number(3), number(4))
+            })
+            .collect();
+        theirs.sort();
+        assert_eq!(
+            answer, theirs,
+            "promolens and DuckDB ({name}) answered differently"
+        );
+    }
     ours.sort_by(f64::total_cmp);
     let ours = ours[ours.len() / 2];
+    let seconds = |name: &str| duck[name]["seconds"].as_f64().unwrap_or(f64::NAN);
     println!(
-        "7-day acquisition by utm_source,utm_campaign with first touch, 10M events over a year (hot, median of 5):"
+        "7-day acquisition by utm_source,utm_campaign with first touch, {} events over {} days, \
+         {files} files{} (hot, median of 5; the same {} rows from all three):",
+        corpus.events,
+        corpus.days,
+        if compacted { ", compacted" } else { "" },
+        answer.len()
     );
-    println!("  promolens (DataFusion)              {ours:>8.3} s");
+    println!("  promolens (DataFusion)               {ours:>8.3} s");
     println!(
-        "  DuckDB, same formulation (anti-join) {:>8.3} s  ({} rows)",
-        number(1),
-        fields.first().unwrap_or(&"?")
+        "  DuckDB, same formulation (anti-join) {:>8.3} s  ratio {:.2}",
+        seconds("anti"),
+        seconds("anti") / ours
     );
     println!(
-        "  DuckDB, first touch over all history {:>8.3} s",
-        number(3)
-    );
-    println!(
-        "  ratio (DuckDB same formulation / promolens): {:.2}",
-        number(1) / ours
+        "  DuckDB, first touch over all history {:>8.3} s  ratio {:.2}",
+        seconds("full"),
+        seconds("full") / ours
     );
 }
 
@@ -425,13 +571,19 @@ fn main() {
         .collect();
     let all = which.is_empty() || which.iter().any(|w| w == "all");
     let wants = |name: &str| all || which.iter().any(|w| w == name);
-    if wants("backfill") {
-        bench_backfill();
+    if wants("backfill") || wants("backfill-time") {
+        bench_backfill(&SORTED_1G);
+    }
+    if wants("backfill") || wants("backfill-shuffled") {
+        bench_backfill(&SHUFFLED_55_DAYS);
     }
     if wants("live") {
         bench_live();
     }
-    if wants("query") {
-        bench_query();
+    if wants("query") || wants("query-short") {
+        bench_query(&SHUFFLED_55_DAYS);
+    }
+    if wants("query") || wants("query-year") {
+        bench_query(&YEAR_10M);
     }
 }

@@ -8,10 +8,12 @@
 //! A launch is attributed when it has a `utm_source` or a code. Unattributed launches form one
 //! row, `(unattributed)`; an attributed launch without a value for a dimension shows `(not set)`.
 //!
-//! A launch that carries a code reference (`c=<id>`) takes the UTM fields it lacks from the
+//! A launch that carries a code reference (`c=<id>`), or the exact query of a code made before
+//! every code carried its id ([`crate::code_links`]), takes the UTM fields it lacks from the
 //! code's record (`promo_codes`), here at query time: a code made after its first scans were
 //! stored, or records restored later, still attribute every scan. The dimension `code` is the
-//! code's name and id (`Poster (ab12cd34)`), or the bare id of a code promolens has no record of.
+//! code's name and id (`Poster (ab12cd34)`), or the bare id of a code promolens has no record of;
+//! `code_id` is the id of the code a launch belongs to.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -24,6 +26,7 @@ use datafusion::scalar::ScalarValue;
 use promolens_ingest::record::start_of_day;
 use serde::Serialize;
 
+use crate::code_links::{CodeLinks, SCAN_KEY_FUNCTION, code_links};
 use crate::error::{Error, Result};
 
 /// Dimensions an acquisition can be split by: columns of `launch_events`.
@@ -147,8 +150,9 @@ pub struct AcquisitionQuery {
 impl AcquisitionQuery {
     /// The SQL of the window's launches, with `$1` project, `$2`/`$3` window instants, `$4`/`$5`
     /// partition days: one row per launch with its attribution flag and dimension values `d0…`.
-    /// Dimension names come from [`DIMENSIONS`] only, never from the caller's text.
-    fn window_sql(&self) -> String {
+    /// Dimension names come from [`DIMENSIONS`] only, never from the caller's text. `codes` is
+    /// the table of [`CodeLinks`].
+    fn window_sql(&self, codes: &str, links: &CodeLinks) -> String {
         let projected = self
             .by
             .iter()
@@ -158,9 +162,18 @@ impl AcquisitionQuery {
             })
             .collect::<Vec<_>>()
             .join(", ");
+        let link = if links.has_scan_keys {
+            format!(
+                "coalesce(l.code_id, CASE WHEN l.code_kind IN ('A', 'C') \
+                 THEN {SCAN_KEY_FUNCTION}(l.path, l.query) END)"
+            )
+        } else {
+            "l.code_id".to_string()
+        };
         format!(
             "WITH resolved AS (
-                SELECT l.user_id, l.event_id, l.event_time, l.dt, l.code_id, l.code_kind,
+                SELECT l.user_id, l.event_id, l.event_time,
+                       coalesce(c.code_id, l.code_id) AS code_id, l.code_kind,
                        l.scene, l.launch_type, l.path,
                        coalesce(l.utm_source, c.utm_source) AS utm_source,
                        coalesce(l.utm_medium, c.utm_medium) AS utm_medium,
@@ -170,12 +183,12 @@ impl AcquisitionQuery {
                        CASE WHEN c.code_id IS NULL THEN l.code_id
                             ELSE concat(c.name, ' (', c.code_id, ')') END AS code
                 FROM launch_events l
-                LEFT JOIN promo_codes c ON c.project = $1 AND c.code_id = l.code_id
-                WHERE l.project = $1
+                LEFT JOIN {codes} c ON c.link = {link}
+                WHERE l.project = $1 AND l.dt >= $4 AND l.dt <= $5
+                  AND l.event_time >= $2 AND l.event_time < $3
             )
             SELECT user_id, event_id, event_time, {ATTRIBUTED} AS attributed, {projected}
-            FROM resolved
-            WHERE dt >= $4 AND dt <= $5 AND event_time >= $2 AND event_time < $3"
+            FROM resolved"
         )
     }
 
@@ -240,36 +253,64 @@ impl AcquisitionQuery {
     pub async fn run(&self, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
         promolens_schemas::event::validate_project_name(&self.project)
             .map_err(|m| Error::invalid("project", m))?;
-        let utc = |ms: i64| ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into()));
+        let project = ScalarValue::Utf8(Some(self.project.clone()));
+        let start = utc(self.window.start_ms());
+        // Names of their own per query: concurrent queries share the context's catalog.
+        let unique = uuid::Uuid::new_v4().simple();
+        let (codes, name) = (
+            format!("acquisition_codes_{unique}"),
+            format!("acquisition_window_{unique}"),
+        );
+        let links = code_links(ctx, &self.project).await?;
+        ctx.register_table(&codes, links.table.clone())?;
+        let answer = self
+            .run_over(ctx, &codes, &links, &name, project, start)
+            .await;
+        ctx.deregister_table(&codes)?;
+        answer
+    }
+
+    async fn run_over(
+        &self,
+        ctx: &SessionContext,
+        codes: &str,
+        links: &CodeLinks,
+        name: &str,
+        project: ScalarValue,
+        start: ScalarValue,
+    ) -> Result<Vec<RecordBatch>> {
         // Partition days are in the project's time zone, which may differ from the query's:
         // a day of margin on both sides, the exact bounds come from `event_time`.
         let dt_from = (self.window.from - Days::new(1)).to_string();
         let dt_to = (self.window.to + Days::new(1)).to_string();
-        let project = ScalarValue::Utf8(Some(self.project.clone()));
-        let start = utc(self.window.start_ms());
-        let window = ctx.sql(&self.window_sql()).await?.with_param_values(vec![
-            project.clone(),
-            start.clone(),
-            utc(self.window.end_ms()),
-            ScalarValue::Utf8(Some(dt_from)),
-            ScalarValue::Utf8(Some(dt_to)),
-        ])?;
+        let window = ctx
+            .sql(&self.window_sql(codes, links))
+            .await?
+            .with_param_values(vec![
+                project.clone(),
+                start.clone(),
+                utc(self.window.end_ms()),
+                ScalarValue::Utf8(Some(dt_from)),
+                ScalarValue::Utf8(Some(dt_to)),
+            ])?;
         let schema = window.schema().inner().clone();
         let rows = window.collect().await?;
-        // A name of its own per query: concurrent queries share the context's catalog.
-        let name = format!("acquisition_window_{}", uuid::Uuid::new_v4().simple());
-        ctx.register_table(&name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+        ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
         let answer = async {
             let frame = ctx
-                .sql(&self.counts_sql(&name))
+                .sql(&self.counts_sql(name))
                 .await?
                 .with_param_values(vec![project, start])?;
             crate::sql::collect(frame).await
         }
         .await;
-        ctx.deregister_table(&name)?;
+        ctx.deregister_table(name)?;
         answer
     }
+}
+
+fn utc(ms: i64) -> ScalarValue {
+    ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into()))
 }
 
 /// The attribution rule of DESIGN.md §4, as SQL.

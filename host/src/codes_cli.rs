@@ -184,6 +184,8 @@ pub async fn run(state: CodesState, project: &str, action: CodesAction) -> anyho
                     payload(&code)
                 );
             }
+            let quota = codes.quota(project).await.map_err(failed)?;
+            println!("{}", promolens::codes::quota_line(&quota));
         }
         CodesAction::Show { id } => json(&codes.get(project, &id).await.map_err(failed)?)?,
         CodesAction::Rename { id, name } => {

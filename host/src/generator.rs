@@ -4,7 +4,10 @@
 //! code, a shared card, or nothing) and comes back later mostly without parameters. Every query
 //! form of DESIGN.md §2 appears, with Chinese values; about 1% of events are sent twice (client
 //! retries with the same `event_id`) and about 0.1% of lines are malformed. Output is in time
-//! order, day by day, so memory stays small whatever the size.
+//! order, day by day, so memory stays small whatever the size; or shuffled ([`Order::Shuffled`]),
+//! as a file gathered from many senders and exports is: no order at all, and `ts` in the forms
+//! different SDKs send (epoch ms, RFC 3339 in UTC or with an offset). Shuffling goes through
+//! temporary bucket files beside the output, so memory stays bounded there too.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -27,7 +30,20 @@ pub struct GenOptions {
     pub tz: Tz,
     pub project: Option<String>,
     pub seed: u64,
+    pub order: Order,
 }
+
+/// The order of the lines written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Order {
+    /// By time, day by day (what one live sender's log looks like).
+    Time,
+    /// No order; `ts` in mixed forms.
+    Shuffled,
+}
+
+/// Lines per bucket when shuffling: each bucket is shuffled in memory.
+const SHUFFLE_BUCKET_LINES: u64 = 250_000;
 
 /// What was written.
 #[derive(Debug, Default, Clone, Copy)]
@@ -190,7 +206,7 @@ fn query_json(channel: &Channel, rng: &mut SmallRng) -> String {
     }
 }
 
-/// Writes the events to `out`.
+/// Writes the events to `out` (gzip when it ends in `.gz`).
 pub fn generate(options: &GenOptions, out: &Path) -> Result<GenSummary> {
     if options.days == 0 || options.users == 0 {
         return Err(Error::invalid("days", "days and users must be at least 1"));
@@ -206,6 +222,110 @@ pub fn generate(options: &GenOptions, out: &Path) -> Result<GenSummary> {
         Box::new(BufWriter::with_capacity(1 << 20, file))
     };
     let io = |e| Error::io(format!("writing {}", out.display()), e);
+    let summary = match options.order {
+        Order::Time => write_events(options, &mut writer)?,
+        Order::Shuffled => shuffled(options, out, &mut writer)?,
+    };
+    writer.flush().map_err(io)?;
+    drop(writer);
+    Ok(summary)
+}
+
+/// Writes the events in time order into buckets chosen at random, then each bucket shuffled.
+fn shuffled(options: &GenOptions, out: &Path, writer: &mut dyn Write) -> Result<GenSummary> {
+    use rand::seq::SliceRandom;
+    use std::io::BufRead;
+    let buckets = options.events.div_ceil(SHUFFLE_BUCKET_LINES).max(1) as usize;
+    let paths: Vec<std::path::PathBuf> = (0..buckets)
+        .map(|i| out.with_extension(format!("shuffle-{i}.tmp")))
+        .collect();
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |e| Error::io(format!("shuffling through {path}"), e)
+    };
+    let mut files = paths
+        .iter()
+        .map(|p| std::fs::File::create(p).map(BufWriter::new).map_err(io(p)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut rng = SmallRng::seed_from_u64(options.seed ^ 0x5eed);
+    let summary = {
+        let mut spread = Spread {
+            files: &mut files,
+            rng: &mut rng,
+            line: Vec::new(),
+        };
+        write_events(options, &mut spread)?
+    };
+    for (file, path) in files.into_iter().zip(&paths) {
+        file.into_inner()
+            .map_err(|e| e.into_error())
+            .map_err(io(path))?;
+    }
+    for path in &paths {
+        let file = std::fs::File::open(path).map_err(io(path))?;
+        let mut lines: Vec<String> = std::io::BufReader::new(file)
+            .lines()
+            .collect::<std::io::Result<_>>()
+            .map_err(io(path))?;
+        lines.shuffle(&mut rng);
+        for line in lines {
+            writeln!(writer, "{line}").map_err(io(out))?;
+        }
+        std::fs::remove_file(path).map_err(io(path))?;
+    }
+    Ok(summary)
+}
+
+/// A writer that sends each whole line to one of `files` at random.
+struct Spread<'a> {
+    files: &'a mut [BufWriter<std::fs::File>],
+    rng: &'a mut SmallRng,
+    line: Vec<u8>,
+}
+
+impl Write for Spread<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        for &b in bytes {
+            self.line.push(b);
+            if b == b'\n' {
+                let bucket = self.rng.random_range(0..self.files.len());
+                self.files[bucket].write_all(&self.line)?;
+                self.line.clear();
+            }
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        for file in self.files.iter_mut() {
+            file.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// `ts` as JSON, in one of the forms senders use (shuffled output only): epoch milliseconds,
+/// RFC 3339 in UTC, or RFC 3339 with the +08:00 offset of China.
+fn ts_json(ts: i64, order: Order, rng: &mut SmallRng) -> String {
+    if order == Order::Time {
+        return ts.to_string();
+    }
+    let Some(utc) = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ts) else {
+        return ts.to_string();
+    };
+    match rng.random_range(0..4) {
+        0 => format!("\"{}\"", utc.format("%Y-%m-%dT%H:%M:%S%.3fZ")),
+        1 => format!(
+            "\"{}\"",
+            utc.with_timezone(&chrono_tz::Asia::Shanghai)
+                .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
+        ),
+        _ => ts.to_string(),
+    }
+}
+
+/// Writes the events in time order to `writer`.
+fn write_events(options: &GenOptions, writer: &mut dyn Write) -> Result<GenSummary> {
+    let io = |e| Error::io("writing events".to_string(), e);
     let mut rng = SmallRng::seed_from_u64(options.seed);
     let mut seen = vec![0u64; options.users.div_ceil(64) as usize];
     let mut summary = GenSummary::default();
@@ -263,8 +383,9 @@ pub fn generate(options: &GenOptions, out: &Path) -> Result<GenSummary> {
                 "hot"
             };
             let line = format!(
-                "{{\"event_id\":\"{:08x}-{counter:010x}\",\"user_id\":\"anon-{user}\",\"ts\":{ts},\"sent_at\":{},\"scene\":{},\"path\":\"{}\",\"query\":{},\"launch_type\":\"{launch_type}\"{project},\"props\":{{\"app_version\":\"3.{}.0\",\"os\":\"{}\"}}}}",
+                "{{\"event_id\":\"{:08x}-{counter:010x}\",\"user_id\":\"anon-{user}\",\"ts\":{},\"sent_at\":{},\"scene\":{},\"path\":\"{}\",\"query\":{},\"launch_type\":\"{launch_type}\"{project},\"props\":{{\"app_version\":\"3.{}.0\",\"os\":\"{}\"}}}}",
                 options.seed as u32,
+                ts_json(ts, options.order, &mut rng),
                 ts + rng.random_range(5..3000),
                 channel.scene,
                 PAGES[rng.random_range(0..PAGES.len())],
@@ -286,8 +407,6 @@ pub fn generate(options: &GenOptions, out: &Path) -> Result<GenSummary> {
             }
         }
     }
-    writer.flush().map_err(io)?;
-    drop(writer);
     Ok(summary)
 }
 

@@ -4,6 +4,7 @@
 //! May depend on `schemas` and `ingest`; nothing depends on it.
 
 pub mod acquisition;
+pub mod code_links;
 pub mod codes;
 pub mod demo;
 pub mod error;

@@ -247,6 +247,10 @@ enum Command {
         seed: u64,
         #[arg(long, default_value = "Asia/Shanghai")]
         tz: String,
+        /// `time`: in time order; `shuffled`: no order, `ts` in mixed forms (as a file
+        /// gathered from many senders).
+        #[arg(long, value_enum, default_value = "time")]
+        order: promolens::generator::Order,
     },
 }
 
@@ -503,6 +507,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             project,
             seed,
             tz,
+            order,
         } => {
             let tz = parse_tz(&tz)?;
             let end = end.unwrap_or_else(|| {
@@ -519,6 +524,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 tz,
                 project,
                 seed,
+                order,
             };
             let summary =
                 tokio::task::spawn_blocking(move || promolens::generator::generate(&options, &out))

@@ -55,6 +55,7 @@ pub async fn session(storage: &Storage) -> Result<SessionContext> {
         &USER_FIRST_SEEN_PARTITIONS,
     )?;
     register_promo_codes(&ctx, storage).await?;
+    ctx.register_udf(crate::code_links::ScanKeyFunction::udf());
     Ok(ctx)
 }
 

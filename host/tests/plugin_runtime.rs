@@ -86,7 +86,7 @@ async fn codes_live_in_the_data_directory_one_project_apart() {
         .unwrap();
     assert_eq!(
         preview.encoding.path.as_deref(),
-        Some("pages/index/index?utm_source=gzh&utm_campaign=%E5%8F%8C11")
+        Some("pages/index/index?utm_source=gzh&utm_campaign=%E5%8F%8C11&c=********")
     );
     match codes.create("shop", request(CodeKind::A, "gzh")).await {
         Err(CodesError::Plugin(PluginError::NotAuthorized(_))) => {}

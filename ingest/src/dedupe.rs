@@ -85,29 +85,31 @@ impl DedupeIndex {
         );
     }
 
-    /// Records the `ids` of a run of rows of one loaded partition, pushing for each whether it
-    /// is new (false: a duplicate). One partition lookup per run, not per row.
-    pub fn insert_run(
+    /// Records the ids of some rows of one loaded partition, setting for each row whether its
+    /// id is new (false: a duplicate). One partition lookup for all of them, not one per row.
+    pub fn insert_rows(
         &mut self,
         key: &PartitionKey,
-        ids: impl Iterator<Item = u128>,
+        rows: impl Iterator<Item = (usize, u128)>,
         generation: u64,
-        stored: &mut Vec<bool>,
+        stored: &mut [bool],
     ) {
         self.clock += 1;
         let Some(part) = self.partitions.get_mut(key) else {
             debug_assert!(false, "partition {key:?} not loaded");
-            stored.extend(ids.map(|_| true));
+            for (row, _) in rows {
+                stored[row] = true;
+            }
             return;
         };
         part.last_used = self.clock;
-        for id in ids {
+        for (row, id) in rows {
             let new = part.ids.insert(id);
             if new {
                 part.dirty_generation = Some(generation);
                 self.total_ids += 1;
             }
-            stored.push(new);
+            stored[row] = new;
         }
     }
 

@@ -323,13 +323,13 @@ impl Committer {
                 continue;
             }
             match self.dedupe(&rows) {
-                Ok((stored, keys)) => {
+                Ok((stored, groups)) => {
                     if self.wal.is_some() {
                         for i in (0..rows.len()).filter(|&i| stored[i]) {
                             payload.extend_from_slice(rows.wal_line(i).unwrap_or_default());
                         }
                     }
-                    decided.push((rows, stored, keys, reply));
+                    decided.push((rows, stored, groups, reply));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -341,9 +341,11 @@ impl Committer {
         {
             tracing::error!(error = %e, "write-ahead log append failed; the requests get an error");
             let message = e.to_string();
-            for (rows, stored, keys, reply) in decided {
-                for ((id, key), _) in rows.ids.iter().zip(&keys).zip(&stored).filter(|(_, s)| **s) {
-                    self.index.remove(key, *id);
+            for (rows, stored, groups, reply) in decided {
+                for (key, group) in &groups {
+                    for &row in group.iter().filter(|&&row| stored[row as usize]) {
+                        self.index.remove(key, rows.ids[row as usize]);
+                    }
                 }
                 let _ = reply.send(Err(Error::Stopped(format!(
                     "durable write failed: {message}"
@@ -351,8 +353,8 @@ impl Committer {
             }
             return;
         }
-        for (rows, stored, keys, reply) in decided {
-            self.buffer_rows(&rows, &keys, &stored);
+        for (rows, stored, groups, reply) in decided {
+            self.buffer_rows(&rows, groups, &stored);
             if self.buffered_rows > 0 && self.oldest.is_none() {
                 self.oldest = Some(Instant::now());
             }
@@ -360,67 +362,60 @@ impl Committer {
         }
     }
 
-    /// Moves the stored rows into the buffer: per run of rows of one partition, slices of their
-    /// batch around the duplicates (no copy), or a filtered copy when duplicates are many.
-    fn buffer_rows(&mut self, rows: &LaunchRows, keys: &[Arc<PartitionKey>], stored: &[bool]) {
-        /// Beyond this many slices per run, one filtered copy is cheaper to write.
-        const MAX_SLICES: usize = 8;
-        for run in runs(keys) {
-            let keep = &stored[run.clone()];
-            let kept = keep.iter().filter(|k| **k).count();
-            if kept == 0 {
+    /// Moves the stored rows into the buffer, one piece per partition of the batch: a slice of
+    /// it (no copy) when that partition's stored rows are consecutive, as in time-ordered input,
+    /// else one copy of just those rows. Rows of a shuffled file thus cost one copy each, never
+    /// one slice of every column per row.
+    fn buffer_rows(&mut self, rows: &LaunchRows, groups: Partitioned, stored: &[bool]) {
+        for (key, mut indices) in groups {
+            indices.retain(|&row| stored[row as usize]);
+            let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
                 continue;
-            }
-            let pieces = kept_ranges(keep);
-            let buffer = self.buffer.entry(keys[run.start].clone()).or_default();
-            if pieces.len() <= MAX_SLICES {
-                for piece in pieces {
-                    buffer.push(rows.batch.slice(run.start + piece.start, piece.len()));
-                }
+            };
+            let (first, last) = (first as usize, last as usize);
+            let piece = if last - first + 1 == indices.len() {
+                rows.batch.slice(first, indices.len())
             } else {
-                let slice = rows.batch.slice(run.start, run.len());
-                let mask = arrow_array::BooleanArray::from(keep.to_vec());
-                match arrow_select::filter::filter_record_batch(&slice, &mask) {
-                    Ok(filtered) => buffer.push(filtered),
+                let indices = arrow_array::UInt32Array::from(indices);
+                match arrow_select::take::take_record_batch(&rows.batch, &indices) {
+                    Ok(piece) => piece,
                     Err(e) => {
-                        // Cannot happen (the mask fits the slice); the events stay in the log.
+                        // Cannot happen (the indices are rows of the batch); the events stay
+                        // in the log.
                         tracing::error!(error = %e, "could not buffer events");
                         continue;
                     }
                 }
-            }
-            self.buffered_rows += kept;
+            };
+            self.buffered_rows += piece.num_rows();
+            self.buffer.entry(key).or_default().push(piece);
         }
     }
 
     /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use.
-    /// Returns the flags and each row's partition.
-    fn dedupe(&mut self, rows: &LaunchRows) -> Result<(Vec<bool>, Vec<Arc<PartitionKey>>)> {
+    /// Returns the flags and the rows of each partition.
+    fn dedupe(&mut self, rows: &LaunchRows) -> Result<(Vec<bool>, Partitioned)> {
         let keys: Vec<Arc<PartitionKey>> = rows
             .event_times()
             .iter()
             .map(|&t| self.partitions.key(&rows.project, t))
             .collect();
-        let mut previous: Option<&Arc<PartitionKey>> = None;
-        for key in &keys {
-            if previous.is_some_and(|p| Arc::ptr_eq(p, key)) {
-                continue;
-            }
-            previous = Some(key);
+        let groups = rows_by_partition(&keys);
+        let mut stored = vec![false; rows.len()];
+        for (key, group) in &groups {
             if !self.index.is_loaded(key) {
                 let ids = self
                     .handle
                     .block_on(load_partition_ids(&self.storage, key))?;
                 self.index.insert_loaded(PartitionKey::clone(key), ids);
             }
-        }
-        let mut stored = Vec::with_capacity(rows.len());
-        for run in runs(&keys) {
-            let ids = rows.ids[run.clone()].iter().copied();
+            let ids = group
+                .iter()
+                .map(|&row| (row as usize, rows.ids[row as usize]));
             self.index
-                .insert_run(&keys[run.start], ids, self.generation, &mut stored);
+                .insert_rows(key, ids, self.generation, &mut stored);
         }
-        Ok((stored, keys))
+        Ok((stored, groups))
     }
 
     /// Restores what an earlier process left in the write-ahead log and writes it to Parquet.
@@ -442,8 +437,8 @@ impl Committer {
 
     /// Used for the replay at start: dedupe and buffer without logging again.
     fn accept(&mut self, rows: LaunchRows) -> Result<AppendOutcome> {
-        let (stored, keys) = self.dedupe(&rows)?;
-        self.buffer_rows(&rows, &keys, &stored);
+        let (stored, groups) = self.dedupe(&rows)?;
+        self.buffer_rows(&rows, groups, &stored);
         Ok(AppendOutcome { stored })
     }
 
@@ -480,36 +475,30 @@ impl Committer {
     }
 }
 
-/// Ranges of consecutive `true`s.
-fn kept_ranges(keep: &[bool]) -> Vec<std::ops::Range<usize>> {
-    let mut ranges = Vec::new();
-    let mut start = None;
-    for (i, &k) in keep.iter().chain(std::iter::once(&false)).enumerate() {
-        match (k, start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                ranges.push(s..i);
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    ranges
-}
+/// The rows of a batch by partition: each partition once, in order of first appearance, with
+/// its row numbers in order.
+type Partitioned = Vec<(Arc<PartitionKey>, Vec<u32>)>;
 
-/// Ranges of consecutive rows in the same partition (rows come mostly in time order).
-fn runs(keys: &[Arc<PartitionKey>]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-    let mut start = 0;
-    std::iter::from_fn(move || {
-        let first = keys.get(start)?;
-        let len = keys[start..]
-            .iter()
-            .take_while(|k| Arc::ptr_eq(k, first))
-            .count();
-        let run = start..start + len;
-        start += len;
-        Some(run)
-    })
+/// Groups rows by partition ([`Partitioned`]). Keys of one day are one `Arc` (see
+/// [`PartitionResolver`]), so rows are grouped by pointer, without comparing strings.
+fn rows_by_partition(keys: &[Arc<PartitionKey>]) -> Partitioned {
+    let mut groups: Partitioned = Vec::new();
+    let mut last = 0;
+    for (row, key) in keys.iter().enumerate() {
+        // Most rows are of the previous row's partition; else a short search (a batch spans
+        // few days).
+        if !groups.get(last).is_some_and(|(k, _)| Arc::ptr_eq(k, key)) {
+            last = match groups.iter().position(|(k, _)| Arc::ptr_eq(k, key)) {
+                Some(i) => i,
+                None => {
+                    groups.push((key.clone(), Vec::new()));
+                    groups.len() - 1
+                }
+            };
+        }
+        groups[last].1.push(row as u32);
+    }
+    groups
 }
 
 /// Flush jobs encoded at the same time (on blocking threads). Two keep both cores busy at the end
@@ -668,16 +657,30 @@ fn encode_flush(partitions: Buffer, name: &str) -> Result<Vec<(String, bytes::By
 
 #[cfg(test)]
 mod tests {
-    use super::kept_ranges;
+    use super::*;
 
     #[test]
-    fn kept_ranges_cover_exactly_the_kept_rows() {
-        assert_eq!(kept_ranges(&[]), []);
-        assert_eq!(kept_ranges(&[false, false]), []);
-        assert_eq!(kept_ranges(&[true, true, true]), vec![0..3]);
+    fn rows_are_grouped_by_partition_in_order_of_first_appearance() {
+        let day = |dt: &str| {
+            Arc::new(PartitionKey {
+                project: "p".into(),
+                dt: dt.into(),
+            })
+        };
+        let (a, b, c) = (day("2025-01-01"), day("2025-01-02"), day("2025-01-03"));
+        assert!(rows_by_partition(&[]).is_empty());
+        let keys = [&a, &a, &b, &a, &c, &b, &b].map(Arc::clone);
+        let groups: Vec<(String, Vec<u32>)> = rows_by_partition(&keys)
+            .into_iter()
+            .map(|(k, rows)| (k.dt.clone(), rows))
+            .collect();
         assert_eq!(
-            kept_ranges(&[false, true, true, false, true, false, false, true]),
-            [1..3, 4..5, 7..8]
+            groups,
+            [
+                ("2025-01-01".to_string(), vec![0, 1, 3]),
+                ("2025-01-02".to_string(), vec![2, 5, 6]),
+                ("2025-01-03".to_string(), vec![4]),
+            ]
         );
     }
 }

@@ -193,25 +193,51 @@ pub fn start_of_day(day: NaiveDate, tz: Tz) -> i64 {
 }
 
 /// Maps (project, event time) to its partition: the calendar day of the launch in the projects'
-/// time zone. Rows come mostly in time order, so the previous row's day almost always answers
-/// without converting or formatting a date.
+/// time zone. Each day met is remembered with its bounds, so that a row's day is found without
+/// converting or formatting a date, and rows of one day share one key (rows arrive in time order
+/// from most senders, in any order from some files: both are a lookup).
 pub struct PartitionResolver {
     tz: Tz,
-    /// The last day seen: [start, end) in epoch ms, and its key.
-    last: Option<(i64, i64, Arc<PartitionKey>)>,
+    project: String,
+    /// Days met for `project`, by start: [start, end) in epoch ms, and the key.
+    days: Vec<(i64, i64, Arc<PartitionKey>)>,
+    /// Index in `days` of the last day found.
+    last: usize,
 }
+
+/// Days remembered at most: a body spread over more days than this (a hostile or broken sender)
+/// starts the cache again rather than growing it.
+const DAYS_REMEMBERED: usize = 4096;
 
 impl PartitionResolver {
     pub fn new(tz: Tz) -> PartitionResolver {
-        PartitionResolver { tz, last: None }
+        PartitionResolver {
+            tz,
+            project: String::new(),
+            days: Vec::new(),
+            last: 0,
+        }
     }
 
     pub fn key(&mut self, project: &str, epoch_ms: i64) -> Arc<PartitionKey> {
-        if let Some((start, end, key)) = &self.last
+        if project != self.project {
+            self.project = project.to_string();
+            self.days.clear();
+        }
+        if let Some((start, end, key)) = self.days.get(self.last)
             && (*start..*end).contains(&epoch_ms)
-            && key.project == project
         {
             return key.clone();
+        }
+        // The last day whose start is at or before the time.
+        let found = self
+            .days
+            .partition_point(|(start, _, _)| *start <= epoch_ms);
+        if let Some(i) = found.checked_sub(1)
+            && epoch_ms < self.days[i].1
+        {
+            self.last = i;
+            return self.days[i].2.clone();
         }
         let day = DateTime::<Utc>::from_timestamp_millis(epoch_ms)
             .unwrap_or_default()
@@ -223,7 +249,15 @@ impl PartitionResolver {
         });
         let start = start_of_day(day, self.tz);
         let end = start_of_day(day + chrono::Days::new(1), self.tz);
-        self.last = Some((start, end, key.clone()));
+        // Times outside any representable day (never valid events) are not remembered.
+        if (start..end).contains(&epoch_ms) {
+            if self.days.len() >= DAYS_REMEMBERED {
+                self.days.clear();
+            }
+            let at = self.days.partition_point(|(s, _, _)| *s <= start);
+            self.days.insert(at, (start, end, key.clone()));
+            self.last = at;
+        }
         key
     }
 }
@@ -359,6 +393,40 @@ impl LaunchBatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resolver_gives_each_day_one_key_in_any_order() {
+        let mut days = PartitionResolver::new(chrono_tz::Asia::Shanghai);
+        // 2025-11-23 16:00 UTC is 2025-11-24 00:00 in Shanghai.
+        let midnight = 1_763_913_600_000;
+        let hour = 3_600_000;
+        let times = [
+            midnight + hour,
+            midnight - hour,
+            midnight + 30 * hour,
+            midnight,
+            midnight - 1,
+        ];
+        let keys: Vec<Arc<PartitionKey>> = times.iter().map(|&t| days.key("p", t)).collect();
+        let dts: Vec<&str> = keys.iter().map(|k| k.dt.as_str()).collect();
+        assert_eq!(
+            dts,
+            [
+                "2025-11-24",
+                "2025-11-23",
+                "2025-11-25",
+                "2025-11-24",
+                "2025-11-23"
+            ]
+        );
+        assert!(Arc::ptr_eq(&keys[0], &keys[3]), "one key per day");
+        assert!(Arc::ptr_eq(&keys[1], &keys[4]));
+        let other = days.key("q", midnight);
+        assert_eq!(
+            (other.project.as_str(), other.dt.as_str()),
+            ("q", "2025-11-24")
+        );
+    }
 
     #[test]
     fn push_json_once_keeps_the_first_event_of_an_id() {

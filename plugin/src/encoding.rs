@@ -1,5 +1,6 @@
 //! A code's parameters within WeChat's limits: validation, percent-encoding, byte and character
-//! counts, and the fallback to a code reference `c=<id>` when the UTM parameters do not fit.
+//! counts. Every code carries its id (`c=<id>`); A and C codes also carry their UTM parameters
+//! when they fit beside it.
 //!
 //! The launch decoder (`promolens_schemas::decode_attribution`) reads back what is written here:
 //! explicit `utm_*` keys of an A/C path (percent-decoded once), `c=<id>` in a path or in a B scene.
@@ -139,11 +140,17 @@ fn path_of<'a>(page: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) 
     path
 }
 
-/// A and C: `page?params&utm_…`, or `page?params&c=<id>` when that does not fit.
+/// A and C: `page?params&utm_…&c=<id>`, or `page?params&c=<id>` when the UTM parameters do not
+/// fit beside the id. Every code carries its id, so that its scans are its own even when another
+/// code has the same UTM values (the id counts against the 128 bytes).
 fn encode_path(request: &CodeRequest, id: &str) -> Result<Encoding, Error> {
     let params = || request.params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let utm = utm_pairs(&request.utm);
-    let inline = path_of(&request.page, params().chain(utm.iter().copied()));
+    let reference = [("c", id)];
+    let inline = path_of(
+        &request.page,
+        params().chain(utm.iter().copied()).chain(reference),
+    );
     let inline_bytes = inline.len() as u32;
     if inline_bytes <= PATH_LIMIT {
         return Ok(Encoding {
@@ -155,25 +162,24 @@ fn encode_path(request: &CodeRequest, id: &str) -> Result<Encoding, Error> {
             by_reference: false,
             inline_bytes: None,
             note: format!(
-                "{inline_bytes} of {PATH_LIMIT} bytes used, {} left",
+                "{inline_bytes} of {PATH_LIMIT} bytes used (c={id} included), {} left",
                 PATH_LIMIT - inline_bytes
             ),
         });
     }
-    let reference = path_of(&request.page, params().chain([("c", id)]));
-    let used = reference.len() as u32;
+    let by_id = path_of(&request.page, params().chain(reference));
+    let used = by_id.len() as u32;
     if utm.is_empty() || used > PATH_LIMIT {
-        // Nothing can move into the record: the page and its own parameters are too long.
+        // Nothing can move into the record: the page, its own parameters and the id are too long.
         let field = if request.params.is_empty() {
             "page"
         } else {
             "params"
         };
-        let actual = if utm.is_empty() { inline_bytes } else { used };
-        return Err(too_long(field, PATH_LIMIT, actual, "bytes"));
+        return Err(too_long(field, PATH_LIMIT, used, "bytes"));
     }
     Ok(Encoding {
-        path: Some(reference),
+        path: Some(by_id),
         page: None,
         scene: None,
         used,
@@ -181,8 +187,9 @@ fn encode_path(request: &CodeRequest, id: &str) -> Result<Encoding, Error> {
         by_reference: true,
         inline_bytes: Some(inline_bytes),
         note: format!(
-            "the UTM parameters need {inline_bytes} bytes, {} over the {PATH_LIMIT}-byte limit: \
-             the code carries c={id} instead ({used} bytes) and scans are attributed from its record",
+            "the UTM parameters and c={id} need {inline_bytes} bytes, {} over the {PATH_LIMIT}-byte \
+             limit: the code carries only c={id} ({used} bytes) and scans take their UTM values \
+             from its record",
             inline_bytes - PATH_LIMIT
         ),
     })

@@ -3,7 +3,8 @@
 //!
 //! Records of the project's store:
 //! - `authorization`: the mini-program's AppID (JSON);
-//! - `quota`: A+C codes made so far (JSON `{"used": n}`), updated by compare-and-set;
+//! - `quota`: A+C codes made so far (JSON `{"used": n}`), updated by compare-and-set; set to the
+//!   limit when WeChat answers 45029 (its own count is full: WeChat's count is the truth);
 //! - `codes/<id>`: a code (JSON of the WIT `code` record);
 //! - `images/<id>`: the image WeChat returned (raw bytes; its type is in the code).
 
@@ -157,6 +158,7 @@ fn quota_of(used: u32) -> QuotaState {
         used,
         limit: QUOTA_LIMIT,
         warning: used >= QUOTA_WARNING,
+        exhausted: used >= QUOTA_LIMIT,
     }
 }
 
@@ -187,6 +189,23 @@ fn reserve(host: &dyn Host, n: u32) -> Result<QuotaState, Error> {
     Ok(quota)
 }
 
+/// WeChat's errcode for "the mini-program's A and C codes are used up".
+const WECHAT_QUOTA_FULL: i32 = 45029;
+
+/// Records WeChat's answer that its count of A and C codes is full (codes made outside promolens
+/// count there too): from now on the quota is refused here, without calling WeChat.
+fn mark_exhausted(host: &dyn Host) -> Result<QuotaState, Error> {
+    update(host, QUOTA, |_: Option<QuotaRecord>| {
+        Ok(QuotaRecord { used: QUOTA_LIMIT })
+    })?;
+    host.log(
+        Level::Warn,
+        "WeChat answered 45029: the mini-program's A and C codes are used up (WeChat's count, \
+         which includes codes made outside promolens); B codes are unlimited",
+    );
+    Ok(quota_of(QUOTA_LIMIT))
+}
+
 /// Gives back codes reserved for a creation WeChat refused.
 fn release(host: &dyn Host, n: u32) -> Result<(), Error> {
     update(host, QUOTA, |current: Option<QuotaRecord>| {
@@ -206,8 +225,13 @@ fn uses_quota(kind: CodeKind) -> bool {
 pub fn preview(host: &dyn Host, request: &CodeRequest) -> Result<CodePreview, Error> {
     let encoding = encoding::encode(request, PREVIEW_ID)?;
     let quota = if uses_quota(request.kind) {
+        // Once exhausted, the quota as it is: creating would be refused.
         let now = quota(host)?;
-        Some(quota_of(now.used.saturating_add(1)))
+        Some(if now.exhausted {
+            now
+        } else {
+            quota_of(now.used.saturating_add(1))
+        })
     } else {
         None
     };
@@ -285,12 +309,24 @@ pub fn create(host: &dyn Host, request: &CodeRequest) -> Result<Code, Error> {
     encoding::validate(request)?;
     require_authorization(host)?;
     let id = new_id(host)?;
+    // Every path and scene holds the code's id, so two codes' payloads can be equal only when
+    // their ids are: an id that already names a code is refused, naming it.
+    if let Some((existing, _)) = read::<Code>(host, &code_key(&id))? {
+        return Err(Error::Conflict(format!(
+            "the new code's id {id} already names code `{}`; its path would equal that code's: \
+             try again",
+            existing.name
+        )));
+    }
     let encoding = encoding::encode(request, &id)?;
     if uses_quota(request.kind) {
         reserve(host, 1)?;
     }
     let image = match host.wechat_call(endpoint(request.kind), &wechat_body(request, &encoding)) {
         Ok(image) => image,
+        Err(Error::Wechat(w)) if w.errcode == WECHAT_QUOTA_FULL && uses_quota(request.kind) => {
+            return Err(Error::QuotaExhausted(mark_exhausted(host)?));
+        }
         Err(e) => {
             if uses_quota(request.kind) {
                 release(host, 1)?;

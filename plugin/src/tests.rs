@@ -36,18 +36,29 @@ fn request(kind: CodeKind, page: &str, source: &str) -> CodeRequest {
     }
 }
 
-/// `pages/a?utm_source=` is 19 bytes: a source of `n - 19` ASCII bytes makes an `n`-byte path.
+/// `pages/a?utm_source=` is 19 bytes and `&c=ab12cd34` 11: a source of `n - 30` ASCII bytes
+/// makes an `n`-byte path.
 fn path_of_bytes(n: usize) -> CodeRequest {
-    request(CodeKind::A, "pages/a", &"x".repeat(n - 19))
+    request(CodeKind::A, "pages/a", &"x".repeat(n - 30))
 }
 
 #[test]
-fn a_path_of_128_bytes_is_inline_and_129_moves_to_a_reference() {
+fn a_path_of_128_bytes_with_its_id_is_inline_and_129_keeps_only_the_id() {
     for n in [127, 128] {
         let e = encoding::encode(&path_of_bytes(n), PREVIEW_ID).unwrap();
         assert_eq!(e.used, n as u32);
         assert!(!e.by_reference, "{n} bytes fit");
-        assert_eq!(e.note, format!("{n} of 128 bytes used, {} left", 128 - n));
+        assert_eq!(
+            e.note,
+            format!(
+                "{n} of 128 bytes used (c={PREVIEW_ID} included), {} left",
+                128 - n
+            )
+        );
+        let e = encoding::encode(&path_of_bytes(n), "ab12cd34").unwrap();
+        let path = e.path.unwrap();
+        assert!(path.ends_with("&c=ab12cd34"), "{path}");
+        assert_eq!(path.len(), n);
     }
     let e = encoding::encode(&path_of_bytes(129), "ab12cd34").unwrap();
     assert!(e.by_reference);
@@ -64,24 +75,31 @@ fn a_path_of_128_bytes_is_inline_and_129_moves_to_a_reference() {
 #[test]
 fn chinese_values_count_as_their_percent_encoded_bytes() {
     // 双 is 3 UTF-8 bytes, 9 bytes once percent-encoded (%E5%8F%8C).
-    let e = encoding::encode(&request(CodeKind::C, "pages/a", "双11"), PREVIEW_ID).unwrap();
-    assert_eq!(e.path.as_deref(), Some("pages/a?utm_source=%E5%8F%8C11"));
-    assert_eq!(e.used, 19 + 9 + 2);
-    // Twelve of them and one letter: 19 + 108 + 1 = 128 bytes, inline.
+    let e = encoding::encode(&request(CodeKind::C, "pages/a", "双11"), "ab12cd34").unwrap();
+    assert_eq!(
+        e.path.as_deref(),
+        Some("pages/a?utm_source=%E5%8F%8C11&c=ab12cd34")
+    );
+    assert_eq!(e.used, 19 + 9 + 2 + 11);
+    // Ten of them and eight letters: 19 + 90 + 8 + 11 = 128 bytes, inline.
     let e = encoding::encode(
-        &request(CodeKind::C, "pages/a", &format!("{}x", "双".repeat(12))),
+        &request(
+            CodeKind::C,
+            "pages/a",
+            &format!("{}xxxxxxxx", "双".repeat(10)),
+        ),
         PREVIEW_ID,
     )
     .unwrap();
     assert_eq!((e.used, e.by_reference), (128, false));
-    // Thirteen: 19 + 117 = 136 bytes, 8 over.
+    // Thirteen: 19 + 117 + 11 = 147 bytes, 19 over.
     let e = encoding::encode(
         &request(CodeKind::C, "pages/a", &"双".repeat(13)),
         PREVIEW_ID,
     )
     .unwrap();
-    assert_eq!((e.inline_bytes, e.by_reference), (Some(136), true));
-    assert!(e.note.contains("136 bytes, 8 over"), "{}", e.note);
+    assert_eq!((e.inline_bytes, e.by_reference), (Some(147), true));
+    assert!(e.note.contains("147 bytes, 19 over"), "{}", e.note);
 }
 
 #[test]
@@ -99,8 +117,9 @@ fn a_page_too_long_for_even_a_reference_says_by_how_much() {
             unit: "bytes".into()
         })
     );
+    // Without UTM values the id is still carried: `pages/` + 112 + `?c=********` is 129 bytes.
     long.utm.source = None;
-    long.page = format!("pages/{}", "p".repeat(123));
+    long.page = format!("pages/{}", "p".repeat(112));
     let err = encoding::encode(&long, PREVIEW_ID).unwrap_err();
     assert!(matches!(err, Error::TooLong(t) if t.actual == 129 && t.over == 1));
 }
@@ -189,7 +208,10 @@ fn create_sends_wechat_the_encoded_payload_and_keeps_the_image() {
     let (endpoint, body) = host.calls.borrow()[0].clone();
     assert_eq!(endpoint, WechatEndpoint::GetWxacode);
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["path"], "pages/a?utm_source=gzh");
+    assert_eq!(
+        body["path"],
+        format!("pages/a?utm_source=gzh&c={}", code.id)
+    );
     assert_eq!(body["width"], 430);
     assert_eq!(
         body["line_color"],
@@ -213,8 +235,9 @@ fn create_sends_wechat_the_encoded_payload_and_keeps_the_image() {
     let c = service::create(&host, &request(CodeKind::C, "pages/c", "gzh")).unwrap();
     let (endpoint, body) = host.calls.borrow()[2].clone();
     assert_eq!(endpoint, WechatEndpoint::CreateWxaqrcode);
-    assert_eq!(body, r#"{"path":"pages/c?utm_source=gzh"}"#);
-    assert_eq!(c.encoding.path.as_deref(), Some("pages/c?utm_source=gzh"));
+    let path = format!("pages/c?utm_source=gzh&c={}", c.id);
+    assert_eq!(body, format!(r#"{{"path":"{path}"}}"#));
+    assert_eq!(c.encoding.path.as_deref(), Some(path.as_str()));
 }
 
 #[test]
@@ -242,6 +265,50 @@ fn the_a_and_c_quota_warns_at_90_percent_and_refuses_at_the_limit_before_wechat(
             .iter()
             .any(|l| l.contains("100000 of 100000"))
     );
+}
+
+#[test]
+fn wechat_answering_45029_exhausts_the_quota_for_preview_create_and_batch() {
+    let host = MemoryHost::authorized();
+    host.set_quota_used(12);
+    host.fail_with.set(Some(45029));
+    let r = request(CodeKind::A, "pages/a", "gzh");
+    let err = service::create(&host, &r).unwrap_err();
+    assert!(
+        matches!(&err, Error::QuotaExhausted(q) if q.used == QUOTA_LIMIT && q.exhausted),
+        "{err:?}"
+    );
+    // WeChat's count is the truth from now on: refused here, without asking WeChat again.
+    host.fail_with.set(None);
+    let calls = host.calls.borrow().len();
+    let err = service::create(&host, &request(CodeKind::C, "pages/a", "gzh")).unwrap_err();
+    assert!(matches!(err, Error::QuotaExhausted(_)), "{err:?}");
+    assert_eq!(host.calls.borrow().len(), calls, "WeChat was not called");
+    let quota = service::quota(&host).unwrap();
+    assert_eq!((quota.used, quota.exhausted), (QUOTA_LIMIT, true));
+    let preview = service::preview(&host, &r).unwrap().quota.unwrap();
+    assert_eq!((preview.used, preview.exhausted), (QUOTA_LIMIT, true));
+    let err = service::batch_create(&host, "name,kind,page\nx,A,pages/a\n").unwrap_err();
+    assert!(matches!(err, Error::QuotaExhausted(_)), "{err:?}");
+    assert!(service::list(&host, true).unwrap().is_empty());
+    // B codes are unlimited, and a B code's 45029 (which WeChat never sends) is only an error.
+    service::create(&host, &request(CodeKind::B, "pages/a", "gzh")).unwrap();
+    assert!(host.logs.borrow().iter().any(|l| l.contains("45029")));
+}
+
+#[test]
+fn a_new_id_that_already_names_a_code_is_a_conflict_naming_it() {
+    let host = FixedId(MemoryHost::authorized(), "samesame");
+    let r = request(CodeKind::A, "pages/a", "gzh");
+    service::create(&host, &r).unwrap();
+    let calls = host.0.calls.borrow().len();
+    let err = service::create(&host, &r).unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict(m) if m.contains("samesame") && m.contains("`Poster`")),
+        "{err:?}"
+    );
+    assert_eq!(host.0.calls.borrow().len(), calls, "WeChat was not called");
+    assert_eq!(service::quota(&host).unwrap().used, 1, "no quota taken");
 }
 
 #[test]
@@ -391,7 +458,11 @@ fn scans_decode_to_the_code_parameters_or_its_reference() {
     let a = decode_attribution(Some(1047), &launch);
     assert_eq!(a.utm.source.as_deref(), Some("公众号 推文"));
     assert_eq!(a.utm.campaign.as_deref(), Some("双11+"));
-    assert_eq!(a.code_id, None);
+    assert_eq!(
+        a.code_id.as_deref(),
+        Some(code.id.as_str()),
+        "its own id too"
+    );
 
     let long = request(CodeKind::C, "pages/a", &"长".repeat(20));
     let code = service::create(&host, &long).unwrap();
@@ -410,41 +481,44 @@ fn scans_decode_to_the_code_parameters_or_its_reference() {
 
 #[test]
 fn ids_from_the_host_are_checked() {
-    struct BadIds(MemoryHost);
-    impl Host for BadIds {
-        fn wechat_call(
-            &self,
-            e: WechatEndpoint,
-            b: &str,
-        ) -> Result<crate::bindings::promolens::codes::host::CodeImage, Error> {
-            self.0.wechat_call(e, b)
-        }
-        fn store_get(
-            &self,
-            k: &str,
-        ) -> Result<Option<crate::bindings::promolens::codes::host::Versioned>, Error> {
-            self.0.store_get(k)
-        }
-        fn store_put(&self, k: &str, v: &[u8], e: Option<u64>) -> Result<u64, Error> {
-            self.0.store_put(k, v, e)
-        }
-        fn store_list(&self, p: &str) -> Result<Vec<String>, Error> {
-            self.0.store_list(p)
-        }
-        fn store_delete(&self, k: &str) -> Result<(), Error> {
-            self.0.store_delete(k)
-        }
-        fn now_ms(&self) -> i64 {
-            0
-        }
-        fn new_id(&self) -> String {
-            "../quota".into()
-        }
-        fn log(&self, l: crate::bindings::promolens::codes::host::Level, m: &str) {
-            self.0.log(l, m)
-        }
-    }
-    let host = BadIds(MemoryHost::authorized());
+    let host = FixedId(MemoryHost::authorized(), "../quota");
     let err = service::create(&host, &request(CodeKind::B, "pages/a", "x")).unwrap_err();
     assert!(matches!(err, Error::Host(m) if m.contains("new-id gave")));
+}
+
+/// The in-memory host, except that `new-id` always gives the same text.
+struct FixedId(MemoryHost, &'static str);
+
+impl Host for FixedId {
+    fn wechat_call(
+        &self,
+        e: WechatEndpoint,
+        b: &str,
+    ) -> Result<crate::bindings::promolens::codes::host::CodeImage, Error> {
+        self.0.wechat_call(e, b)
+    }
+    fn store_get(
+        &self,
+        k: &str,
+    ) -> Result<Option<crate::bindings::promolens::codes::host::Versioned>, Error> {
+        self.0.store_get(k)
+    }
+    fn store_put(&self, k: &str, v: &[u8], e: Option<u64>) -> Result<u64, Error> {
+        self.0.store_put(k, v, e)
+    }
+    fn store_list(&self, p: &str) -> Result<Vec<String>, Error> {
+        self.0.store_list(p)
+    }
+    fn store_delete(&self, k: &str) -> Result<(), Error> {
+        self.0.store_delete(k)
+    }
+    fn now_ms(&self) -> i64 {
+        0
+    }
+    fn new_id(&self) -> String {
+        self.1.into()
+    }
+    fn log(&self, l: crate::bindings::promolens::codes::host::Level, m: &str) {
+        self.0.log(l, m)
+    }
 }

@@ -351,3 +351,39 @@ impl Decoder {
         params
     }
 }
+
+/// What ties a scan to a code that carries no `c=<id>` (codes made before every code carried
+/// its id): the page and the query pairs, each key and value decoded once as
+/// `decodeURIComponent` does (raw when that fails), sorted. A scan's `path` and `query` and the
+/// code's own `path` give the same key exactly when the scan carries that code's parameters, in
+/// any order and whether the mini-program saw them encoded or not. Separators are control
+/// characters, which no page or parameter of a code holds.
+pub fn scan_key<'q>(page: &str, pairs: impl IntoIterator<Item = (&'q str, &'q str)>) -> String {
+    let decode = |text: &'q str| decode_uri_component(text).unwrap_or(Cow::Borrowed(text));
+    let mut decoded: Vec<(Cow<'q, str>, Cow<'q, str>)> = pairs
+        .into_iter()
+        .map(|(key, value)| (decode(key), decode(value)))
+        .collect();
+    decoded.sort_unstable();
+    let mut key = String::with_capacity(page.len() + 64);
+    key.push_str(page.strip_prefix('/').unwrap_or(page));
+    for (k, v) in &decoded {
+        key.push('\u{1}');
+        key.push_str(k);
+        key.push('\u{2}');
+        key.push_str(v);
+    }
+    key
+}
+
+/// [`scan_key`] of an A or C code's `path` (`page?k=v&…`), as the mini-program receives it.
+pub fn path_scan_key(path: &str) -> String {
+    let (page, query) = path.split_once('?').unwrap_or((path, ""));
+    scan_key(
+        page,
+        query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').unwrap_or((pair, ""))),
+    )
+}

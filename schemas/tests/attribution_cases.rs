@@ -168,3 +168,51 @@ proptest! {
         prop_assert_eq!(decoded(1011, query), (ok_if_any(&values), values));
     }
 }
+
+proptest! {
+    /// A code made before codes carried their id is found again from its scans: the scan's page
+    /// and query, in any order, encoded as in the path or already decoded, give the key of the
+    /// code's path; another value gives another key.
+    #[test]
+    fn a_scan_gives_the_scan_key_of_the_code_it_came_from(
+        values in utm_values(),
+        extra in proptest::option::of("\\PC{1,8}"),
+        reversed in any::<bool>(),
+        other in "\\PC{1,6}",
+    ) {
+        use promolens_schemas::attribution::{path_scan_key, scan_key};
+        let mut pairs: Vec<(String, String)> = KEYS.iter().zip(&values)
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+            .collect();
+        if let Some(extra) = extra {
+            pairs.insert(0, ("id".to_string(), extra));
+        }
+        let encoded: Vec<String> = pairs.iter()
+            .map(|(k, v)| format!("{k}={}", encode_uri_component(v)))
+            .collect();
+        let mut path = "pages/shop/index".to_string();
+        if !encoded.is_empty() {
+            path = format!("{path}?{}", encoded.join("&"));
+        }
+        let code_key = path_scan_key(&path);
+        let mut launch: Vec<(String, String)> = pairs.iter()
+            .map(|(k, v)| (k.clone(), encode_uri_component(v)))
+            .collect();
+        if reversed {
+            launch.reverse();
+        }
+        let as_received = launch.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        prop_assert_eq!(&scan_key("pages/shop/index", as_received.clone()), &code_key);
+        prop_assert_eq!(&scan_key("/pages/shop/index", as_received), &code_key);
+        let plain = pairs.iter().filter(|(_, v)| !v.contains('%'))
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        if pairs.iter().all(|(_, v)| !v.contains('%')) {
+            prop_assert_eq!(&scan_key("pages/shop/index", plain), &code_key);
+        }
+        let mut changed = launch.clone();
+        changed.push(("utm_extra".to_string(), encode_uri_component(&other)));
+        let changed = changed.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        prop_assert_ne!(&scan_key("pages/shop/index", changed), &code_key);
+        prop_assert_ne!(&path_scan_key(&path.replace("pages/shop", "pages/shop2")), &code_key);
+    }
+}

@@ -109,13 +109,19 @@ fn an_operator_authorizes_creates_downloads_and_deletes_codes() {
         "{out}"
     );
 
-    // The stand-in's quota is 2 A/C codes: the second works, the third is WeChat's 45029.
+    // The stand-in's quota is 2 A/C codes: the second works, the third is WeChat's 45029, which
+    // exhausts the quota here too.
     let csv = dir.path().join("shops.csv");
     std::fs::write(&csv, "name,kind,page,utm_source\nShop 1,C,pages/s,poster\nShop 2,C,pages/s,poster\nShop 3,B,pages/s,poster\n").unwrap();
     let (ok, out, err) = codes(&["batch", csv.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(
         out.contains("45029") && out.contains("2 created, 1 failed"),
+        "{out}"
+    );
+    let (_, out, _) = codes(&["list"]);
+    assert!(
+        out.contains("100000 of 100000 used, 0 left: exhausted"),
         "{out}"
     );
 

@@ -38,8 +38,8 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
         "never returned: {answer}"
     );
 
-    // The live byte counter: 129 bytes inline, so the code will carry a reference.
-    let long = "x".repeat(129 - "pages/a?utm_source=".len());
+    // The live byte counter: 129 bytes inline with the code's id, so it will carry only the id.
+    let long = "x".repeat(129 - "pages/a?utm_source=".len() - "&c=********".len());
     let (status, preview) = call(
         Method::POST,
         format!("{codes}:preview"),
@@ -187,11 +187,27 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
+/// Rewrites a code's record as promolens made it before every code carried its id: an A or C
+/// code whose UTM parameters fitted inline had a path without `c=<id>`. Returns that path.
+fn make_legacy(data: &std::path::Path, code: &Value) -> String {
+    let id = code["id"].as_str().unwrap();
+    let record = data.join(format!("codes/codes/project=demo/{id}"));
+    let mut stored: Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let path = stored["encoding"]["path"].as_str().unwrap().to_string();
+    let legacy = path.replace(&format!("&c={id}"), "");
+    assert_ne!(legacy, path, "{path}");
+    stored["encoding"]["path"] = json!(legacy);
+    stored["encoding"]["used"] = json!(legacy.len());
+    std::fs::write(&record, serde_json::to_vec(&stored).unwrap()).unwrap();
+    legacy
+}
+
 #[test]
-fn scans_of_each_kind_are_counted_by_source_campaign_and_code_even_after_delete() {
+fn every_code_of_each_kind_gets_exactly_its_own_scans_even_after_delete() {
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
     let server = Server::start(
-        dir.path().join("data").to_str().unwrap(),
+        data.to_str().unwrap(),
         &["--demo", "--flush-seconds", "0.05"],
         &[],
     );
@@ -202,103 +218,143 @@ fn scans_of_each_kind_are_counted_by_source_campaign_and_code_even_after_delete(
         assert_eq!(status, 201, "{code}");
         code
     };
-    let a = create(
-        json!({"name": "Article", "kind": "A", "page": "pages/index/index",
-                          "utm_source": "e2e-gzh", "utm_campaign": "双11"}),
-    );
+    let article = json!({"kind": "A", "page": "pages/index/index",
+                         "utm_source": "e2e-gzh", "utm_campaign": "双11"});
+    let with_name = |body: &Value, name: &str| {
+        let mut body = body.clone();
+        body["name"] = json!(name);
+        body
+    };
+    // Two A codes with the same UTM values: only their ids tell their scans apart.
+    let a1 = create(with_name(&article, "Article, top"));
+    let a2 = create(with_name(&article, "Article, bottom"));
+    assert_ne!(a1["encoding"]["path"], a2["encoding"]["path"]);
+    assert_eq!(a1["encoding"]["by_reference"], false, "UTM values inline");
     let b = create(
         json!({"name": "Poster", "kind": "B", "page": "pages/index/index",
-                          "utm_source": "e2e-poster", "utm_campaign": "双11"}),
+               "utm_source": "e2e-poster", "utm_campaign": "双11"}),
     );
-    // Too long to carry inline: a C code with a reference.
     let c = create(
-        json!({"name": "Shop", "kind": "C", "page": "pages/index/index",
-                          "utm_source": "e2e-shop", "utm_campaign": "长".repeat(20)}),
+        json!({"name": "Counter", "kind": "C", "page": "pages/index/index",
+               "utm_source": "e2e-counter", "params": [["shop", "42"]]}),
     );
-    assert_eq!(c["encoding"]["by_reference"], true);
+    // Too long to carry inline: a C code with only its reference.
+    let c_long = create(
+        json!({"name": "Shop", "kind": "C", "page": "pages/index/index",
+               "utm_source": "e2e-shop", "utm_campaign": "长".repeat(20)}),
+    );
+    assert_eq!(c_long["encoding"]["by_reference"], true);
+    // A code made before codes carried their id, and one made after with the same parameters
+    // (its path differs by the id).
+    let mut old = create(
+        json!({"name": "Old poster", "kind": "A", "page": "pages/shop/index",
+               "utm_source": "e2e-old", "utm_medium": "poster", "params": [["shop", "7"]]}),
+    );
+    let legacy_path = make_legacy(&data, &old);
+    old["encoding"]["path"] = json!(legacy_path);
+    let (_, shown) = call(
+        Method::GET,
+        format!("{codes}/{}", old["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(shown["encoding"]["path"], legacy_path);
+    let new = create(
+        json!({"name": "New poster", "kind": "A", "page": "pages/shop/index",
+               "utm_source": "e2e-old", "utm_medium": "poster", "params": [["shop", "7"]]}),
+    );
 
     let yesterday = chrono::Utc::now().timestamp_millis() - 86_400_000;
+    let scans = [
+        (&a1, 1047, 5),
+        (&a2, 1048, 4),
+        (&b, 1048, 3),
+        (&c, 1011, 2),
+        (&c_long, 1012, 2),
+        (&old, 1047, 3),
+        (&new, 1049, 1),
+    ];
     let mut lines = Vec::new();
-    for (i, (code, scene, users)) in [(&a, 1047, 3), (&b, 1048, 2), (&c, 1011, 1)]
-        .iter()
-        .enumerate()
-    {
+    for (i, (code, scene, users)) in scans.iter().enumerate() {
+        let path = code["page"].as_str().unwrap();
         for u in 0..*users {
             lines.push(
                 json!({"event_id": format!("e2e-{i}-{u}"), "user_id": format!("e2e-u{i}-{u}"),
-                "ts": yesterday, "scene": scene, "path": "pages/index/index",
-                "query": scan_query(code)})
+                "ts": yesterday, "scene": scene, "path": path, "query": scan_query(code)})
                 .to_string(),
             );
         }
     }
+    // Not a scan of the old code: the same page and parameters from a shared card (scene 1007),
+    // and a scan with one parameter more.
+    let mut other_query = scan_query(&old);
+    lines.push(
+        json!({"event_id": "e2e-card", "user_id": "e2e-card-user", "ts": yesterday,
+               "scene": 1007, "path": "pages/shop/index", "query": other_query.clone()})
+        .to_string(),
+    );
+    other_query["from"] = json!("x");
+    lines.push(
+        json!({"event_id": "e2e-more", "user_id": "e2e-more-user", "ts": yesterday,
+               "scene": 1047, "path": "pages/shop/index", "query": other_query})
+        .to_string(),
+    );
     let (status, answer) = server.ingest("demo", lines.join("\n").into_bytes(), false);
     assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 22, "{answer}");
 
-    let rows = |by: &str| -> Vec<Value> {
-        promolens_tests::eventually(std::time::Duration::from_secs(10), || {
-            let (_, answer) = call(
-                Method::GET,
-                format!("{}/v1/projects/demo/acquisition?by={by}&days=7", server.url),
-                None,
-            );
-            let rows: Vec<Value> = answer["rows"]
-                .as_array()?
-                .iter()
-                .filter(|r| {
-                    r["utm_source"]
-                        .as_str()
-                        .is_some_and(|s| s.starts_with("e2e-"))
-                })
-                .cloned()
-                .collect();
-            (rows
-                .iter()
-                .map(|r| r["users"].as_u64().unwrap())
-                .sum::<u64>()
-                == 6)
-                .then_some(rows)
-        })
+    let acquisition = |by: &str| -> Vec<Value> {
+        let (_, answer) = call(
+            Method::GET,
+            format!("{}/v1/projects/demo/acquisition?by={by}&days=7", server.url),
+            None,
+        );
+        answer["rows"].as_array().cloned().unwrap_or_default()
     };
-    let by_code = rows("utm_source,utm_campaign,code");
-    let find = |source: &str| {
-        by_code
+    let by_code = promolens_tests::eventually(std::time::Duration::from_secs(10), || {
+        let rows = acquisition("code");
+        let users: u64 = rows
             .iter()
-            .find(|r| r["utm_source"] == source)
+            .filter(|r| r["code"].as_str().is_some_and(|c| c.contains(" (")))
+            .map(|r| r["users"].as_u64().unwrap())
+            .sum();
+        (users == 20).then_some(rows)
+    });
+    let listed = call(Method::GET, codes.clone(), None).1;
+    for (code, _, users) in scans {
+        let id = code["id"].as_str().unwrap();
+        let label = format!("{} ({id})", code["name"].as_str().unwrap());
+        let row = by_code
+            .iter()
+            .find(|r| r["code"] == label)
+            .unwrap_or_else(|| panic!("no row for {label}: {by_code:?}"));
+        let figures = json!({"new_users": users, "users": users, "launches": users});
+        let counted = json!({"new_users": row["new_users"], "users": row["users"],
+                             "launches": row["launches"]});
+        assert_eq!(counted, figures, "{label}");
+        let in_list = listed["codes"]
+            .as_array()
             .unwrap()
-            .clone()
-    };
-    let row = find("e2e-gzh");
-    assert_eq!(
-        (row["utm_campaign"].as_str(), row["new_users"].as_u64()),
-        (Some("双11"), Some(3))
-    );
-    let row = find("e2e-poster");
-    assert_eq!(
-        row["code"],
-        format!("Poster ({})", b["id"].as_str().unwrap())
-    );
-    assert_eq!(
-        (row["utm_campaign"].as_str(), row["users"].as_u64()),
-        (Some("双11"), Some(2))
-    );
-    let row = find("e2e-shop");
-    assert_eq!(row["utm_campaign"], "长".repeat(20));
-    assert_eq!(row["code"], format!("Shop ({})", c["id"].as_str().unwrap()));
+            .iter()
+            .find(|listed| listed["id"] == id)
+            .unwrap();
+        assert_eq!(in_list["past_7_days"], figures, "{label} in the code list");
+    }
+    assert_eq!(listed["quota"]["exhausted"], false, "{}", listed["quota"]);
 
-    // The code list shows each code's past 7 days.
-    let (_, listed) = call(Method::GET, codes.clone(), None);
-    let listed_b = listed["codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|code| code["id"] == b["id"])
-        .unwrap()
-        .clone();
-    assert_eq!(
-        listed_b["past_7_days"],
-        json!({"new_users": 2, "users": 2, "launches": 2})
-    );
+    // Source and campaign come from the codes' records where the scan carries only the id.
+    let by_source = acquisition("utm_source,utm_campaign");
+    let users_of = |source: &str| -> u64 {
+        by_source
+            .iter()
+            .filter(|r| r["utm_source"] == source)
+            .map(|r| r["users"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(users_of("e2e-gzh"), 9);
+    assert_eq!(users_of("e2e-poster"), 3);
+    assert_eq!(users_of("e2e-shop"), 2);
+    // The old code's 3 scans, the new one's, the shared card and the scan with more parameters.
+    assert_eq!(users_of("e2e-old"), 6);
 
     // Deleted: no more downloads, but a printed copy's scans still count.
     let b_id = b["id"].as_str().unwrap();
@@ -308,15 +364,9 @@ fn scans_of_each_kind_are_counted_by_source_campaign_and_code_even_after_delete(
         "scene": 1047, "query": scan_query(&b)});
     server.ingest("demo", late.to_string().into_bytes(), false);
     promolens_tests::eventually(std::time::Duration::from_secs(10), || {
-        let (_, answer) = call(
-            Method::GET,
-            format!("{}/v1/projects/demo/acquisition?by=code&days=7", server.url),
-            None,
-        );
-        answer["rows"]
-            .as_array()?
+        acquisition("code")
             .iter()
-            .find(|r| r["code"] == format!("Poster ({b_id})") && r["users"].as_u64() == Some(3))?;
+            .find(|r| r["code"] == format!("Poster ({b_id})") && r["users"].as_u64() == Some(4))?;
         Some(())
     });
 }

@@ -1,7 +1,8 @@
 //! The code-management HTTP API (errors as `{"error": {"code", "message", "field"}}`):
 //! - `GET|PUT|DELETE /v1/projects/{p}/authorization` — status; register `{app_id, secret}`
 //!   (checked with WeChat, kept encrypted, never returned); revoke;
-//! - `POST /v1/projects/{p}/codes` create, `GET …/codes[?include_deleted=true]` list;
+//! - `POST /v1/projects/{p}/codes` create, `GET …/codes[?include_deleted=true]` list (each code
+//!   with its past 7 days, and the A+C quota);
 //! - `GET|PATCH|DELETE /v1/projects/{p}/codes/{id}` (PATCH `{name}` renames, DELETE is soft);
 //! - `GET /v1/projects/{p}/codes/{id}/image` — the image as WeChat made it;
 //! - `POST /v1/projects/{p}/codes:batch` — a CSV body, one code per row;
@@ -184,6 +185,7 @@ async fn list(
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
     let codes = s.codes.list(&project, params.include_deleted).await?;
+    let quota = s.codes.quota(&project).await?;
     let mut figures = std::collections::HashMap::new();
     if let Some((ctx, tz)) = &s.analytics {
         // The reference product's list: each code's acquisition in the past 7 days.
@@ -221,7 +223,7 @@ async fn list(
             value
         })
         .collect();
-    Ok(Json(serde_json::json!({ "codes": codes })).into_response())
+    Ok(Json(serde_json::json!({ "codes": codes, "quota": quota })).into_response())
 }
 
 async fn show(

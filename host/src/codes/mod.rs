@@ -182,7 +182,8 @@ pub fn describe(e: &PluginError) -> String {
             t.field, t.actual, t.unit, t.over, t.limit
         ),
         PluginError::QuotaExhausted(q) => format!(
-            "the A and C quota is used up ({} of {}): make B codes, which are unlimited",
+            "the A and C quota is used up ({} of {}, by promolens' count or by WeChat's own \
+             (errcode 45029), which also counts codes made elsewhere): make B codes, which are unlimited",
             q.used, q.limit
         ),
         PluginError::Wechat(w) => format!(
@@ -190,6 +191,23 @@ pub fn describe(e: &PluginError) -> String {
             w.errcode, w.errmsg, w.meaning
         ),
     }
+}
+
+/// The A+C quota in one line for people: used, left, and whether it warns or is exhausted.
+pub fn quota_line(q: &QuotaState) -> String {
+    let state = if q.exhausted {
+        ": exhausted, no more A or C codes can be made (B codes are unlimited)"
+    } else if q.warning {
+        ": over 90% used"
+    } else {
+        ""
+    };
+    format!(
+        "A and C codes: {} of {} used, {} left{state}",
+        q.used,
+        q.limit,
+        q.limit.saturating_sub(q.used)
+    )
 }
 
 /// Code management for every project of a data directory.

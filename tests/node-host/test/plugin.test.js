@@ -29,7 +29,8 @@ const errorOf = (fn) => {
 
 test('preview counts the percent-encoded bytes and needs no authorization', () => {
   const preview = codes.preview(request('a', 'gzh'));
-  assert.equal(preview.encoding.path, 'pages/index/index?id=42&utm_source=gzh&utm_campaign=%E5%8F%8C11');
+  assert.equal(preview.encoding.path, 'pages/index/index?id=42&utm_source=gzh&utm_campaign=%E5%8F%8C11&c=********');
+  assert.equal(preview.quota.exhausted, false);
   assert.equal(preview.encoding.used, preview.encoding.path.length); // all ASCII once encoded
   assert.equal(preview.encoding.limit, 128);
   assert.equal(preview.quota.used, 1);
