@@ -55,10 +55,7 @@ pub async fn code_links(ctx: &SessionContext, project: &str) -> Result<CodeLinks
     let mut rows: Vec<(usize, usize)> = Vec::new();
     let mut taken_keys = HashSet::new();
     let mut has_scan_keys = false;
-    let batches: Vec<RecordBatch> = codes
-        .iter()
-        .map(cast_strings)
-        .collect::<DfResult<_>>()?;
+    let batches: Vec<RecordBatch> = codes.iter().map(cast_strings).collect::<DfResult<_>>()?;
     for (b, batch) in batches.iter().enumerate() {
         let column = |i: usize| batch.column(i).as_string::<i32>();
         let (ids, kinds, payloads) = (column(0), column(2), column(3));

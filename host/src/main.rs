@@ -191,6 +191,11 @@ enum Command {
         /// Exit with status 1 when any line is rejected.
         #[arg(long)]
         strict: bool,
+        /// Events held in memory before they are written: each write makes one file per day
+        /// it holds, so larger means fewer, bigger files for a file that is not in time order,
+        /// and more memory.
+        #[arg(long, default_value_t = 64_000)]
+        buffer_rows: usize,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -399,6 +404,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             data,
             project,
             strict,
+            buffer_rows,
             files,
         } => {
             let (storage, tz) = open(&data)?;
@@ -406,7 +412,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             // smaller buffers keep a 10 GB backfill within a few hundred MiB.
             let mut config = IngestConfig::new(tz);
             config.dedupe_max_ids = 1_000_000;
-            config.flush_rows = 64_000;
+            config.flush_rows = buffer_rows.max(1);
             let ingestor = Arc::new(Ingestor::start(storage, config).await?);
             let progress = ProgressReport::new();
             let worker = ingestor.clone();

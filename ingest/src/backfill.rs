@@ -347,7 +347,7 @@ fn parse_chunk(chunk: &Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> P
     }
     Parsed {
         seq: chunk.seq,
-        rows: rows.finish(),
+        rows: rows.finish().and_then(LaunchRows::in_time_order),
         rejects,
         read,
         duplicates,
