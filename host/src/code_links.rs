@@ -11,8 +11,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder, UInt32Array};
 use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Result as DfResult, exec_err};
 use datafusion::datasource::MemTable;
@@ -39,7 +40,7 @@ pub struct CodeLinks {
 
 /// Reads the project's code records (deleted ones too: their scans still count).
 pub async fn code_links(ctx: &SessionContext, project: &str) -> Result<CodeLinks> {
-    let codes = ctx
+    let frame = ctx
         .sql(
             "SELECT code_id, name, kind, payload, utm_source, utm_medium, utm_campaign,
                     utm_content, utm_term
@@ -47,36 +48,33 @@ pub async fn code_links(ctx: &SessionContext, project: &str) -> Result<CodeLinks
              ORDER BY created_at, code_id",
         )
         .await?
-        .with_param_values(vec![ScalarValue::Utf8(Some(project.to_string()))])?
-        .collect()
-        .await?;
+        .with_param_values(vec![ScalarValue::Utf8(Some(project.to_string()))])?;
+    let schema = frame.schema().inner().clone();
+    let codes = cast_strings(&concat_batches(&schema, &frame.collect().await?)?)?;
     let mut link = StringBuilder::new();
-    // Row `i` of the output is row `rows[i]` of the input, once per link.
-    let mut rows: Vec<(usize, usize)> = Vec::new();
+    // Output row `i` is code row `rows[i]`: once per link.
+    let mut rows: Vec<u32> = Vec::new();
     let mut taken_keys = HashSet::new();
     let mut has_scan_keys = false;
-    let batches: Vec<RecordBatch> = codes.iter().map(cast_strings).collect::<DfResult<_>>()?;
-    for (b, batch) in batches.iter().enumerate() {
-        let column = |i: usize| batch.column(i).as_string::<i32>();
-        let (ids, kinds, payloads) = (column(0), column(2), column(3));
-        for row in 0..batch.num_rows() {
-            if ids.is_null(row) {
-                continue;
-            }
-            link.append_value(ids.value(row));
-            rows.push((b, row));
-            let legacy_path = matches!(kinds.value(row), "A" | "C")
-                && !payloads.is_null(row)
-                && !carries_reference(payloads.value(row));
-            // Two such codes with the same path cannot be told apart by their scans: the
-            // earlier one (rows come by creation time) keeps them.
-            if legacy_path {
-                let key = path_scan_key(payloads.value(row));
-                if taken_keys.insert(key.clone()) {
-                    link.append_value(key);
-                    rows.push((b, row));
-                    has_scan_keys = true;
-                }
+    let column = |i: usize| codes.column(i).as_string::<i32>();
+    let (ids, kinds, payloads) = (column(0), column(2), column(3));
+    for row in 0..codes.num_rows() {
+        if ids.is_null(row) {
+            continue;
+        }
+        link.append_value(ids.value(row));
+        rows.push(row as u32);
+        let legacy_path = matches!(kinds.value(row), "A" | "C")
+            && !payloads.is_null(row)
+            && !carries_reference(payloads.value(row));
+        // Two such codes with the same path cannot be told apart by their scans: the
+        // earlier one (rows come by creation time) keeps them.
+        if legacy_path {
+            let key = path_scan_key(payloads.value(row));
+            if taken_keys.insert(key.clone()) {
+                link.append_value(key);
+                rows.push(row as u32);
+                has_scan_keys = true;
             }
         }
     }
@@ -87,16 +85,11 @@ pub async fn code_links(ctx: &SessionContext, project: &str) -> Result<CodeLinks
             .map(|name| Field::new(name, DataType::Utf8, true))
             .collect::<Vec<_>>(),
     ));
+    let rows = UInt32Array::from(rows);
     let mut columns: Vec<ArrayRef> = vec![Arc::new(link.finish())];
+    // code_id, name and the five UTM fields of the query above.
     for source_column in [0, 1, 4, 5, 6, 7, 8] {
-        let values: StringArray = rows
-            .iter()
-            .map(|&(b, row)| {
-                let column = batches[b].column(source_column).as_string::<i32>();
-                column.is_valid(row).then(|| column.value(row))
-            })
-            .collect();
-        columns.push(Arc::new(values));
+        columns.push(take(codes.column(source_column), &rows, None)?);
     }
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(CodeLinks {

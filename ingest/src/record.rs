@@ -82,8 +82,6 @@ impl LaunchRows {
         }
         let mut order: Vec<u32> = (0..times.len() as u32).collect();
         order.sort_by_key(|&row| times[row as usize]);
-        let indices = arrow_array::UInt32Array::from(order.clone());
-        let batch = arrow_select::take::take_record_batch(&self.batch, &indices)?;
         let ids = order.iter().map(|&row| self.ids[row as usize]).collect();
         let wal_lines = self.wal_lines.as_ref().map(|_| {
             let mut lines = WalLines::default();
@@ -95,6 +93,8 @@ impl LaunchRows {
             }
             lines
         });
+        let indices = arrow_array::UInt32Array::from(order);
+        let batch = arrow_select::take::take_record_batch(&self.batch, &indices)?;
         Ok(LaunchRows {
             project: self.project,
             batch,
