@@ -292,7 +292,12 @@ fn bench_query(corpus: &Corpus) {
         "query-data-{}",
         corpus.file.trim_end_matches(".ndjson")
     ));
-    if !data.join("launch_events").exists() {
+    // Backfilled afresh every run: a run that ends compacted must not leave the next run's
+    // "before compaction" round with compacted files.
+    if data.exists() {
+        std::fs::remove_dir_all(&data).expect("remove the previous run's data");
+    }
+    {
         let (took, rss) = backfill_into(&data, &file);
         eprintln!(
             "  backfilled {} events in {:.1} s (peak RSS {:.0} MiB)",
