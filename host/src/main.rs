@@ -412,6 +412,8 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             // smaller buffers keep a 10 GB backfill within a few hundred MiB.
             let mut config = IngestConfig::new(tz);
             config.dedupe_max_ids = 1_000_000;
+            // Recent flushes' users are the ones a time-ordered file brings back.
+            config.first_seen_max_users = 500_000;
             config.flush_rows = buffer_rows.max(1);
             let ingestor = Arc::new(Ingestor::start(storage, config).await?);
             let progress = ProgressReport::new();

@@ -140,6 +140,97 @@ pub async fn projects(storage: &Storage) -> Result<Vec<String>> {
         .collect())
 }
 
+/// What this process has stored in `user_first_seen`: per project, users with the earliest time
+/// of theirs in a stored file. A flush leaves out the rows that could not lower a user's minimum
+/// (a returning user's launch), so that `user_first_seen` grows with new users, not with every
+/// flush's active users: queries probe it whole (between compactions).
+///
+/// Only stored files are recorded (after their flush is stored), and stored rows are never
+/// removed except by a compaction that keeps each user's minimum, so a left-out row was never
+/// needed. Users are remembered by a 128-bit digest of (project, user) from two hashers seeded at
+/// random per process (24 bytes a user, no allocation; a collision, which would leave out a
+/// needed row, takes about 2^64 tries without the seeds). Bounded, in two generations: when the
+/// recent one holds half the bound, the older is forgotten and the recent one becomes it, so the
+/// users of recent flushes (those a live sender or a time-ordered file brings back) stay known.
+/// A forgotten user just gets a row again, which changes no minimum.
+#[derive(Debug)]
+pub struct StoredFirstSeen {
+    max_users: usize,
+    digest: (
+        foldhash::quality::RandomState,
+        foldhash::quality::RandomState,
+    ),
+    recent: foldhash::HashMap<u128, i64>,
+    older: foldhash::HashMap<u128, i64>,
+}
+
+impl StoredFirstSeen {
+    pub fn new(max_users: usize) -> StoredFirstSeen {
+        StoredFirstSeen {
+            max_users,
+            digest: Default::default(),
+            recent: Default::default(),
+            older: Default::default(),
+        }
+    }
+
+    fn stored(&self, key: &u128) -> Option<i64> {
+        match (self.recent.get(key), self.older.get(key)) {
+            (Some(&a), Some(&b)) => Some(a.min(b)),
+            (a, b) => a.or(b).copied(),
+        }
+    }
+
+    fn key(&self, project: &str, user: &str) -> u128 {
+        use std::hash::BuildHasher;
+        let (high, low) = (
+            self.digest.0.hash_one((project, user)),
+            self.digest.1.hash_one((project, user)),
+        );
+        (u128::from(high) << 64) | u128::from(low)
+    }
+
+    /// The rows of `earliest` (a flush's [`earliest_per_user`] of `project`) that a stored file
+    /// does not already cover: a user unknown here, or seen earlier than stored.
+    pub fn not_covered(&self, project: &str, earliest: RecordBatch) -> Result<RecordBatch> {
+        if self.recent.is_empty() && self.older.is_empty() {
+            return Ok(earliest);
+        }
+        let users = column::<StringArray>(&earliest, 0, "user_id")?;
+        let times = column::<TimestampMillisecondArray>(&earliest, 1, "first_time")?;
+        let keep: arrow_array::BooleanArray = (0..earliest.num_rows())
+            .map(|i| {
+                let covered = self
+                    .stored(&self.key(project, users.value(i)))
+                    .is_some_and(|time| time <= times.value(i));
+                Some(!covered)
+            })
+            .collect();
+        Ok(arrow_select::filter::filter_record_batch(&earliest, &keep)?)
+    }
+
+    /// Records `user_first_seen` rows of `project` now stored.
+    pub fn record(&mut self, project: &str, stored: &RecordBatch) -> Result<()> {
+        let generation = self.max_users / 2;
+        if stored.num_rows() > generation {
+            return Ok(());
+        }
+        if self.recent.len() + stored.num_rows() > generation {
+            self.older = std::mem::take(&mut self.recent);
+        }
+        let users = column::<StringArray>(stored, 0, "user_id")?;
+        let times = column::<TimestampMillisecondArray>(stored, 1, "first_time")?;
+        for i in 0..stored.num_rows() {
+            let time = times.value(i);
+            self.recent
+                .entry(self.key(project, users.value(i)))
+                .and_modify(|earliest| *earliest = (*earliest).min(time))
+                .or_insert(time);
+        }
+        Ok(())
+    }
+}
+
 /// A `user_first_seen` batch of rows already in order.
 fn batch_of<'a>(rows: impl Iterator<Item = (&'a str, i64)>, len: usize) -> Result<RecordBatch> {
     let mut users = StringBuilder::with_capacity(len, len * 16);
@@ -212,6 +303,47 @@ mod tests {
                 ("a".to_string(), 1_763_719_200_000)
             ]
         );
+    }
+
+    #[test]
+    fn a_flush_leaves_out_only_rows_a_stored_file_already_covers() {
+        let seen = |rows: &[String]| earliest_per_user(&[batch(rows).project(&[1, 2]).unwrap()]);
+        let mut stored = StoredFirstSeen::new(10);
+        stored
+            .record("p", &seen(&[launch("a", "2025-01-02T00:00:00Z")]).unwrap())
+            .unwrap();
+        let flush = seen(&[
+            // Returning later: covered.
+            launch("a", "2025-01-03T00:00:00Z"),
+            // New.
+            launch("b", "2025-01-03T00:00:00Z"),
+        ])
+        .unwrap();
+        assert_eq!(
+            pairs(&stored.not_covered("p", flush.clone()).unwrap()),
+            [("b".to_string(), 1_735_862_400_000)]
+        );
+        // Another project's user of the same id is not covered.
+        assert_eq!(stored.not_covered("q", flush).unwrap().num_rows(), 2);
+        // Seen earlier than stored (a late backfill): kept, it lowers the minimum.
+        let earlier = seen(&[launch("a", "2025-01-01T00:00:00Z")]).unwrap();
+        assert_eq!(stored.not_covered("p", earlier).unwrap().num_rows(), 1);
+        // Two generations of at most 5 users: `a` is still known after the next 4 users…
+        let users = |range: std::ops::Range<i32>| {
+            let lines: Vec<String> = range
+                .map(|i| launch(&format!("u{i}"), "2025-01-05T00:00:00Z"))
+                .collect();
+            seen(&lines).unwrap()
+        };
+        let again = || seen(&[launch("a", "2025-01-03T00:00:00Z")]).unwrap();
+        stored.record("p", &users(0..4)).unwrap();
+        assert_eq!(stored.not_covered("p", again()).unwrap().num_rows(), 0);
+        // …and after 5 more (its generation became the older one)…
+        stored.record("p", &users(4..9)).unwrap();
+        assert_eq!(stored.not_covered("p", again()).unwrap().num_rows(), 0);
+        // …but forgotten once that one is dropped: then it gets its row again.
+        stored.record("p", &users(9..14)).unwrap();
+        assert_eq!(stored.not_covered("p", again()).unwrap().num_rows(), 1);
     }
 
     #[test]

@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::dedupe::{DedupeIndex, load_partition_ids};
 use crate::error::{Error, Result};
-use crate::first_seen::{self, earliest_per_user};
+use crate::first_seen::{self, StoredFirstSeen, earliest_per_user};
 use crate::parquet_io::{Table, in_order, write_parquet};
 use crate::record::{LaunchRows, LaunchRowsBuilder, PartitionKey, PartitionResolver};
 use crate::storage::Storage;
@@ -45,6 +45,9 @@ pub struct IngestConfig {
     pub wal_dir: Option<PathBuf>,
     /// Bound on the dedupe index, in event ids (16 bytes each plus table overhead).
     pub dedupe_max_ids: usize,
+    /// Bound on the users remembered as stored in `user_first_seen` (24 bytes each), whose
+    /// later launches add no row there ([`StoredFirstSeen`]).
+    pub first_seen_max_users: usize,
 }
 
 impl IngestConfig {
@@ -56,6 +59,7 @@ impl IngestConfig {
             flush_age: Duration::from_secs(30),
             wal_dir: None,
             dedupe_max_ids: 4_000_000,
+            first_seen_max_users: 1_000_000,
         }
     }
 }
@@ -132,6 +136,9 @@ impl Ingestor {
             config.wal_dir.clone(),
             job_receiver,
             flushed.clone(),
+            Arc::new(Mutex::new(StoredFirstSeen::new(
+                config.first_seen_max_users,
+            ))),
         ));
         let stopped = Arc::new(AtomicBool::new(false));
         let mut committer = Committer {
@@ -516,6 +523,7 @@ async fn run_flusher(
     wal_dir: Option<PathBuf>,
     mut jobs: mpsc::Receiver<FlushJob>,
     flushed: Arc<AtomicU64>,
+    first_seen: Arc<Mutex<StoredFirstSeen>>,
 ) {
     use futures::StreamExt;
     let writer_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
@@ -542,7 +550,10 @@ async fn run_flusher(
                     chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")
                 );
                 let partitions = std::mem::take(&mut job.partitions);
-                let encode = tokio::task::spawn_blocking(move || encode_flush(partitions, &name));
+                let first_seen = first_seen.clone();
+                let encode = tokio::task::spawn_blocking(move || {
+                    encode_flush(partitions, &name, &first_seen)
+                });
                 let seq = sequence;
                 encoding.push(async move {
                     let files = encode
@@ -556,7 +567,13 @@ async fn run_flusher(
                 encoded.insert(seq, (job, files));
                 while let Some((job, files)) = encoded.remove(&next_to_store) {
                     let result = match files {
-                        Ok(files) => store_files(&storage, files).await,
+                        Ok(flush) => {
+                            let stored = store_files(&storage, flush.files).await;
+                            if stored.is_ok() {
+                                remember_first_seen(&first_seen, &flush.first_seen);
+                            }
+                            stored
+                        }
                         Err(e) => Err(e),
                     };
                     finish_job(job, result, &wal_dir, &mut keep_wal, &flushed);
@@ -622,8 +639,35 @@ async fn store_files(storage: &Storage, files: Vec<(String, bytes::Bytes)>) -> R
     Ok(())
 }
 
-/// The files of one flush, named `name` in their folders, in the order they must be stored.
-fn encode_flush(partitions: Buffer, name: &str) -> Result<Vec<(String, bytes::Bytes)>> {
+/// One flush encoded: its files, in the order they must be stored, and the `user_first_seen`
+/// rows among them per project.
+struct EncodedFlush {
+    files: Vec<(String, bytes::Bytes)>,
+    first_seen: Vec<(String, RecordBatch)>,
+}
+
+/// Records a stored flush's `user_first_seen` rows (see [`StoredFirstSeen`]).
+fn remember_first_seen(memory: &Mutex<StoredFirstSeen>, rows: &[(String, RecordBatch)]) {
+    // A poisoned lock only means a panic elsewhere; the memory itself is still consistent
+    // (each `record` call completes or panics before changing a project's map).
+    let mut memory = memory
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (project, batch) in rows {
+        if let Err(e) = memory.record(project, batch) {
+            tracing::warn!(error = %e, "could not remember stored first-seen rows");
+        }
+    }
+}
+
+/// Encodes one flush, its files named `name` in their folders. A project's `user_first_seen`
+/// file holds only the rows no stored file covers, and is left out when there are none.
+fn encode_flush(
+    partitions: Buffer,
+    name: &str,
+    stored_first_seen: &Mutex<StoredFirstSeen>,
+) -> Result<EncodedFlush> {
+    let mut first_seen_files = Vec::new();
     let mut first_seen = Vec::new();
     let mut launches = Vec::new();
     let mut project_batches: Vec<RecordBatch> = Vec::new();
@@ -644,15 +688,26 @@ fn encode_flush(partitions: Buffer, name: &str) -> Result<Vec<(String, bytes::By
             .is_none_or(|(next, _)| next.project != key.project)
         {
             let users = earliest_per_user(&project_batches)?;
-            first_seen.push((
-                format!("{}/{name}", first_seen::relative_dir(&key.project)),
-                write_parquet(Table::UserFirstSeen, &[users])?,
-            ));
             project_batches.clear();
+            let users = stored_first_seen
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .not_covered(&key.project, users)?;
+            if users.num_rows() == 0 {
+                continue;
+            }
+            first_seen_files.push((
+                format!("{}/{name}", first_seen::relative_dir(&key.project)),
+                write_parquet(Table::UserFirstSeen, std::slice::from_ref(&users))?,
+            ));
+            first_seen.push((key.project.clone(), users));
         }
     }
-    first_seen.extend(launches);
-    Ok(first_seen)
+    first_seen_files.extend(launches);
+    Ok(EncodedFlush {
+        files: first_seen_files,
+        first_seen,
+    })
 }
 
 #[cfg(test)]
@@ -680,6 +735,89 @@ mod tests {
                 ("2025-01-01".to_string(), vec![0, 1, 3]),
                 ("2025-01-02".to_string(), vec![2, 5, 6]),
                 ("2025-01-03".to_string(), vec![4]),
+            ]
+        );
+    }
+
+    /// Every `user_first_seen` row stored, as (user, first time), in file order.
+    async fn first_seen_rows(storage: &Storage) -> Vec<(String, i64)> {
+        use futures::TryStreamExt;
+        let folder = storage.path(&first_seen::relative_dir("p"));
+        let mut files: Vec<_> = storage
+            .store
+            .list(Some(&folder))
+            .try_collect()
+            .await
+            .unwrap();
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        let mut rows = Vec::new();
+        for file in files {
+            let bytes = storage
+                .store
+                .get(&file.location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            for batch in crate::parquet_io::read_columns(bytes, &["user_id", "first_time"]).unwrap()
+            {
+                let users = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow_array::StringArray>()
+                    .unwrap();
+                let times = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<arrow_array::TimestampMillisecondArray>()
+                    .unwrap();
+                for i in 0..batch.num_rows() {
+                    rows.push((users.value(i).to_string(), times.value(i)));
+                }
+            }
+        }
+        rows
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_returning_users_later_flushes_add_no_first_seen_row_an_earlier_launch_does() {
+        let storage = Storage::open("memory://").unwrap();
+        let ingestor = Ingestor::start(storage.clone(), IngestConfig::new(chrono_tz::UTC))
+            .await
+            .unwrap();
+        // Launches on days of November 2025.
+        let send = |lines: &[(&str, &str, i64)]| {
+            let mut rows = ingestor.rows("p");
+            for (id, user, day) in lines {
+                let ts = format!("2025-11-{day:02}T08:00:00Z");
+                let line = format!(r#"{{"event_id":"{id}","user_id":"{user}","ts":"{ts}"}}"#);
+                rows.push_json(&line, &Default::default()).unwrap();
+            }
+            rows.finish().unwrap()
+        };
+        let day = |day: i64| 1_761_955_200_000 + (day - 1) * 86_400_000 + 8 * 3_600_000;
+        ingestor.append(send(&[("e1", "a", 10)])).await.unwrap();
+        ingestor.flush().await.unwrap();
+        // `a` returns later (covered by the stored row), `b` is new.
+        ingestor
+            .append(send(&[("e2", "a", 11), ("e3", "b", 11)]))
+            .await
+            .unwrap();
+        ingestor.flush().await.unwrap();
+        // Only `a` again, later still: no file at all.
+        ingestor.append(send(&[("e4", "a", 12)])).await.unwrap();
+        ingestor.flush().await.unwrap();
+        // A late launch of `a`, before the stored one: it lowers the minimum, so it is kept.
+        ingestor.append(send(&[("e5", "a", 9)])).await.unwrap();
+        ingestor.flush().await.unwrap();
+        ingestor.shutdown().await.unwrap();
+        assert_eq!(
+            first_seen_rows(&storage).await,
+            [
+                ("a".to_string(), day(10)),
+                ("b".to_string(), day(11)),
+                ("a".to_string(), day(9))
             ]
         );
     }
