@@ -313,6 +313,7 @@ fn read_chunks(
 fn parse_chunk(chunk: &Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> Parsed {
     let mut rejects = Vec::new();
     let (mut read, mut duplicates) = (0, 0);
+    let mut kept = Vec::with_capacity(CHUNK_BYTES / 200);
     let text = chunk.text.strip_suffix(b"\n").unwrap_or(&chunk.text);
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
@@ -324,9 +325,13 @@ fn parse_chunk(chunk: &Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> P
         }
         read += 1;
         let outcome = match std::str::from_utf8(line) {
-            Ok(text) => match rows.push_json_once(text, limits) {
-                Ok(first) => {
-                    duplicates += u64::from(!first);
+            Ok(text) => match rows.parse_once(text, limits) {
+                Ok(Some(event)) => {
+                    kept.push(event);
+                    Ok(())
+                }
+                Ok(None) => {
+                    duplicates += 1;
                     Ok(())
                 }
                 Err(e) => Err((e.field().map(str::to_string), e.to_string())),
@@ -345,9 +350,11 @@ fn parse_chunk(chunk: &Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> P
             ));
         }
     }
+    rows.push_in_time_order(&kept);
+    drop(kept);
     Parsed {
         seq: chunk.seq,
-        rows: rows.finish().and_then(LaunchRows::in_time_order),
+        rows: rows.finish(),
         rejects,
         read,
         duplicates,

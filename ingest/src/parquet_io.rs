@@ -158,55 +158,6 @@ pub fn sort_for(table: Table, batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(arrow_select::take::take_record_batch(batch, &indices)?)
 }
 
-/// Batches of `table` in the order of its sort column: as they are when they already are (the
-/// usual case: no copy), else concatenated and sorted.
-pub fn in_order(table: Table, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    let column = table.sort_column();
-    let bounds = |batch: &RecordBatch| {
-        let times = batch
-            .column(column)
-            .as_any()
-            .downcast_ref::<arrow_array::TimestampMillisecondArray>()?;
-        let values = times.values();
-        (is_sorted(times) && !values.is_empty()).then(|| (values[0], values[values.len() - 1]))
-    };
-    let mut last = i64::MIN;
-    let ordered = batches.iter().all(|batch| match bounds(batch) {
-        Some((first, end)) if first >= last => {
-            last = end;
-            true
-        }
-        _ => batch.num_rows() == 0,
-    });
-    if ordered {
-        return Ok(batches);
-    }
-    // Out of order (a shuffled file, a sender whose clock lies): each row's place found from the
-    // time column alone, then the rows copied once, straight from their batches, into place.
-    let mut places: Vec<(i64, u32, u32)> = Vec::new();
-    for (b, batch) in batches.iter().enumerate() {
-        let times = batch.column(column);
-        let Some(times) = times
-            .as_any()
-            .downcast_ref::<arrow_array::TimestampMillisecondArray>()
-        else {
-            let all = arrow_select::concat::concat_batches(&table.schema(), &batches)?;
-            return Ok(vec![sort_for(table, &all)?]);
-        };
-        places.extend((0..times.len()).map(|row| (times.value(row), b as u32, row as u32)));
-    }
-    // Ties keep arrival order, as a stable sort of the concatenation would.
-    places.sort_unstable();
-    let indices: Vec<(usize, usize)> = places
-        .into_iter()
-        .map(|(_, b, row)| (b as usize, row as usize))
-        .collect();
-    let sources: Vec<&RecordBatch> = batches.iter().collect();
-    Ok(vec![arrow_select::interleave::interleave_record_batch(
-        &sources, &indices,
-    )?])
-}
-
 /// Calls `each` with every `event_id` of one Parquet file, reading only that column.
 pub fn for_each_event_id(file: Bytes, mut each: impl FnMut(&str)) -> Result<()> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
@@ -248,61 +199,4 @@ pub fn read_columns(file: Bytes, columns: &[&str]) -> Result<Vec<RecordBatch>> {
 pub fn read_parquet(file: Bytes) -> Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
     Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::LaunchRowsBuilder;
-
-    /// One batch of launches at the given times (ms).
-    fn launches(times: &[i64]) -> RecordBatch {
-        let mut rows = LaunchRowsBuilder::new("p", 0, false);
-        for t in times {
-            let line = format!(r#"{{"event_id":"e{t}","user_id":"u","ts":{t}}}"#);
-            rows.push_json(&line, &Default::default()).unwrap();
-        }
-        rows.finish().unwrap().batch
-    }
-
-    fn times(batches: &[RecordBatch]) -> Vec<i64> {
-        batches
-            .iter()
-            .flat_map(|b| {
-                b.column(2)
-                    .as_any()
-                    .downcast_ref::<arrow_array::TimestampMillisecondArray>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect()
-    }
-
-    const T: i64 = 1_763_942_400_000;
-
-    #[test]
-    fn batches_already_in_time_order_are_kept_as_they_are() {
-        let batches = vec![launches(&[T, T + 1]), launches(&[T + 1, T + 5])];
-        let ordered = in_order(Table::LaunchEvents, batches).unwrap();
-        assert_eq!(ordered.len(), 2, "no copy");
-        assert_eq!(times(&ordered), [T, T + 1, T + 1, T + 5]);
-    }
-
-    #[test]
-    fn batches_out_of_order_are_merged_and_sorted() {
-        for batches in [
-            // Each sorted, but the second starts before the first ends.
-            vec![launches(&[T, T + 9]), launches(&[T + 3, T + 4])],
-            // One unsorted batch.
-            vec![launches(&[T + 2, T, T + 1])],
-        ] {
-            let ordered = in_order(Table::LaunchEvents, batches).unwrap();
-            let got = times(&ordered);
-            let mut want = got.clone();
-            want.sort_unstable();
-            assert_eq!(got, want);
-            assert_eq!(ordered.len(), 1);
-        }
-    }
 }

@@ -8,7 +8,8 @@
 //! or large enough, it seals the log segment and hands the buffer to the flusher task, which writes
 //! one Parquet file per partition and then deletes the sealed segments.
 
-use std::collections::BTreeMap;
+mod buffer;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dedupe::{DedupeIndex, load_partition_ids};
 use crate::error::{Error, Result};
 use crate::first_seen::{self, StoredFirstSeen, earliest_per_user};
-use crate::parquet_io::{Table, in_order, write_parquet};
+use crate::parquet_io::{Table, write_parquet};
 use crate::record::{LaunchRows, LaunchRowsBuilder, PartitionKey, PartitionResolver};
 use crate::storage::Storage;
 use crate::wal::{Replay, Wal, delete_segments};
@@ -103,8 +104,7 @@ pub struct Ingestor {
     stopped: Arc<AtomicBool>,
 }
 
-/// Buffered rows: per partition, slices of the batches they came in.
-type Buffer = BTreeMap<Arc<PartitionKey>, Vec<RecordBatch>>;
+pub use buffer::Buffer;
 
 struct FlushJob {
     generation: u64,
@@ -147,9 +147,8 @@ impl Ingestor {
             handle,
             index: DedupeIndex::new(config.dedupe_max_ids),
             wal,
-            buffer: BTreeMap::new(),
+            buffer: Buffer::default(),
             partitions: PartitionResolver::new(config.tz),
-            buffered_rows: 0,
             oldest: None,
             generation: 0,
             flushed: flushed.clone(),
@@ -261,7 +260,6 @@ struct Committer {
     wal: Option<Wal>,
     buffer: Buffer,
     partitions: PartitionResolver,
-    buffered_rows: usize,
     oldest: Option<Instant>,
     generation: u64,
     /// Number of flush jobs stored so far (generations `0..flushed`), set by the flusher.
@@ -294,7 +292,7 @@ impl Committer {
             if !appends.is_empty() {
                 self.commit_group(appends);
             }
-            let due = self.buffered_rows >= self.config.flush_rows
+            let due = self.buffer.rows() >= self.config.flush_rows
                 || self
                     .oldest
                     .is_some_and(|t| t.elapsed() >= self.config.flush_age);
@@ -362,41 +360,19 @@ impl Committer {
         }
         for (rows, stored, groups, reply) in decided {
             self.buffer_rows(&rows, groups, &stored);
-            if self.buffered_rows > 0 && self.oldest.is_none() {
+            if !self.buffer.is_empty() && self.oldest.is_none() {
                 self.oldest = Some(Instant::now());
             }
             let _ = reply.send(Ok(AppendOutcome { stored }));
         }
     }
 
-    /// Moves the stored rows into the buffer, one piece per partition of the batch: a slice of
-    /// it (no copy) when that partition's stored rows are consecutive, as in time-ordered input,
-    /// else one copy of just those rows. Rows of a shuffled file thus cost one copy each, never
-    /// one slice of every column per row.
-    fn buffer_rows(&mut self, rows: &LaunchRows, groups: Partitioned, stored: &[bool]) {
-        for (key, mut indices) in groups {
+    /// Adds the stored rows to the buffer, by partition; nothing is copied ([`Buffer`]).
+    fn buffer_rows(&mut self, rows: &LaunchRows, mut groups: Partitioned, stored: &[bool]) {
+        for (_, indices) in &mut groups {
             indices.retain(|&row| stored[row as usize]);
-            let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
-                continue;
-            };
-            let (first, last) = (first as usize, last as usize);
-            let piece = if last - first + 1 == indices.len() {
-                rows.batch.slice(first, indices.len())
-            } else {
-                let indices = arrow_array::UInt32Array::from(indices);
-                match arrow_select::take::take_record_batch(&rows.batch, &indices) {
-                    Ok(piece) => piece,
-                    Err(e) => {
-                        // Cannot happen (the indices are rows of the batch); the events stay
-                        // in the log.
-                        tracing::error!(error = %e, "could not buffer events");
-                        continue;
-                    }
-                }
-            };
-            self.buffered_rows += piece.num_rows();
-            self.buffer.entry(key).or_default().push(piece);
         }
+        self.buffer.add(&rows.batch, groups);
     }
 
     /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use.
@@ -451,7 +427,7 @@ impl Committer {
 
     fn rotate_and_flush(&mut self, done: Vec<oneshot::Sender<Result<()>>>) -> Result<()> {
         let sealed = match &mut self.wal {
-            Some(wal) if self.buffered_rows > 0 => Some(wal.rotate()?),
+            Some(wal) if !self.buffer.is_empty() => Some(wal.rotate()?),
             _ => None,
         };
         self.flush(done, sealed)
@@ -463,7 +439,6 @@ impl Committer {
         wal_upto: Option<u64>,
     ) -> Result<()> {
         let partitions = std::mem::take(&mut self.buffer);
-        self.buffered_rows = 0;
         self.oldest = None;
         let job = FlushJob {
             generation: self.generation,
@@ -671,10 +646,10 @@ fn encode_flush(
     let mut first_seen = Vec::new();
     let mut launches = Vec::new();
     let mut project_batches: Vec<RecordBatch> = Vec::new();
-    let mut partitions = partitions.into_iter().peekable();
+    let mut partitions = partitions.into_partitions().peekable();
     // Partitions are ordered by project, then day.
     while let Some((key, batches)) = partitions.next() {
-        let batches = in_order(Table::LaunchEvents, batches)?;
+        let batches = batches?;
         launches.push((
             format!("{}/{name}", key.relative_dir()),
             write_parquet(Table::LaunchEvents, &batches)?,

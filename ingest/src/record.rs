@@ -68,40 +68,6 @@ impl LaunchRows {
     pub fn has_wal_lines(&self) -> bool {
         self.wal_lines.is_some()
     }
-
-    /// The same rows in time order (ties in arrival order): as they are when they already are,
-    /// else one copy. Backfill's parser threads call it on each chunk of a file that is not in
-    /// time order, so that each partition's rows are consecutive and the committer, which is one
-    /// thread for the whole run, only slices them instead of copying every row. Reordering rows
-    /// within one append is safe for dedupe: an id appears in it at most once
-    /// ([`LaunchRowsBuilder::push_json_once`]).
-    pub fn in_time_order(self) -> Result<LaunchRows> {
-        let times = self.event_times();
-        if times.is_sorted() {
-            return Ok(self);
-        }
-        let mut order: Vec<u32> = (0..times.len() as u32).collect();
-        order.sort_by_key(|&row| times[row as usize]);
-        let ids = order.iter().map(|&row| self.ids[row as usize]).collect();
-        let wal_lines = self.wal_lines.as_ref().map(|_| {
-            let mut lines = WalLines::default();
-            for &row in &order {
-                lines
-                    .text
-                    .extend_from_slice(self.wal_line(row as usize).unwrap_or_default());
-                lines.ends.push(lines.text.len());
-            }
-            lines
-        });
-        let indices = arrow_array::UInt32Array::from(order);
-        let batch = arrow_select::take::take_record_batch(&self.batch, &indices)?;
-        Ok(LaunchRows {
-            project: self.project,
-            batch,
-            ids,
-            wal_lines,
-        })
-    }
 }
 
 /// Index of `event_time` in `launch_events`.
@@ -113,7 +79,7 @@ pub struct LaunchRowsBuilder {
     received_at_ms: i64,
     columns: LaunchBatchBuilder,
     ids: Vec<u128>,
-    /// The ids pushed by [`LaunchRowsBuilder::push_json_once`].
+    /// The ids kept by [`LaunchRowsBuilder::parse_once`].
     seen: IdSet,
     wal_lines: Option<WalLines>,
 }
@@ -143,7 +109,7 @@ impl LaunchRowsBuilder {
     }
 
     /// Parses, validates and decodes one event from its JSON text and adds it (HTTP ingest;
-    /// backfill reads the same way through [`LaunchRowsBuilder::push_json_once`]). An event
+    /// backfill reads the same way through [`LaunchRowsBuilder::parse_once`]). An event
     /// naming another project is rejected.
     pub fn push_json(&mut self, json: &str, limits: &Limits) -> Result<(), EventError> {
         let event = self.parse_for_project(json, limits)?;
@@ -151,21 +117,42 @@ impl LaunchRowsBuilder {
         Ok(())
     }
 
-    /// [`LaunchRowsBuilder::push_json`] for a stream (backfill), keeping only the first of the
-    /// events with one `event_id`: `Ok(false)` for a later one. A retry usually follows its
-    /// original closely, so most duplicates end here, before their columns are built, instead
-    /// of being filtered out of the batch by the pipeline.
-    pub fn push_json_once(&mut self, json: &str, limits: &Limits) -> Result<bool, EventError> {
+    /// For a stream (backfill): parses and validates one event, keeping only the first of the
+    /// events with one `event_id` (`Ok(None)` for a later one). A retry usually follows its
+    /// original closely, so most duplicates end here, before their columns are built. The
+    /// events kept are added by [`LaunchRowsBuilder::push_in_time_order`].
+    pub fn parse_once<'j>(
+        &mut self,
+        json: &'j str,
+        limits: &Limits,
+    ) -> Result<Option<(LaunchEvent<'j>, u128)>, EventError> {
         let event = self.parse_for_project(json, limits)?;
         if self.seen.capacity() == 0 {
             self.seen.reserve(self.ids.capacity());
         }
         let id = id_hash(&event.event_id);
-        if !self.seen.insert(id) {
-            return Ok(false);
+        Ok(self.seen.insert(id).then_some((event, id)))
+    }
+
+    /// Adds events (with their id hashes) in time order, ties in the order given. A file
+    /// gathered from many senders is in no order: its rows are put in order here, before any
+    /// column is built, so that each partition's rows of a chunk are consecutive and in order
+    /// (the pipeline then keeps them as slices) without copying built columns. Reordering is
+    /// safe for dedupe: [`LaunchRowsBuilder::parse_once`] kept one event per id.
+    pub fn push_in_time_order(&mut self, events: &[(LaunchEvent<'_>, u128)]) {
+        let received_at = self.received_at_ms;
+        if events.is_sorted_by_key(|(event, _)| event.event_time_ms) {
+            for (event, id) in events {
+                self.push_with_id(event, received_at, *id);
+            }
+            return;
         }
-        self.push_with_id(&event, self.received_at_ms, id);
-        Ok(true)
+        let mut order: Vec<u32> = (0..events.len() as u32).collect();
+        order.sort_by_key(|&i| events[i as usize].0.event_time_ms);
+        for i in order {
+            let (event, id) = &events[i as usize];
+            self.push_with_id(event, received_at, *id);
+        }
     }
 
     fn parse_for_project<'j>(
@@ -463,59 +450,51 @@ mod tests {
     }
 
     #[test]
-    fn push_json_once_keeps_the_first_event_of_an_id() {
-        let limits = Limits::default();
-        let mut rows = LaunchRowsBuilder::new("p", 0, false);
-        let event = |id: &str, source: &str| {
-            format!(
-                r#"{{"event_id":"{id}","user_id":"u","ts":1763942400000,"query":{{"utm_source":"{source}"}}}}"#
-            )
-        };
-        assert_eq!(rows.push_json_once(&event("a", "first"), &limits), Ok(true));
-        assert_eq!(rows.push_json_once(&event("b", "other"), &limits), Ok(true));
-        assert_eq!(
-            rows.push_json_once(&event("a", "retry"), &limits),
-            Ok(false)
-        );
-        assert!(rows.push_json_once("{}", &limits).is_err());
-        let rows = rows.finish().unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows.ids, vec![id_hash("a"), id_hash("b")]);
-        let sources = rows
-            .batch
-            .column(11)
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>();
-        assert_eq!(sources.unwrap().value(0), "first");
-    }
-
-    #[test]
-    fn rows_in_time_order_keep_each_row_whole_and_ties_in_arrival_order() {
+    fn a_stream_keeps_the_first_event_of_an_id_and_adds_them_in_time_order() {
         let limits = Limits::default();
         let mut rows = LaunchRowsBuilder::new("p", 0, true);
-        let times = [30, 10, 20, 10, 5];
-        for (i, t) in times.iter().enumerate() {
-            let json = format!(
-                r#"{{"event_id":"e{i}","user_id":"u{i}","ts":{}}}"#,
-                1_763_942_400_000i64 + t
-            );
-            rows.push_json(&json, &limits).unwrap();
+        let event = |id: &str, source: &str, ms: i64| {
+            format!(
+                r#"{{"event_id":"{id}","user_id":"u-{id}","ts":{},"query":{{"utm_source":"{source}"}}}}"#,
+                1_763_942_400_000i64 + ms
+            )
+        };
+        let lines = [
+            event("a", "first", 30),
+            event("b", "other", 10),
+            event("a", "retry", 5),
+            event("c", "tie", 30),
+            event("d", "early", 5),
+        ];
+        let mut kept = Vec::new();
+        for line in &lines {
+            if let Some(parsed) = rows.parse_once(line, &limits).unwrap() {
+                kept.push(parsed);
+            }
         }
-        let rows = rows.finish().unwrap().in_time_order().unwrap();
-        let order = [4, 1, 3, 2, 0];
-        assert_eq!(rows.ids, order.map(|i| id_hash(&format!("e{i}"))).to_vec());
-        let users = rows
-            .batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>()
-            .unwrap();
-        for (row, i) in order.iter().enumerate() {
-            assert_eq!(users.value(row), format!("u{i}"));
-            let line = String::from_utf8_lossy(rows.wal_line(row).unwrap()).into_owned();
-            assert!(line.contains(&format!("\"e{i}\"")), "{line}");
-        }
+        assert!(rows.parse_once("{}", &limits).is_err());
+        assert_eq!(kept.len(), 4, "the retry of `a` is left out");
+        rows.push_in_time_order(&kept);
+        let rows = rows.finish().unwrap();
+        let order = ["d", "b", "a", "c"];
+        assert_eq!(rows.ids, order.map(id_hash).to_vec());
         assert!(rows.event_times().is_sorted());
+        let column = |i: usize| {
+            rows.batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let (users, sources) = (column(1), column(11));
+        for (row, id) in order.iter().enumerate() {
+            // Each row whole: its own user, its own source, its own log line.
+            assert_eq!(users.value(row), format!("u-{id}"));
+            let line = String::from_utf8_lossy(rows.wal_line(row).unwrap()).into_owned();
+            assert!(line.contains(&format!("\"u-{id}\"")), "{line}");
+        }
+        assert_eq!(sources.value(2), "first");
     }
 
     #[test]
