@@ -267,7 +267,7 @@ enum Command {
 /// Since each arena then keeps its own freed memory, arenas are capped at two per core (glibc's
 /// default is eight): the parser, encoder and Tokio threads otherwise each hold a heap of their
 /// own. Measured in session 8: peak RSS 284–307 → 272–275 MiB on the 1 GB file, 267–273 →
-/// 222–240 MiB on the shuffled one, at the same speed (one arena per core was ~8% slower there).
+/// 212–240 MiB on the shuffled one, which takes ~3% longer (one arena per core: ~8%).
 fn keep_freed_memory_for_reuse() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
