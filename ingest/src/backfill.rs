@@ -351,7 +351,6 @@ fn parse_chunk(chunk: &Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> P
         }
     }
     rows.push_in_time_order(&kept);
-    drop(kept);
     Parsed {
         seq: chunk.seq,
         rows: rows.finish(),

@@ -104,7 +104,7 @@ pub struct Ingestor {
     stopped: Arc<AtomicBool>,
 }
 
-pub use buffer::Buffer;
+use buffer::Buffer;
 
 struct FlushJob {
     generation: u64,

@@ -51,11 +51,7 @@ impl LaunchRows {
 
     /// Event times (epoch ms), one per row.
     pub fn event_times(&self) -> &[i64] {
-        self.batch
-            .column(EVENT_TIME_COLUMN)
-            .as_any()
-            .downcast_ref::<TimestampMillisecondArray>()
-            .map_or(&[], |times| times.values())
+        event_times(&self.batch).unwrap_or(&[])
     }
 
     /// Row `i`'s write-ahead log line; `None` when the rows were built without them.
@@ -72,6 +68,21 @@ impl LaunchRows {
 
 /// Index of `event_time` in `launch_events`.
 const EVENT_TIME_COLUMN: usize = 2;
+
+/// The event times (epoch ms, never null) of a batch of `launch_events`.
+pub(crate) fn event_times(batch: &RecordBatch) -> Result<&[i64]> {
+    let column = batch.column(EVENT_TIME_COLUMN);
+    let times = column
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .ok_or_else(|| {
+            arrow_schema::ArrowError::SchemaError(format!(
+                "event_time is {}, not a millisecond timestamp",
+                column.data_type()
+            ))
+        })?;
+    Ok(times.values())
+}
 
 /// Builds [`LaunchRows`] event by event; make one with [`crate::Ingestor::rows`].
 pub struct LaunchRowsBuilder {

@@ -12,11 +12,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::{Array, RecordBatch, TimestampMillisecondArray};
+use arrow_array::RecordBatch;
 
 use crate::error::Result;
-use crate::parquet_io::Table;
-use crate::record::PartitionKey;
+use crate::record::{PartitionKey, event_times};
 
 /// Rows waiting to be flushed.
 #[derive(Default)]
@@ -101,18 +100,9 @@ impl Buffer {
     }
 }
 
-/// The event times of a batch of `launch_events`.
-fn times(batch: &RecordBatch) -> Option<&TimestampMillisecondArray> {
-    let times = batch
-        .column(Table::LaunchEvents.sort_column())
-        .as_any()
-        .downcast_ref::<TimestampMillisecondArray>()?;
-    (times.null_count() == 0).then_some(times)
-}
-
 /// One partition's pieces as batches in time order.
 fn in_time_order(batches: &[RecordBatch], pieces: &[Piece]) -> Result<Vec<RecordBatch>> {
-    if let Some(slices) = slices_in_order(batches, pieces) {
+    if let Some(slices) = slices_in_order(batches, pieces)? {
         return Ok(slices);
     }
     // Each row's place found from the time column alone, then every row copied once, straight
@@ -120,16 +110,7 @@ fn in_time_order(batches: &[RecordBatch], pieces: &[Piece]) -> Result<Vec<Record
     let mut places: Vec<(i64, u32, u32)> =
         Vec::with_capacity(pieces.iter().map(|p| p.rows.len()).sum());
     for piece in pieces {
-        let batch = &batches[piece.batch];
-        let column = batch.column(Table::LaunchEvents.sort_column());
-        let Some(times) = column.as_any().downcast_ref::<TimestampMillisecondArray>() else {
-            return Err(arrow_schema::ArrowError::SchemaError(format!(
-                "event_time is {}, not a millisecond timestamp",
-                column.data_type()
-            ))
-            .into());
-        };
-        let times = times.values();
+        let times = event_times(&batches[piece.batch])?;
         let at = |row: usize| (times[row], piece.batch as u32, row as u32);
         match &piece.rows {
             Rows::Run { start, len } => places.extend((*start..start + len).map(at)),
@@ -149,23 +130,25 @@ fn in_time_order(batches: &[RecordBatch], pieces: &[Piece]) -> Result<Vec<Record
 
 /// The pieces as slices of their batches, when every piece is a run of consecutive rows in time
 /// order and each run starts at or after the end of the one before: time-ordered input, no copy.
-fn slices_in_order(batches: &[RecordBatch], pieces: &[Piece]) -> Option<Vec<RecordBatch>> {
+fn slices_in_order(batches: &[RecordBatch], pieces: &[Piece]) -> Result<Option<Vec<RecordBatch>>> {
     let mut last = i64::MIN;
     let mut slices = Vec::with_capacity(pieces.len());
     for piece in pieces {
         let Rows::Run { start, len } = piece.rows else {
-            return None;
+            return Ok(None);
         };
         let batch = &batches[piece.batch];
-        let values = &times(batch)?.values()[start..start + len];
-        let (&first, &end) = (values.first()?, values.last()?);
+        let values = &event_times(batch)?[start..start + len];
+        let (Some(&first), Some(&end)) = (values.first(), values.last()) else {
+            continue;
+        };
         if first < last || !values.is_sorted() {
-            return None;
+            return Ok(None);
         }
         last = end;
         slices.push(batch.slice(start, len));
     }
-    Some(slices)
+    Ok(Some(slices))
 }
 
 #[cfg(test)]
@@ -209,9 +192,9 @@ mod tests {
                         .as_any()
                         .downcast_ref::<arrow_array::StringArray>()
                         .unwrap();
-                    let times = times(batch).unwrap();
-                    for i in 0..batch.num_rows() {
-                        rows.push((ids.value(i).to_string(), times.value(i)));
+                    let times = event_times(batch).unwrap();
+                    for (i, &time) in times.iter().enumerate() {
+                        rows.push((ids.value(i).to_string(), time));
                     }
                 }
                 (key.dt.clone(), rows, batches.len())
