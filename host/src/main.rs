@@ -191,9 +191,10 @@ enum Command {
         /// Exit with status 1 when any line is rejected.
         #[arg(long)]
         strict: bool,
-        /// Events held in memory before they are written: each write makes one file per day
-        /// it holds, so larger means fewer, bigger files for a file that is not in time order,
-        /// and more memory.
+        /// Events held in memory between writes. A day's share of a write that is small (a file
+        /// not in time order) waits in a spill on local disk (the temp folder), so that each
+        /// day becomes one sorted file whatever this is; larger means fewer writes and more
+        /// memory.
         #[arg(long, default_value_t = 64_000)]
         buffer_rows: usize,
         #[arg(required = true)]
@@ -424,6 +425,9 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             // Recent flushes' users are the ones a time-ordered file brings back.
             config.first_seen_max_users = 500_000;
             config.flush_rows = buffer_rows.max(1);
+            // A file in no time order brings every day a small piece at each flush: they wait
+            // on local disk until the day can be written as one sorted file.
+            config.spill = true;
             let ingestor = Arc::new(Ingestor::start(storage, config).await?);
             let progress = ProgressReport::new();
             let worker = ingestor.clone();

@@ -9,7 +9,11 @@
 //! one Parquet file per partition and then deletes the sealed segments.
 
 mod buffer;
+mod spill;
+#[cfg(test)]
+mod testing;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,6 +53,9 @@ pub struct IngestConfig {
     /// Bound on the users remembered as stored in `user_first_seen` (24 bytes each), whose
     /// later launches add no row there ([`StoredFirstSeen`]).
     pub first_seen_max_users: usize,
+    /// Backfill: a flush's small pieces of a day wait on local disk until the day has enough
+    /// rows for a file ([`spill`]). Off for live ingest, whose rows become visible at each flush.
+    pub spill: bool,
 }
 
 impl IngestConfig {
@@ -61,6 +68,7 @@ impl IngestConfig {
             wal_dir: None,
             dedupe_max_ids: 4_000_000,
             first_seen_max_users: 1_000_000,
+            spill: false,
         }
     }
 }
@@ -105,6 +113,7 @@ pub struct Ingestor {
 }
 
 use buffer::Buffer;
+use spill::{SPILL_BELOW_ROWS, Spill, write_files};
 
 struct FlushJob {
     generation: u64,
@@ -131,15 +140,28 @@ impl Ingestor {
         let (jobs, job_receiver) = mpsc::channel(1);
         let flushed = Arc::new(AtomicU64::new(0));
         let handle = Handle::current();
-        tokio::spawn(run_flusher(
-            storage.clone(),
-            config.wal_dir.clone(),
-            job_receiver,
-            flushed.clone(),
-            Arc::new(Mutex::new(StoredFirstSeen::new(
-                config.first_seen_max_users,
-            ))),
-        ));
+        let first_seen = Arc::new(Mutex::new(StoredFirstSeen::new(
+            config.first_seen_max_users,
+        )));
+        let (wal_dir, flushed_by_flusher) = (config.wal_dir.clone(), flushed.clone());
+        if config.spill {
+            tokio::spawn(run_spilling_flusher(
+                storage.clone(),
+                wal_dir,
+                job_receiver,
+                flushed_by_flusher,
+                first_seen,
+                Spill::new()?,
+            ));
+        } else {
+            tokio::spawn(run_flusher(
+                storage.clone(),
+                wal_dir,
+                job_receiver,
+                flushed_by_flusher,
+                first_seen,
+            ));
+        }
         let stopped = Arc::new(AtomicBool::new(false));
         let mut committer = Committer {
             config: config.clone(),
@@ -501,7 +523,7 @@ async fn run_flusher(
     first_seen: Arc<Mutex<StoredFirstSeen>>,
 ) {
     use futures::StreamExt;
-    let writer_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let mut names = FileNames::new();
     let mut sequence = 0u64;
     // After a job fails for good, no segment may be deleted any more: the next start replays them.
     let mut keep_wal = false;
@@ -520,10 +542,7 @@ async fn run_flusher(
                     continue;
                 };
                 sequence += 1;
-                let name = format!(
-                    "part-{}-{writer_id}-{sequence:06}.parquet",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")
-                );
+                let name = names.next();
                 let partitions = std::mem::take(&mut job.partitions);
                 let first_seen = first_seen.clone();
                 let encode = tokio::task::spawn_blocking(move || {
@@ -542,13 +561,7 @@ async fn run_flusher(
                 encoded.insert(seq, (job, files));
                 while let Some((job, files)) = encoded.remove(&next_to_store) {
                     let result = match files {
-                        Ok(flush) => {
-                            let stored = store_files(&storage, flush.files).await;
-                            if stored.is_ok() {
-                                remember_first_seen(&first_seen, &flush.first_seen);
-                            }
-                            stored
-                        }
+                        Ok(flush) => store_flush(&storage, &first_seen, flush).await,
                         Err(e) => Err(e),
                     };
                     finish_job(job, result, &wal_dir, &mut keep_wal, &flushed);
@@ -557,6 +570,156 @@ async fn run_flusher(
             }
         }
     }
+}
+
+/// Names of the files a flusher writes: `part-<time>-<writer>-<sequence>.parquet`, unique
+/// across processes and in the order written.
+struct FileNames {
+    writer_id: String,
+    sequence: u64,
+}
+
+impl FileNames {
+    fn new() -> FileNames {
+        FileNames {
+            writer_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+            sequence: 0,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        self.sequence += 1;
+        format!(
+            "part-{}-{}-{:06}.parquet",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%3f"),
+            self.writer_id,
+            self.sequence
+        )
+    }
+}
+
+/// The flusher of a backfill ([`IngestConfig::spill`]): encodes flush jobs one at a time, writing
+/// each day's rows to Parquet when they are many and to the [`Spill`] when they are a small
+/// piece (or the day already has a spill), and stores each job's `user_first_seen` files at once
+/// (later jobs then leave out the users they cover). A day's spill becomes a file once it is
+/// large enough, once a job passes without adding to it, when someone waits for a flush, and at
+/// the end. A job counts as flushed (its waiters answered, its dedupe ids evictable) once all
+/// its rows are stored.
+async fn run_spilling_flusher(
+    storage: Storage,
+    wal_dir: Option<PathBuf>,
+    mut jobs: mpsc::Receiver<FlushJob>,
+    flushed: Arc<AtomicU64>,
+    first_seen: Arc<Mutex<StoredFirstSeen>>,
+    mut spill: Spill,
+) {
+    let mut names = FileNames::new();
+    let mut keep_wal = false;
+    // Jobs with rows in the spill, in order, with their outcome so far.
+    let mut waiting: VecDeque<(u64, FlushJob, Result<()>)> = VecDeque::new();
+    let mut sequence = 0u64;
+    loop {
+        let job = jobs.recv().await;
+        let end = job.is_none();
+        if let Some(mut job) = job {
+            sequence += 1;
+            let partitions = std::mem::take(&mut job.partitions);
+            let (memory, name, seq) = (first_seen.clone(), names.next(), sequence);
+            let encoded = tokio::task::spawn_blocking(move || {
+                let mut launches = Vec::new();
+                let flush = encode_first_seen(partitions, &name, &memory, |key, batches| {
+                    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                    if spill.holds(key) || rows < SPILL_BELOW_ROWS {
+                        spill.write(key, batches, seq)
+                    } else {
+                        launches.push((
+                            format!("{}/{name}", key.relative_dir()),
+                            write_parquet(Table::LaunchEvents, batches)?,
+                        ));
+                        Ok(())
+                    }
+                })
+                .map(|mut flush| {
+                    flush.files.extend(launches);
+                    flush
+                });
+                (spill, flush)
+            })
+            .await;
+            let result = match encoded {
+                Ok((returned, flush)) => {
+                    spill = returned;
+                    match flush {
+                        Ok(flush) => store_flush(&storage, &first_seen, flush).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => {
+                    // The spill went with the task: stop here, every waiting job lost rows.
+                    let message = format!("encoder task failed: {e}");
+                    fail_all(&mut waiting, &message);
+                    for (_, job, result) in waiting.drain(..) {
+                        finish_job(job, result, &wal_dir, &mut keep_wal, &flushed);
+                    }
+                    finish_job(
+                        job,
+                        Err(Error::Stopped(message)),
+                        &wal_dir,
+                        &mut keep_wal,
+                        &flushed,
+                    );
+                    return;
+                }
+            };
+            waiting.push_back((sequence, job, result));
+        }
+        let someone_waits = waiting.iter().any(|(_, job, _)| !job.done.is_empty());
+        let taken = spill.take(end || someone_waits, sequence.saturating_sub(1));
+        if !taken.is_empty() {
+            let name = names.next();
+            let stored = match tokio::task::spawn_blocking(move || write_files(taken, &name)).await
+            {
+                Ok(Ok(files)) => store_files(&storage, files).await,
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(Error::Stopped(format!("encoder task failed: {e}"))),
+            };
+            if let Err(e) = stored {
+                // Which jobs had rows in them is not tracked: fail every job still waiting.
+                fail_all(&mut waiting, &e.to_string());
+            }
+        }
+        let oldest_spilled = spill.oldest_job();
+        while let Some((seq, ..)) = waiting.front()
+            && oldest_spilled.is_none_or(|oldest| *seq < oldest)
+        {
+            let Some((_, job, result)) = waiting.pop_front() else {
+                break;
+            };
+            finish_job(job, result, &wal_dir, &mut keep_wal, &flushed);
+        }
+        if end {
+            break;
+        }
+    }
+}
+
+fn fail_all(waiting: &mut VecDeque<(u64, FlushJob, Result<()>)>, message: &str) {
+    for (_, _, result) in waiting.iter_mut() {
+        if result.is_ok() {
+            *result = Err(Error::Stopped(format!("writing Parquet failed: {message}")));
+        }
+    }
+}
+
+/// Stores a flush's files and remembers its `user_first_seen` rows as stored.
+async fn store_flush(
+    storage: &Storage,
+    memory: &Mutex<StoredFirstSeen>,
+    flush: EncodedFlush,
+) -> Result<()> {
+    store_files(storage, flush.files).await?;
+    remember_first_seen(memory, &flush.first_seen);
+    Ok(())
 }
 
 /// After a job is stored (or failed for good): deletes the log segments it covers, records it as
@@ -642,18 +805,34 @@ fn encode_flush(
     name: &str,
     stored_first_seen: &Mutex<StoredFirstSeen>,
 ) -> Result<EncodedFlush> {
-    let mut first_seen_files = Vec::new();
-    let mut first_seen = Vec::new();
     let mut launches = Vec::new();
+    let mut flush = encode_first_seen(partitions, name, stored_first_seen, |key, batches| {
+        launches.push((
+            format!("{}/{name}", key.relative_dir()),
+            write_parquet(Table::LaunchEvents, batches)?,
+        ));
+        Ok(())
+    })?;
+    flush.files.extend(launches);
+    Ok(flush)
+}
+
+/// Hands each partition's rows, in time order, to `launches`, and encodes each project's
+/// `user_first_seen` file of the flush (named `name`).
+fn encode_first_seen(
+    partitions: Buffer,
+    name: &str,
+    stored_first_seen: &Mutex<StoredFirstSeen>,
+    mut launches: impl FnMut(&Arc<PartitionKey>, &[RecordBatch]) -> Result<()>,
+) -> Result<EncodedFlush> {
+    let mut files = Vec::new();
+    let mut first_seen = Vec::new();
     let mut project_batches: Vec<RecordBatch> = Vec::new();
     let mut partitions = partitions.into_partitions().peekable();
     // Partitions are ordered by project, then day.
     while let Some((key, batches)) = partitions.next() {
         let batches = batches?;
-        launches.push((
-            format!("{}/{name}", key.relative_dir()),
-            write_parquet(Table::LaunchEvents, &batches)?,
-        ));
+        launches(&key, &batches)?;
         // Only `user_id` and `event_time` are needed further: the other columns are freed now.
         for batch in batches {
             project_batches.push(batch.project(&[1, 2])?);
@@ -671,18 +850,14 @@ fn encode_flush(
             if users.num_rows() == 0 {
                 continue;
             }
-            first_seen_files.push((
+            files.push((
                 format!("{}/{name}", first_seen::relative_dir(&key.project)),
                 write_parquet(Table::UserFirstSeen, std::slice::from_ref(&users))?,
             ));
             first_seen.push((key.project.clone(), users));
         }
     }
-    first_seen_files.extend(launches);
-    Ok(EncodedFlush {
-        files: first_seen_files,
-        first_seen,
-    })
+    Ok(EncodedFlush { files, first_seen })
 }
 
 #[cfg(test)]
@@ -735,22 +910,7 @@ mod tests {
                 .bytes()
                 .await
                 .unwrap();
-            for batch in crate::parquet_io::read_columns(bytes, &["user_id", "first_time"]).unwrap()
-            {
-                let users = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<arrow_array::StringArray>()
-                    .unwrap();
-                let times = batch
-                    .column(1)
-                    .as_any()
-                    .downcast_ref::<arrow_array::TimestampMillisecondArray>()
-                    .unwrap();
-                for i in 0..batch.num_rows() {
-                    rows.push((users.value(i).to_string(), times.value(i)));
-                }
-            }
+            rows.extend(testing::text_and_time(bytes, ["user_id", "first_time"]));
         }
         rows
     }

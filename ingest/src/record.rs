@@ -158,9 +158,15 @@ impl LaunchRowsBuilder {
             }
             return;
         }
-        let mut order: Vec<u32> = (0..events.len() as u32).collect();
-        order.sort_by_key(|&i| events[i as usize].0.event_time_ms);
-        for i in order {
+        // (time, position): sorting the pairs keeps ties in file order, without reaching into
+        // the events for each comparison.
+        let mut order: Vec<(i64, u32)> = events
+            .iter()
+            .enumerate()
+            .map(|(i, (event, _))| (event.event_time_ms, i as u32))
+            .collect();
+        order.sort_unstable();
+        for (_, i) in order {
             let (event, id) = &events[i as usize];
             self.push_with_id(event, received_at, *id);
         }

@@ -154,27 +154,9 @@ fn slices_in_order(batches: &[RecordBatch], pieces: &[Piece]) -> Result<Option<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::LaunchRowsBuilder;
+    use crate::pipeline::testing::{day, launches};
 
     const T: i64 = 1_763_942_400_000;
-
-    /// One batch of launches at the given times (ms), event ids `e<i>` in order.
-    fn launches(first_id: usize, times: &[i64]) -> RecordBatch {
-        let mut rows = LaunchRowsBuilder::new("p", 0, false);
-        for (i, t) in times.iter().enumerate() {
-            let id = first_id + i;
-            let line = format!(r#"{{"event_id":"e{id}","user_id":"u","ts":{t}}}"#);
-            rows.push_json(&line, &Default::default()).unwrap();
-        }
-        rows.finish().unwrap().batch
-    }
-
-    fn day(dt: &str) -> Arc<PartitionKey> {
-        Arc::new(PartitionKey {
-            project: "p".into(),
-            dt: dt.into(),
-        })
-    }
 
     /// A partition drained: its day, its (event id, time) pairs, and how many batches they
     /// came out as.
