@@ -15,7 +15,7 @@
 //! code's name and id (`Poster (ab12cd34)`), or the bare id of a code promolens has no record of;
 //! `code_id` is the id of the code a launch belongs to.
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use std::sync::Arc;
 
@@ -67,27 +67,69 @@ fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> std::result::Result<S::O
     s.serialize_str(tz.name())
 }
 
+/// Years a window may touch: before 2000 or after 2099 a date is a typo or a probe, and the
+/// arithmetic of dates far out would overflow.
+const YEARS: std::ops::RangeInclusive<i32> = 2000..=2099;
+/// The longest window, in days (three years).
+const MAX_DAYS: u32 = 1096;
+
 impl Window {
     /// The `days` complete calendar days before today (in `tz`, "today" being the day of `now`).
     pub fn past_days(now: DateTime<Utc>, days: u32, tz: Tz) -> Result<Window> {
-        if days == 0 || days > 3660 {
+        if days == 0 || days > MAX_DAYS {
             return Err(Error::invalid(
                 "days",
-                format!("days must be 1 to 3660, got {days}"),
+                format!("days must be 1 to {MAX_DAYS} (three years), got {days}"),
             ));
         }
         let today = now.with_timezone(&tz).date_naive();
-        let to = today - Days::new(1);
-        let from = today - Days::new(u64::from(days));
-        Ok(Window { from, to, tz })
+        let to = today.checked_sub_days(Days::new(1));
+        let from = today.checked_sub_days(Days::new(u64::from(days)));
+        match (from, to) {
+            (Some(from), Some(to))
+                if YEARS.contains(&from.year()) && YEARS.contains(&to.year()) =>
+            {
+                Ok(Window { from, to, tz })
+            }
+            _ => Err(Error::invalid(
+                "now",
+                format!(
+                    "a window of {days} days before {today} leaves the years {}–{}",
+                    YEARS.start(),
+                    YEARS.end()
+                ),
+            )),
+        }
     }
 
     /// The days `from` to `to`, both included.
     pub fn dates(from: NaiveDate, to: NaiveDate, tz: Tz) -> Result<Window> {
+        for (field, date) in [("from", from), ("to", to)] {
+            if !YEARS.contains(&date.year()) {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "{field} {date} is outside the years {}–{}",
+                        YEARS.start(),
+                        YEARS.end()
+                    ),
+                ));
+            }
+        }
         if to < from {
             return Err(Error::invalid(
                 "to",
                 format!("--to {to} is before --from {from}"),
+            ));
+        }
+        let days = (to - from).num_days() + 1;
+        if days > i64::from(MAX_DAYS) {
+            return Err(Error::invalid(
+                "to",
+                format!(
+                    "{from} to {to} is {days} days, over the {MAX_DAYS}-day (three-year) limit by {}",
+                    days - i64::from(MAX_DAYS)
+                ),
             ));
         }
         Ok(Window { from, to, tz })

@@ -11,14 +11,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use datafusion::prelude::SessionContext;
-use promolens_ingest::http::ApiError;
+use promolens_ingest::http::{ApiError, ApiQuery};
 use promolens_ingest::{Ingestor, Storage};
 use serde::{Deserialize, Serialize};
 
@@ -120,7 +120,7 @@ struct AcquisitionAnswer {
 async fn acquisition(
     State(state): State<QueryState>,
     Path(project): Path<String>,
-    Query(params): Query<AcquisitionParams>,
+    ApiQuery(params): ApiQuery<AcquisitionParams>,
 ) -> Result<Json<AcquisitionAnswer>, ApiError> {
     let tz = match &params.tz {
         Some(name) => parse_tz(name)?,

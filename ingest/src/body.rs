@@ -47,12 +47,19 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Rejects listed in an answer: the first ones say what is wrong; a body of a million bad lines
+/// must not get an answer (and a memory bill) three times its own size.
+pub const LISTED_REJECTS: usize = 100;
+
 /// The events of a body, each validated; rejects keep their position.
 pub struct ParsedBody {
     pub rows: LaunchRows,
     /// Line (or element) index of each row.
     pub indices: Vec<usize>,
+    /// The first [`LISTED_REJECTS`] rejected lines.
     pub rejected: Vec<Rejected>,
+    /// All rejected lines.
+    pub rejected_count: usize,
 }
 
 /// Parses an NDJSON body or a JSON array into `rows` (whose project is the URL's: an event naming
@@ -62,6 +69,7 @@ pub fn parse_body(body: &[u8], rows: LaunchRowsBuilder, limits: &Limits) -> Resu
         rows,
         indices: Vec::new(),
         rejected: Vec::new(),
+        rejected_count: 0,
     };
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
@@ -79,7 +87,7 @@ pub fn parse_body(body: &[u8], rows: LaunchRowsBuilder, limits: &Limits) -> Resu
             }
             match std::str::from_utf8(line) {
                 Ok(line) => parsing.push(index, line, limits),
-                Err(e) => parsing.rejected.push(Rejected {
+                Err(e) => parsing.reject(|| Rejected {
                     index,
                     field: None,
                     reason: format!("line is not valid UTF-8 (at byte {})", e.valid_up_to()),
@@ -91,6 +99,7 @@ pub fn parse_body(body: &[u8], rows: LaunchRowsBuilder, limits: &Limits) -> Resu
         rows: parsing.rows.finish()?,
         indices: parsing.indices,
         rejected: parsing.rejected,
+        rejected_count: parsing.rejected_count,
     })
 }
 
@@ -98,13 +107,22 @@ struct Parsing {
     rows: LaunchRowsBuilder,
     indices: Vec<usize>,
     rejected: Vec<Rejected>,
+    rejected_count: usize,
 }
 
 impl Parsing {
     fn push(&mut self, index: usize, json: &str, limits: &Limits) {
         match self.rows.push_json(json, limits) {
             Ok(()) => self.indices.push(index),
-            Err(e) => self.rejected.push(Rejected::new(index, &e)),
+            Err(e) => self.reject(|| Rejected::new(index, &e)),
+        }
+    }
+
+    /// Counts a reject, and lists it when it is among the first.
+    fn reject(&mut self, rejected: impl FnOnce() -> Rejected) {
+        self.rejected_count += 1;
+        if self.rejected.len() < LISTED_REJECTS {
+            self.rejected.push(rejected());
         }
     }
 }
@@ -112,6 +130,22 @@ impl Parsing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_first_rejects_are_listed_all_are_counted() {
+        let body = "1\n".repeat(5000) + r#"{"event_id":"e","user_id":"u","ts":1763942400000}"#;
+        let parsed = parse_body(
+            body.as_bytes(),
+            LaunchRowsBuilder::new("p", 0, false),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(parsed.rows.len(), 1);
+        assert_eq!(parsed.indices, [5000]);
+        assert_eq!(parsed.rejected_count, 5000);
+        assert_eq!(parsed.rejected.len(), LISTED_REJECTS);
+        assert_eq!(parsed.rejected[99].index, 99);
+    }
 
     const GOOD: &str = r#"{"event_id":"e1","user_id":"u","ts":1763942400000}"#;
 

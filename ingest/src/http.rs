@@ -102,6 +102,39 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Query<T>` whose rejection is the JSON error, naming the parameter when serde does
+/// (`to: premature end of input`), instead of axum's plain text.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => {
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                let field = detail
+                    .split_once(": ")
+                    .map(|(name, _)| name)
+                    .filter(|name| name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+                Err(ApiError {
+                    field: field.map(str::to_string),
+                    ..ApiError::bad_request(format!("bad query parameter: {detail}"))
+                })
+            }
+        }
+    }
+}
+
 /// The answer to an ingest request.
 #[derive(Debug, Serialize)]
 pub struct IngestReport {
@@ -109,8 +142,11 @@ pub struct IngestReport {
     pub accepted: usize,
     /// Events whose `event_id` was already stored for the project (counted once, not stored again).
     pub duplicates: usize,
-    /// Lines or elements that are not valid events, each with its index and reason.
+    /// Lines or elements that are not valid events, each with its index and reason: the first
+    /// [`crate::body::LISTED_REJECTS`].
     pub rejected: Vec<Rejected>,
+    /// How many lines or elements were rejected in all.
+    pub rejected_count: usize,
 }
 
 #[derive(Clone)]
@@ -181,6 +217,7 @@ async fn ingest_events(
         accepted: outcome.accepted(),
         duplicates: outcome.duplicates(),
         rejected: parsed.rejected,
+        rejected_count: parsed.rejected_count,
     };
     // Every line rejected: retrying cannot help, so say it is the request that is wrong.
     let status = if outcome.stored.is_empty() {

@@ -249,11 +249,88 @@ fn http_errors_say_what_and_by_how_much() {
     assert_eq!(response.status().as_u16(), 400);
     let answer: Value = response.json().unwrap();
     assert_eq!(answer["error"]["field"], "by");
+
+    // Windows out of bounds, or not dates at all: a JSON error naming the parameter, never a
+    // closed connection (`from=-262143-01-01` used to panic the handler) or axum's plain text.
+    for (query, field, says) in [
+        (
+            "from=-262143-01-01&to=2025-01-01",
+            "from",
+            "outside the years 2000–2099",
+        ),
+        (
+            "from=2025-01-01&to=%2B262142-01-01",
+            "to",
+            "outside the years 2000–2099",
+        ),
+        // `+` reads as a space in a query string: not a date.
+        (
+            "from=2025-01-01&to=+262142-01-01",
+            "to",
+            "bad query parameter: to:",
+        ),
+        (
+            "from=2020-01-01&to=2025-01-01",
+            "to",
+            "is 1828 days, over the 1096-day (three-year) limit by 732",
+        ),
+        ("days=5000", "days", "days must be 1 to 1096"),
+        (
+            "days=7&now=1900-01-01T00:00:00Z",
+            "now",
+            "leaves the years 2000–2099",
+        ),
+        ("to=tomorrow&from=2025-01-01", "to", "bad query parameter"),
+        ("days=-1", "days", "bad query parameter"),
+    ] {
+        let response = promolens_tests::http_client()
+            .get(format!("{}/v1/projects/p/acquisition?{query}", server.url))
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{query}");
+        let answer: Value = response.json().unwrap();
+        assert_eq!(answer["error"]["field"], field, "{query}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(says),
+            "{query}: {answer}"
+        );
+    }
+    // And the server still answers.
+    let response = promolens_tests::http_client()
+        .get(format!("{}/v1/projects/p/acquisition?days=7", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+
     let response = promolens_tests::http_client()
         .post(format!("{}/v1/sql", server.url))
         .json(&serde_json::json!({"sql": "SELECT nope FROM launch_events"}))
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 400);
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn a_body_of_millions_of_bad_lines_gets_a_short_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(data.to_str().unwrap(), &[], &[]);
+    // 4 MB of `1` lines, a few KB on the wire: every line a reject.
+    let bomb = gzip("1\n".repeat(2_000_000).as_bytes());
+    assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
+    let (status, answer) = server.ingest("p", bomb, true);
+    assert_eq!(status, 400);
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(answer["rejected_count"], 2_000_000);
+    let listed = answer["rejected"].as_array().unwrap();
+    assert_eq!(listed.len(), 100, "only the first rejects are listed");
+    assert_eq!(listed[99]["index"], 99);
+    assert!(answer.to_string().len() < 20_000);
+    // The server is still there, and a good line among bad ones is kept.
+    let (status, answer) = server.ingest("p", format!("1\n{GOOD}\n").into_bytes(), false);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    assert_eq!(answer["rejected_count"], 1);
     assert!(server.terminate().success());
 }

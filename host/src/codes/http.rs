@@ -11,12 +11,12 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use promolens_ingest::http::ApiError;
+use promolens_ingest::http::{ApiError, ApiQuery};
 use serde::Deserialize;
 
 use super::credentials::{CredentialStore, Credentials};
@@ -181,7 +181,7 @@ struct ListParams {
 async fn list(
     State(s): State<CodesState>,
     Path(project): Path<String>,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
     let codes = s.codes.list(&project, params.include_deleted).await?;
