@@ -10,9 +10,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -76,9 +78,61 @@ pub fn router(
         .route("/v1/projects/{project}/acquisition", get(acquisition))
         .route("/v1/sql", post(sql))
         .with_state(query);
-    api.merge(promolens_ingest::http::router(ingestor, body_limit))
-        .merge(crate::codes::http::router(codes))
+    let routes = api
+        .merge(promolens_ingest::http::router(ingestor, body_limit))
+        .merge(crate::codes::http::router(codes));
+    with_common_layers(routes)
+}
+
+/// How long a request may take before it is answered 503 (a query over years of events on a
+/// slow store, a WeChat call that hangs): the connection is freed, the caller told to retry.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What every route shares: unknown routes and methods answered with the JSON error, a panic
+/// answered 500 (and logged) while the server keeps serving, a time limit, one log line each.
+fn with_common_layers(routes: Router) -> Router {
+    routes
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(axum::middleware::from_fn(time_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            answer_panic,
+        ))
         .layer(axum::middleware::from_fn(log_request))
+}
+
+async fn time_limit(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took over {} s; retry (events with the same ids are stored once)",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// A handler's panic: logged with its message, answered as an internal error.
+fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    ApiError::internal(format!("a handler panicked: {message}")).into_response()
 }
 
 /// One log line per request with method, path, status and latency.
@@ -255,5 +309,54 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn call(router: Router, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_panic_unknown_routes_and_methods_get_the_json_error_and_the_server_goes_on() {
+        async fn boom() -> &'static str {
+            panic!("a bug")
+        }
+        let routes = Router::new().route("/boom", get(boom)).route(
+            "/fine",
+            get(|| async { Json(serde_json::json!({"ok": true})) }),
+        );
+        let router = with_common_layers(routes);
+        let (status, answer) = call(router.clone(), "GET", "/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(answer["error"]["code"], "internal");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.contains("a bug"),
+            "the panic stays in the log: {message}"
+        );
+        let (status, answer) = call(router.clone(), "GET", "/fine").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer["ok"], true);
+        let (status, answer) = call(router.clone(), "GET", "/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(answer["error"]["code"], "not_found");
+        let (status, answer) = call(router, "POST", "/fine").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(answer["error"]["code"], "method_not_allowed");
     }
 }

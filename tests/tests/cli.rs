@@ -302,6 +302,26 @@ fn http_errors_say_what_and_by_how_much() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
 
+    // Unknown routes and methods: the JSON error too.
+    let client = promolens_tests::http_client();
+    for (request, status, code) in [
+        (
+            client.get(format!("{}/v2/nothing", server.url)),
+            404,
+            "not_found",
+        ),
+        (
+            client.delete(format!("{}/v1/sql", server.url)),
+            405,
+            "method_not_allowed",
+        ),
+    ] {
+        let response = request.send().unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let answer: Value = response.json().unwrap();
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+    }
+
     let response = promolens_tests::http_client()
         .post(format!("{}/v1/sql", server.url))
         .json(&serde_json::json!({"sql": "SELECT nope FROM launch_events"}))
