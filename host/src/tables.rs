@@ -35,37 +35,41 @@ pub async fn session(storage: &Storage) -> Result<SessionContext> {
         .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    // The tables see the data directory as the root of a store of their own, so that plans and
+    // errors name `launch_events/…`, never the server's paths (`EXPLAIN` is open to analysts).
+    let data = object_store::prefix::PrefixStore::new(
+        VisibleStore::new(storage.store.clone()),
+        storage.prefix.clone(),
+    );
     ctx.register_object_store(
-        &storage.store_url,
-        Arc::new(VisibleStore::new(storage.store.clone())),
+        &url::Url::parse(DATA_URL).expect("static URL"),
+        Arc::new(data),
     );
 
     register(
         &ctx,
-        storage,
         LAUNCH_EVENTS,
         launch_events_file_schema(),
         &LAUNCH_EVENTS_PARTITIONS,
     )?;
     register(
         &ctx,
-        storage,
         USER_FIRST_SEEN,
         user_first_seen_file_schema(),
         &USER_FIRST_SEEN_PARTITIONS,
     )?;
-    register_promo_codes(&ctx, storage).await?;
+    register_promo_codes(&ctx).await?;
     ctx.register_udf(crate::code_links::ScanKeyFunction::udf());
     Ok(ctx)
 }
 
 /// `promo_codes`: a view with DESIGN.md §4's columns over the plugin's JSON code records.
-async fn register_promo_codes(ctx: &SessionContext, storage: &Storage) -> Result<()> {
+async fn register_promo_codes(ctx: &SessionContext) -> Result<()> {
     let options = ListingOptions::new(Arc::new(JsonFormat::default()))
         // Records are named by their id, without an extension.
         .with_file_extension("")
         .with_table_partition_cols(vec![("project".to_string(), DataType::Utf8)]);
-    let url = ListingTableUrl::parse(storage.url(PROMO_CODE_RECORDS_DIR))?;
+    let url = table_url(PROMO_CODE_RECORDS_DIR)?;
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(promo_code_record_schema());
@@ -90,10 +94,17 @@ async fn register_promo_codes(ctx: &SessionContext, storage: &Storage) -> Result
     Ok(())
 }
 
+/// The root under which the session finds the data directory.
+const DATA_URL: &str = "promolens://data/";
+
+/// A folder of the data directory, as the session reads it.
+fn table_url(folder: &str) -> Result<ListingTableUrl> {
+    Ok(ListingTableUrl::parse(format!("{DATA_URL}{folder}/"))?)
+}
+
 /// Registers the hive-partitioned Parquet table `name` stored under the folder of that name.
 fn register(
     ctx: &SessionContext,
-    storage: &Storage,
     name: &str,
     file_schema: SchemaRef,
     partitions: &[&str],
@@ -106,7 +117,7 @@ fn register(
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(partitions);
-    let url = ListingTableUrl::parse(storage.url(name))?;
+    let url = table_url(name)?;
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(file_schema);

@@ -60,6 +60,33 @@ fn sql_is_read_only() {
 }
 
 #[test]
+fn plans_name_files_within_the_data_directory_not_server_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, format!("{GOOD}\n")).unwrap();
+    stdout_of(&promolens(&[
+        "backfill",
+        "--data",
+        data,
+        "--project",
+        "p",
+        file.to_str().unwrap(),
+    ]));
+    let plan = stdout_of(&promolens(&[
+        "sql",
+        "--data",
+        data,
+        "EXPLAIN SELECT user_id FROM launch_events",
+    ]));
+    assert!(plan.contains("launch_events/project=p/dt="), "{plan}");
+    let server_path = data_dir.canonicalize().unwrap();
+    let server_path = server_path.to_str().unwrap().trim_start_matches('/');
+    assert!(!plan.contains(server_path), "{plan}");
+}
+
+#[test]
 fn backfill_quarantines_rejects_and_strict_fails() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
