@@ -4,7 +4,7 @@
 //! - `POST /v1/projects/{project}/events` — ingest (see `promolens_ingest::http`);
 //! - `GET  /v1/projects/{project}/acquisition?by=…&days=…|from=…&to=…[&now=…][&tz=…]`;
 //! - `POST /v1/sql` with `{"sql": "SELECT …"}` — read-only SQL;
-//! - `GET  /healthz`;
+//! - `GET  /healthz` (the process answers), `GET /readyz` (the ingest pipeline runs);
 //! - code management, `/v1/projects/{project}/authorization` and `…/codes…` (see
 //!   [`crate::codes::http`]).
 
@@ -78,7 +78,11 @@ pub fn router(
         .route("/v1/projects/{project}/acquisition", get(acquisition))
         .route("/v1/sql", post(sql))
         .with_state(query);
+    let readiness = Router::new()
+        .route("/readyz", get(readyz))
+        .with_state(ingestor.clone());
     let routes = api
+        .merge(readiness)
         .merge(promolens_ingest::http::router(ingestor, body_limit))
         .merge(crate::codes::http::router(codes));
     with_common_layers(routes)
@@ -151,6 +155,22 @@ async fn log_request(
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready while the ingest pipeline runs: a load balancer stops sending events to a server whose
+/// committer or flusher has stopped.
+async fn readyz(
+    State(ingestor): State<Arc<Ingestor>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if ingestor.is_running() {
+        Ok(Json(serde_json::json!({"status": "ready"})))
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the ingest pipeline has stopped; the server log says why",
+        ))
+    }
 }
 
 #[derive(Deserialize)]
@@ -329,6 +349,34 @@ mod tests {
             .await
             .unwrap();
         (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ready_while_the_pipeline_runs_not_after() {
+        let storage = promolens_ingest::Storage::open("memory://").unwrap();
+        let config = promolens_ingest::IngestConfig::new(chrono_tz::UTC);
+        let ingestor = Arc::new(Ingestor::start(storage, config).await.unwrap());
+        let router = Router::new()
+            .route("/readyz", get(readyz))
+            .with_state(ingestor.clone());
+        let (status, answer) = call(router.clone(), "GET", "/readyz").await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (StatusCode::OK, Some("ready"))
+        );
+        ingestor.shutdown().await.unwrap();
+        // The threads end just after the shutdown is answered.
+        let mut answered = None;
+        for _ in 0..100 {
+            let (status, answer) = call(router.clone(), "GET", "/readyz").await;
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                answered = Some(answer);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let answer = answered.expect("not ready within 2 s of the shutdown");
+        assert_eq!(answer["error"]["code"], "unavailable");
     }
 
     #[tokio::test]

@@ -110,6 +110,7 @@ pub struct Ingestor {
     config: IngestConfig,
     storage: Storage,
     stopped: Arc<AtomicBool>,
+    flusher_stopped: Arc<AtomicBool>,
 }
 
 use buffer::Buffer;
@@ -144,24 +145,40 @@ impl Ingestor {
             config.first_seen_max_users,
         )));
         let (wal_dir, flushed_by_flusher) = (config.wal_dir.clone(), flushed.clone());
-        if config.spill {
-            tokio::spawn(run_spilling_flusher(
-                storage.clone(),
-                wal_dir,
-                job_receiver,
-                flushed_by_flusher,
-                first_seen,
-                Spill::new()?,
-            ));
+        let storage_for_flusher = storage.clone();
+        let flusher_stopped = Arc::new(AtomicBool::new(false));
+        let flusher_ended = flusher_stopped.clone();
+        let spill = if config.spill {
+            Some(Spill::new()?)
         } else {
-            tokio::spawn(run_flusher(
-                storage.clone(),
-                wal_dir,
-                job_receiver,
-                flushed_by_flusher,
-                first_seen,
-            ));
-        }
+            None
+        };
+        tokio::spawn(async move {
+            match spill {
+                Some(spill) => {
+                    run_spilling_flusher(
+                        storage_for_flusher,
+                        wal_dir,
+                        job_receiver,
+                        flushed_by_flusher,
+                        first_seen,
+                        spill,
+                    )
+                    .await
+                }
+                None => {
+                    run_flusher(
+                        storage_for_flusher,
+                        wal_dir,
+                        job_receiver,
+                        flushed_by_flusher,
+                        first_seen,
+                    )
+                    .await
+                }
+            }
+            flusher_ended.store(true, Ordering::SeqCst);
+        });
         let stopped = Arc::new(AtomicBool::new(false));
         let mut committer = Committer {
             config: config.clone(),
@@ -211,7 +228,14 @@ impl Ingestor {
             config,
             storage,
             stopped,
+            flusher_stopped,
         })
+    }
+
+    /// Whether the committer and the flusher are both running: a server without them would
+    /// accept nothing (readiness, `/readyz`).
+    pub fn is_running(&self) -> bool {
+        !self.stopped.load(Ordering::SeqCst) && !self.flusher_stopped.load(Ordering::SeqCst)
     }
 
     pub fn config(&self) -> &IngestConfig {

@@ -70,6 +70,12 @@ fn host_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Host(format!("{what}: {e}"))
 }
 
+/// An HTTP client error without its URL: the URL of a WeChat call carries the access token, and
+/// the message reaches logs and answers.
+fn request_error(what: &str, e: reqwest::Error) -> Error {
+    host_error(what, e.without_url())
+}
+
 impl WechatClient {
     pub fn new(base_url: &str, credentials: Arc<CredentialStore>) -> Result<WechatClient, Error> {
         use_ring_for_tls();
@@ -125,7 +131,7 @@ impl WechatClient {
             .await?
             .json()
             .await
-            .map_err(|e| host_error("reading WeChat's token answer", e))?;
+            .map_err(|e| request_error("reading WeChat's token answer", e))?;
         let (Some(value), Some(expires_in)) = (answer.access_token, answer.expires_in) else {
             return Err(wechat_error(
                 answer.errcode.unwrap_or(-1),
@@ -162,7 +168,7 @@ impl WechatClient {
                         what,
                         format!("WeChat answered HTTP {}", r.status()),
                     )),
-                    Err(e) => Err(host_error(what, e)),
+                    Err(e) => Err(request_error(what, e)),
                 };
             }
             tokio::time::sleep(backoff(attempt)).await;
@@ -231,7 +237,7 @@ impl WechatGateway for WechatClient {
             let bytes = response
                 .bytes()
                 .await
-                .map_err(|e| host_error("reading WeChat's answer", e))?;
+                .map_err(|e| request_error("reading WeChat's answer", e))?;
             let error: Option<ErrorAnswer> = if content_type.starts_with("image/") {
                 None
             } else {
@@ -255,5 +261,31 @@ impl WechatGateway for WechatClient {
                 _ => return Err(wechat_error(errcode, errmsg)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_calls_error_does_not_carry_its_url_and_token() {
+        use_ring_for_tls();
+        // Nothing listens on port 1.
+        let failed = reqwest::Client::new()
+            .post("http://127.0.0.1:1/wxa/getwxacode?access_token=SECRET-TOKEN")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            failed.to_string().contains("SECRET-TOKEN"),
+            "the test's premise"
+        );
+        let message = request_error("calling WeChat", failed).to_string();
+        assert!(!message.contains("SECRET-TOKEN"), "{message}");
+        assert!(
+            message.contains("calling WeChat: error sending request"),
+            "{message}"
+        );
     }
 }
