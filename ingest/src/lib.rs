@@ -13,6 +13,7 @@ pub mod backfill;
 pub mod body;
 pub mod compact;
 pub mod dedupe;
+pub mod durable_store;
 pub mod error;
 pub mod first_seen;
 pub mod http;

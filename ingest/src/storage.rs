@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use url::Url;
 
+use crate::durable_store::DurableLocalStore;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -93,7 +93,7 @@ impl Storage {
             reason: e.to_string(),
         })?;
         Ok(Storage {
-            store: Arc::new(LocalFileSystem::new()),
+            store: Arc::new(DurableLocalStore::new(dir.clone())),
             store_url: Url::parse("file:///").expect("static URL"),
             prefix,
             local_dir: Some(dir),
