@@ -55,18 +55,12 @@ impl DurableLocalStore {
             }
             Ok(())
         })
-        .await;
-        match synced {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(object_store::Error::Generic {
-                store: "DurableLocalStore",
-                source: Box::new(e),
-            }),
-            Err(e) => Err(object_store::Error::Generic {
-                store: "DurableLocalStore",
-                source: Box::new(e),
-            }),
-        }
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        synced.map_err(|e| object_store::Error::Generic {
+            store: "DurableLocalStore",
+            source: Box::new(e),
+        })
     }
 }
 

@@ -107,10 +107,4 @@ impl Storage {
             .filter(|p| !p.is_empty())
             .fold(self.prefix.clone(), |path, part| path.join(part))
     }
-
-    /// The URL of a folder inside the data directory, as DataFusion's listing tables want it.
-    pub fn url(&self, relative: &str) -> String {
-        let path = self.path(relative);
-        format!("{}{}/", self.store_url, path)
-    }
 }

@@ -160,6 +160,15 @@ impl Drop for Server {
     }
 }
 
+/// `promolens backfill --data DATA --project PROJECT [EXTRA…] FILE` to completion; its output.
+pub fn backfill(data: &str, project: &str, file: &Path, extra: &[&str]) -> String {
+    let file = file.to_str().expect("UTF-8 path");
+    let mut args = vec!["backfill", "--data", data, "--project", project];
+    args.extend_from_slice(extra);
+    args.push(file);
+    stdout_of(&promolens(&args))
+}
+
 /// Polls `check` until it returns `Some`, for at most `timeout`.
 pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use promolens_tests::{promolens, python_json, stdout_of};
+use promolens_tests::python_json;
 
 /// Midnight of 2025-11-01 in Asia/Shanghai (the default time zone), epoch ms.
 const NOV_1: i64 = 1_761_926_400_000;
@@ -75,16 +75,7 @@ print(json.dumps({"rows": rows, "ids": ids, "wrong_day": wrong_day, "out_of_orde
 "#;
 
 fn backfill(data: &str, file: &Path, buffer_rows: &str) -> String {
-    stdout_of(&promolens(&[
-        "backfill",
-        "--data",
-        data,
-        "--project",
-        "p",
-        "--buffer-rows",
-        buffer_rows,
-        file.to_str().unwrap(),
-    ]))
+    promolens_tests::backfill(data, "p", file, &["--buffer-rows", buffer_rows])
 }
 
 #[test]

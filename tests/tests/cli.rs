@@ -66,14 +66,7 @@ fn plans_name_files_within_the_data_directory_not_server_paths() {
     let data = data_dir.to_str().unwrap();
     let file = dir.path().join("events.ndjson");
     std::fs::write(&file, format!("{GOOD}\n")).unwrap();
-    stdout_of(&promolens(&[
-        "backfill",
-        "--data",
-        data,
-        "--project",
-        "p",
-        file.to_str().unwrap(),
-    ]));
+    promolens_tests::backfill(data, "p", &file, &[]);
     let plan = stdout_of(&promolens(&[
         "sql",
         "--data",

@@ -12,14 +12,7 @@ const NOW: &str = "2025-11-24T12:00:00+08:00";
 fn backfill(data: &str, dir: &Path, name: &str, lines: &str) {
     let file = dir.join(name);
     std::fs::write(&file, lines).unwrap();
-    stdout_of(&promolens(&[
-        "backfill",
-        "--data",
-        data,
-        "--project",
-        "p",
-        file.to_str().unwrap(),
-    ]));
+    promolens_tests::backfill(data, "p", &file, &[]);
 }
 
 /// `(utm_source, new_users, users)` rows of the past 7 days.

@@ -100,6 +100,23 @@ impl Buffer {
     }
 }
 
+/// Whole batches in time order, ties in the order given: slices when they already are, else
+/// one interleave (the spill reads a day's flushes back this way).
+pub(super) fn batches_in_time_order(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    let pieces: Vec<Piece> = batches
+        .iter()
+        .enumerate()
+        .map(|(batch, b)| Piece {
+            batch,
+            rows: Rows::Run {
+                start: 0,
+                len: b.num_rows(),
+            },
+        })
+        .collect();
+    in_time_order(batches, &pieces)
+}
+
 /// One partition's pieces as batches in time order.
 fn in_time_order(batches: &[RecordBatch], pieces: &[Piece]) -> Result<Vec<RecordBatch>> {
     if let Some(slices) = slices_in_order(batches, pieces)? {

@@ -12,6 +12,7 @@
 //! process memory.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fs::File;
 use std::io::BufWriter;
 use std::sync::Arc;
@@ -23,7 +24,9 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::parquet_io::{Table, write_parquet};
-use crate::record::{PartitionKey, event_times};
+use crate::record::PartitionKey;
+
+use super::buffer::batches_in_time_order;
 
 /// A flush's rows of one day go to the spill when they are fewer than this (and the day has no
 /// spill yet): larger pieces make good files as they are.
@@ -75,28 +78,26 @@ impl Spill {
         batches: &[RecordBatch],
         job: u64,
     ) -> Result<()> {
-        if !self.files.contains_key(key) {
-            self.created += 1;
-            let path = self.dir.path().join(format!("{}.arrow", self.created));
-            let file = File::create(&path)
-                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-            let writer = FileWriter::try_new(
-                BufWriter::with_capacity(1 << 16, file),
-                &Table::LaunchEvents.schema(),
-            )?;
-            self.files.insert(
-                key.clone(),
-                SpillFile {
+        let (dir, created) = (&self.dir, &mut self.created);
+        let file = match self.files.entry(key.clone()) {
+            Entry::Occupied(open) => open.into_mut(),
+            Entry::Vacant(new) => {
+                *created += 1;
+                let path = dir.path().join(format!("{created}.arrow"));
+                let file = File::create(&path)
+                    .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+                let writer = FileWriter::try_new(
+                    BufWriter::with_capacity(1 << 16, file),
+                    &Table::LaunchEvents.schema(),
+                )?;
+                new.insert(SpillFile {
                     writer,
                     path,
                     rows: 0,
                     first_job: job,
                     last_job: job,
-                },
-            );
-        }
-        let Some(file) = self.files.get_mut(key) else {
-            return Err(Error::Stopped("spill file vanished".into()));
+                })
+            }
         };
         for batch in batches {
             file.writer.write(batch)?;
@@ -128,8 +129,7 @@ impl Spill {
 
 impl SpillFile {
     /// The spilled rows in time order (ties in the order they came), and the spill file
-    /// removed. Each flush's piece is sorted already: in order one after the other they are
-    /// returned as they are, else merged by one interleave.
+    /// removed.
     fn read_sorted(mut self) -> Result<Vec<RecordBatch>> {
         self.writer.finish()?;
         drop(self.writer);
@@ -138,32 +138,7 @@ impl SpillFile {
         let reader = FileReader::try_new(std::io::BufReader::new(file), None)?;
         let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
         let _ = std::fs::remove_file(&self.path);
-        let times = batches
-            .iter()
-            .map(event_times)
-            .collect::<Result<Vec<_>>>()?;
-        let in_order = times.iter().all(|t| t.is_sorted())
-            && times
-                .iter()
-                .filter_map(|t| Some((*t.first()?, *t.last()?)))
-                .collect::<Vec<_>>()
-                .windows(2)
-                .all(|w| w[0].1 <= w[1].0);
-        if in_order {
-            return Ok(batches);
-        }
-        let mut rows: Vec<(i64, usize, usize)> = times
-            .iter()
-            .enumerate()
-            .flat_map(|(b, t)| t.iter().enumerate().map(move |(r, &time)| (time, b, r)))
-            .collect();
-        // By time, ties in the order they came (batch, then row).
-        rows.sort_unstable();
-        let indices: Vec<(usize, usize)> = rows.into_iter().map(|(_, b, r)| (b, r)).collect();
-        let refs: Vec<&RecordBatch> = batches.iter().collect();
-        Ok(vec![arrow_select::interleave::interleave_record_batch(
-            &refs, &indices,
-        )?])
+        batches_in_time_order(&batches)
     }
 }
 
