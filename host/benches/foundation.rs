@@ -134,8 +134,25 @@ fn generate(corpus: &Corpus) -> PathBuf {
     path
 }
 
+/// `promolens ARGS` to completion, as the operator runs it (not measured); its stdout.
+fn operator(args: &[&str]) -> String {
+    let output = Command::new(PROMOLENS)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("promolens");
+    assert!(
+        output.status.success(),
+        "promolens {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
 fn backfill_into(data: &Path, file: &Path) -> (Duration, u64) {
     let _ = std::fs::remove_dir_all(data);
+    let data_dir = data.to_str().unwrap();
+    operator(&["projects", "--data", data_dir, "create", "bench"]);
     measure(
         Command::new(PROMOLENS)
             .args([
@@ -465,6 +482,19 @@ fn bench_live() {
     let dir = work_dir();
     let data = dir.join("live-data");
     let _ = std::fs::remove_dir_all(&data);
+    let data_dir = data.to_str().unwrap();
+    operator(&["projects", "--data", data_dir, "create", "bench"]);
+    // Every request carries the project's ingest key, as the mini-program SDK sends it.
+    let key = operator(&[
+        "keys",
+        "--data",
+        data_dir,
+        "create",
+        "--project",
+        "bench",
+        "--role",
+        "ingest",
+    ]);
     let mut server = Command::new(PROMOLENS)
         .args([
             "serve",
@@ -496,6 +526,7 @@ fn bench_live() {
         (0..clients)
             .map(|c| {
                 let url = url.clone();
+                let key = key.clone();
                 scope.spawn(move || {
                     promolens::codes::wechat::use_ring_for_tls();
                     let client = reqwest::blocking::Client::new();
@@ -515,7 +546,12 @@ fn bench_live() {
                             .collect();
                         n += 1;
                         let t = Instant::now();
-                        let response = client.post(&endpoint).body(body).send().expect("post");
+                        let response = client
+                            .post(&endpoint)
+                            .bearer_auth(&key)
+                            .body(body)
+                            .send()
+                            .expect("post");
                         assert!(response.status().is_success());
                         latencies.push(t.elapsed().as_secs_f64());
                         accepted += 100;

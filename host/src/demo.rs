@@ -45,7 +45,7 @@ pub async fn load(ingestor: &Ingestor, now: DateTime<Utc>) -> Result<Option<u64>
         .lines()
         .filter_map(|line| LaunchEvent::parse(line, &limits).ok())
         .collect();
-    let tz: Tz = ingestor.config().tz;
+    let tz: Tz = ingestor.config().zones.get(DEMO_PROJECT);
     let Some(last) = events.iter().map(|e| e.event_time_ms).max() else {
         return Ok(Some(0));
     };

@@ -19,6 +19,21 @@ pub enum Error {
     Query(#[from] datafusion::error::DataFusionError),
     #[error(transparent)]
     Ingest(#[from] promolens_ingest::Error),
+    /// No such project, key, invitation.
+    #[error("{what} {name} does not exist")]
+    NotFound { what: &'static str, name: String },
+    /// No valid credential (a missing, unknown, revoked or expired key; a bad invitation).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid key that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// It exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// Reading or writing the data directory's records (projects, keys, audit log).
+    #[error("storage: {0}")]
+    Storage(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -3,6 +3,7 @@
 //!
 //! May depend on `schemas` and `ingest`; nothing depends on it.
 
+pub mod access;
 pub mod acquisition;
 pub mod code_links;
 pub mod codes;

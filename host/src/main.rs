@@ -11,11 +11,12 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
+use promolens::access::{Registry, Role};
 use promolens::acquisition::{AcquisitionQuery, parse_dimensions};
 use promolens::output::{self, Format};
 use promolens::server::{parse_tz, window};
 use promolens_ingest::backfill::{BackfillSummary, Progress};
-use promolens_ingest::{IngestConfig, Ingestor, Storage};
+use promolens_ingest::{IngestConfig, Ingestor, ProjectZones, Storage};
 
 /// Code management settings (WeChat, credentials, the plugin).
 #[derive(clap::Args)]
@@ -102,15 +103,26 @@ struct DataArgs {
     /// (s3 uses the AWS_* environment variables; AWS_ENDPOINT_URL for an S3-compatible server).
     #[arg(long, env = "PROMOLENS_DATA", default_value = "./promolens-data")]
     data: String,
-    /// Time zone of the projects' calendar days (partitions and "past N days").
-    #[arg(long, env = "PROMOLENS_TZ", default_value = "Asia/Shanghai")]
-    tz: String,
 }
 
-mod codes_cli;
+mod cli;
 
 #[derive(Subcommand)]
 enum Command {
+    /// Projects: create, list, show, set (each has its time zone and its own keys).
+    Projects {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(subcommand)]
+        action: cli::access::ProjectsAction,
+    },
+    /// API keys and invitations of a project: create, list, revoke, invite.
+    Keys {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(subcommand)]
+        action: cli::access::KeysAction,
+    },
     /// Promotion codes: authorize, create, list, show, rename, delete, download, batch, preview.
     Codes {
         #[command(flatten)]
@@ -120,7 +132,7 @@ enum Command {
         #[command(flatten)]
         codes: CodesArgs,
         #[command(subcommand)]
-        action: codes_cli::CodesAction,
+        action: cli::codes::CodesAction,
     },
     /// A local stand-in for WeChat's code API (for trying promolens and for tests).
     Standin {
@@ -222,6 +234,9 @@ enum Command {
         /// What "now" is, RFC 3339 (default: the clock).
         #[arg(long)]
         now: Option<DateTime<Utc>>,
+        /// Time zone of the days (default: the project's).
+        #[arg(long)]
+        tz: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -321,14 +336,30 @@ fn init_logging() {
     }
 }
 
-fn open(data: &DataArgs) -> anyhow::Result<(Storage, Tz)> {
-    let tz = parse_tz(&data.tz)?;
-    let storage = Storage::open(&data.data)?;
-    Ok((storage, tz))
+fn open(data: &DataArgs) -> anyhow::Result<Storage> {
+    Ok(Storage::open(&data.data)?)
 }
+
+/// The projects and keys of a data directory, each project's zone set in `zones`.
+async fn registry(storage: &Storage, zones: &ProjectZones) -> anyhow::Result<Arc<Registry>> {
+    Ok(Arc::new(
+        Registry::open(storage.clone(), zones.clone()).await?,
+    ))
+}
+
+/// Zone of projects without a record (only partitions of projects that are known are written).
+const DEFAULT_TZ: Tz = chrono_tz::Asia::Shanghai;
 
 async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
     match command {
+        Command::Projects { data, action } => {
+            cli::access::projects(&open(&data)?, action).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Keys { data, action } => {
+            cli::access::keys(&open(&data)?, action).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Codes {
             data,
             project,
@@ -337,9 +368,9 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         } => {
             promolens_schemas::event::validate_project_name(&project)
                 .map_err(|m| anyhow::anyhow!("--project: {m}"))?;
-            let (storage, _) = open(&data)?;
+            let storage = open(&data)?;
             let state = codes.open(&storage, false).await?;
-            codes_cli::run(state, &project, action).await?;
+            cli::codes::run(state, &project, action).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Standin {
@@ -374,13 +405,24 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             compact_min_files,
             codes,
         } => {
-            let (storage, tz) = open(&data)?;
+            let storage = open(&data)?;
+            let zones = ProjectZones::new(DEFAULT_TZ);
+            let registry = registry(&storage, &zones).await?;
+            if demo {
+                demo_keys(&registry, listen).await?;
+            }
+            registry.keep_fresh();
+            let access = promolens::access::Access {
+                registry,
+                audit: promolens::access::AuditLog::new(storage.clone()),
+            };
             let codes = codes.open(&storage, demo).await?;
             let wal_dir = wal.unwrap_or_else(|| match &storage.local_dir {
                 Some(dir) => dir.join("_wal"),
                 None => PathBuf::from("promolens-wal"),
             });
-            let mut config = IngestConfig::new(tz);
+            let mut config = IngestConfig::new(DEFAULT_TZ);
+            config.zones = zones;
             config.wal_dir = Some(wal_dir);
             config.flush_age = Duration::from_secs_f64(flush_seconds.max(0.05));
             config.flush_rows = flush_rows.max(1);
@@ -392,9 +434,6 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     }
                     None => tracing::info!(project = "demo", "demo events already loaded"),
                 }
-                println!(
-                    "demo data loaded; try:\n  curl 'http://{listen}/v1/projects/demo/acquisition?by=utm_source,utm_campaign&days=7'\n  curl -X POST http://{listen}/v1/sql -H 'content-type: application/json' -d '{{\"sql\":\"SELECT utm_source, count(*) FROM launch_events GROUP BY 1 ORDER BY 2 DESC\"}}'\n  curl -X POST http://{listen}/v1/projects/demo/codes -H 'content-type: application/json' -d '{{\"name\":\"Poster\",\"kind\":\"A\",\"page\":\"pages/index/index\",\"utm_source\":\"poster\"}}'"
-                );
             }
             if compact_seconds > 0 {
                 let options = promolens_ingest::compact::CompactOptions {
@@ -407,7 +446,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     Duration::from_secs(compact_seconds),
                 ));
             }
-            promolens::server::serve(storage, ingestor, listen, body_limit, tz, codes).await?;
+            promolens::server::serve(storage, ingestor, listen, body_limit, codes, access).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Backfill {
@@ -417,10 +456,18 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             buffer_rows,
             files,
         } => {
-            let (storage, tz) = open(&data)?;
+            let storage = open(&data)?;
+            let zones = ProjectZones::new(DEFAULT_TZ);
+            registry(&storage, &zones)
+                .await?
+                .project(&project)
+                .with_context(|| {
+                    format!("create it first: promolens projects create {project} --tz <zone>")
+                })?;
             // A file is mostly in time order: a few days' ids are enough to dedupe it, and
             // smaller buffers keep a 10 GB backfill within a few hundred MiB.
-            let mut config = IngestConfig::new(tz);
+            let mut config = IngestConfig::new(DEFAULT_TZ);
+            config.zones = zones;
             config.dedupe_max_ids = 1_000_000;
             // Recent flushes' users are the ones a time-ordered file brings back.
             config.first_seen_max_users = 500_000;
@@ -451,7 +498,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             grace_seconds,
             rebuild_first_seen,
         } => {
-            let (storage, _) = open(&data)?;
+            let storage = open(&data)?;
             if rebuild_first_seen {
                 let projects = match &project {
                     Some(p) => vec![p.clone()],
@@ -486,9 +533,17 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             from,
             to,
             now,
+            tz,
             format,
         } => {
-            let (storage, tz) = open(&data)?;
+            let storage = open(&data)?;
+            let tz = match tz {
+                Some(name) => parse_tz(&name)?,
+                None => registry(&storage, &ProjectZones::new(DEFAULT_TZ))
+                    .await?
+                    .project(&project)
+                    .map_or(DEFAULT_TZ, |p| p.zone()),
+            };
             let ctx = promolens::tables::session(&storage).await?;
             let query = AcquisitionQuery {
                 project,
@@ -513,7 +568,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             format,
             query,
         } => {
-            let (storage, _) = open(&data)?;
+            let storage = open(&data)?;
             let ctx = promolens::tables::session(&storage).await?;
             let batches = promolens::sql::query(&ctx, &query).await?;
             output::write(&batches, format, &mut std::io::stdout().lock())?;
@@ -667,4 +722,35 @@ impl Progress for ProgressReport {
             }
         }
     }
+}
+
+/// `serve --demo`: project `demo` (created the first time) and a fresh admin and ingest key,
+/// printed with what to try. The previous run's demo keys are revoked: each start shows keys
+/// that work, and no old demo key stays valid.
+async fn demo_keys(registry: &Registry, listen: SocketAddr) -> anyhow::Result<()> {
+    use promolens::demo::DEMO_PROJECT;
+    if registry.project(DEMO_PROJECT).is_err() {
+        registry.create_project(DEMO_PROJECT, DEFAULT_TZ).await?;
+    }
+    const LABEL: &str = "serve --demo";
+    for key in registry.keys(DEMO_PROJECT) {
+        if key.label.as_deref() == Some(LABEL) && key.revoked_at.is_none() {
+            registry.revoke_key(DEMO_PROJECT, &key.id).await?;
+        }
+    }
+    let mut tokens = Vec::new();
+    for role in [Role::Admin, Role::Ingest] {
+        let (_, token) = registry
+            .create_key(DEMO_PROJECT, role, Some(LABEL.to_string()), None)
+            .await?;
+        tokens.push(token);
+    }
+    let (admin, ingest) = (&tokens[0], &tokens[1]);
+    println!(
+        "demo project `demo`; keys for this run:\n  admin key:  {admin}\n  ingest key: {ingest}\ntry:\n  \
+         curl -H 'authorization: Bearer {admin}' 'http://{listen}/v1/projects/demo/acquisition?by=utm_source,utm_campaign&days=7'\n  \
+         curl -H 'authorization: Bearer {admin}' -X POST http://{listen}/v1/sql -H 'content-type: application/json' -d '{{\"sql\":\"SELECT utm_source, count(*) FROM launch_events GROUP BY 1 ORDER BY 2 DESC\"}}'\n  \
+         curl -H 'authorization: Bearer {admin}' -X POST http://{listen}/v1/projects/demo/codes -H 'content-type: application/json' -d '{{\"name\":\"Poster\",\"kind\":\"A\",\"page\":\"pages/index/index\",\"utm_source\":\"poster\"}}'"
+    );
+    Ok(())
 }

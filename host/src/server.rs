@@ -16,14 +16,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use datafusion::prelude::SessionContext;
 use promolens_ingest::http::{ApiError, ApiQuery};
-use promolens_ingest::{Ingestor, Storage};
+use promolens_ingest::{Ingestor, ProjectZones, Storage};
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Access, Caller, Permission};
 use crate::acquisition::{AcquisitionQuery, Window, parse_dimensions};
 use crate::error::Error;
 use crate::output::json_rows;
@@ -32,8 +33,8 @@ use crate::output::json_rows;
 #[derive(Clone)]
 pub struct QueryState {
     pub ctx: SessionContext,
-    /// Default time zone of windows (the projects' zone).
-    pub tz: Tz,
+    /// Each project's time zone (the default of its windows).
+    pub zones: ProjectZones,
 }
 
 impl From<Error> for ApiError {
@@ -51,6 +52,20 @@ impl From<Error> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string())
             }
             Error::Ingest(e) => e.into(),
+            Error::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
+            Error::Unauthenticated(_) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                error.to_string(),
+            ),
+            Error::Forbidden(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", error.to_string())
+            }
+            Error::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
             other => ApiError::internal(other),
         }
     }
@@ -72,7 +87,12 @@ pub fn router(
     body_limit: usize,
     query: QueryState,
     codes: crate::codes::http::CodesState,
+    access: Access,
 ) -> Router {
+    let access_routes = crate::access::http::router(crate::access::http::AccessState {
+        access: access.clone(),
+        tables: query.ctx.clone(),
+    });
     let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/projects/{project}/acquisition", get(acquisition))
@@ -84,7 +104,13 @@ pub fn router(
     let routes = api
         .merge(readiness)
         .merge(promolens_ingest::http::router(ingestor, body_limit))
-        .merge(crate::codes::http::router(codes));
+        .merge(crate::codes::http::router(codes))
+        .merge(access_routes)
+        // After routing, so the door sees which route was matched.
+        .route_layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::access::guard::check,
+        ));
     with_common_layers(routes)
 }
 
@@ -198,7 +224,7 @@ async fn acquisition(
 ) -> Result<Json<AcquisitionAnswer>, ApiError> {
     let tz = match &params.tz {
         Some(name) => parse_tz(name)?,
-        None => state.tz,
+        None => state.zones.get(&project),
     };
     let by = parse_dimensions(params.by.as_deref().unwrap_or("utm_source"))?;
     let window = window(
@@ -263,11 +289,18 @@ struct SqlAnswer {
     rows: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// SQL over the caller's project only ([`crate::tables::project_session`]).
 async fn sql(
     State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
     Json(request): Json<SqlRequest>,
 ) -> Result<Json<SqlAnswer>, ApiError> {
-    let frame = crate::sql::plan(&state.ctx, &request.sql).await?;
+    let mut tables = crate::tables::PROJECT_TABLES.to_vec();
+    if caller.role.allows(Permission::ReadAudit) {
+        tables.push(crate::access::audit::AUDIT_LOG);
+    }
+    let ctx = crate::tables::project_session(&state.ctx, &caller.project, &tables).await?;
+    let frame = crate::sql::plan(&ctx, &request.sql).await?;
     let columns = frame
         .schema()
         .fields()
@@ -288,12 +321,14 @@ pub async fn serve(
     ingestor: Arc<Ingestor>,
     listen: SocketAddr,
     body_limit: usize,
-    tz: Tz,
     mut codes: crate::codes::http::CodesState,
+    access: Access,
 ) -> crate::Result<()> {
     let ctx = crate::tables::session(&storage).await?;
-    codes.analytics = Some((ctx.clone(), tz));
-    let app = router(ingestor.clone(), body_limit, QueryState { ctx, tz }, codes);
+    let zones = access.registry.zones().clone();
+    codes.analytics = Some((ctx.clone(), zones.clone()));
+    let query = QueryState { ctx, zones };
+    let app = router(ingestor.clone(), body_limit, query, codes, access);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::io(format!("listening on {listen}"), e))?;

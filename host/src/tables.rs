@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -11,7 +11,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
 use promolens_ingest::Storage;
 use promolens_ingest::visible_store::VisibleStore;
 use promolens_schemas::tables::{
@@ -20,6 +20,7 @@ use promolens_schemas::tables::{
     user_first_seen_file_schema,
 };
 
+use crate::access::audit::AUDIT_LOG;
 use crate::error::Result;
 
 /// A session with `launch_events`, `user_first_seen` and `promo_codes` registered over `storage`.
@@ -59,8 +60,59 @@ pub async fn session(storage: &Storage) -> Result<SessionContext> {
         &USER_FIRST_SEEN_PARTITIONS,
     )?;
     register_promo_codes(&ctx).await?;
+    register_audit_log(&ctx)?;
     ctx.register_udf(crate::code_links::ScanKeyFunction::udf());
     Ok(ctx)
+}
+
+/// The tables SQL from a project's key sees (and `audit_log` for its admins).
+pub const PROJECT_TABLES: [&str; 3] = [LAUNCH_EVENTS, USER_FIRST_SEEN, PROMO_CODES];
+
+/// A session over one project's rows only, for SQL sent with that project's key: each of
+/// `tables` is a view of the shared session's table filtered to the project (the filter prunes
+/// other projects' partitions before any file is listed), and nothing else is registered, so no
+/// statement can name a way to another project's rows.
+pub async fn project_session(
+    shared: &SessionContext,
+    project: &str,
+    tables: &[&str],
+) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_config_rt(shared.copied_config(), shared.runtime_env());
+    for &name in tables {
+        let rows = shared
+            .table(name)
+            .await?
+            .filter(col("project").eq(lit(project)))?;
+        ctx.register_table(name, rows.into_view())?;
+    }
+    ctx.register_udf(crate::code_links::ScanKeyFunction::udf());
+    Ok(ctx)
+}
+
+/// `audit_log`: the JSON records of [`crate::access::audit`].
+fn register_audit_log(ctx: &SessionContext) -> Result<()> {
+    let options = ListingOptions::new(Arc::new(JsonFormat::default()))
+        .with_file_extension(".json")
+        .with_table_partition_cols(vec![
+            ("project".to_string(), DataType::Utf8),
+            ("dt".to_string(), DataType::Utf8),
+        ]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("key_id", DataType::Utf8, false),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("target", DataType::Utf8, false),
+        Field::new("outcome", DataType::Utf8, false),
+    ]));
+    let config = ListingTableConfig::new(table_url(AUDIT_LOG)?)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ctx.register_table(AUDIT_LOG, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
 }
 
 /// `promo_codes`: a view with DESIGN.md §4's columns over the plugin's JSON code records.

@@ -26,4 +26,5 @@ pub mod wal;
 
 pub use error::{Error, Result};
 pub use pipeline::{AppendOutcome, IngestConfig, Ingestor};
+pub use record::ProjectZones;
 pub use storage::Storage;

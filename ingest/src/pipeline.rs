@@ -30,15 +30,15 @@ use crate::dedupe::{DedupeIndex, load_partition_ids};
 use crate::error::{Error, Result};
 use crate::first_seen::{self, StoredFirstSeen, earliest_per_user};
 use crate::parquet_io::{Table, write_parquet};
-use crate::record::{LaunchRows, LaunchRowsBuilder, PartitionKey, PartitionResolver};
+use crate::record::{LaunchRows, LaunchRowsBuilder, PartitionKey, PartitionResolver, ProjectZones};
 use crate::storage::Storage;
 use crate::wal::{Replay, Wal, delete_segments};
 
 /// How the pipeline buffers and makes events durable.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// Time zone of the `dt` partitions.
-    pub tz: Tz,
+    /// Time zone of each project's `dt` partitions.
+    pub zones: ProjectZones,
     /// Per-event size limits.
     pub limits: Limits,
     /// Flush the buffer to Parquet once it holds this many events…
@@ -59,9 +59,10 @@ pub struct IngestConfig {
 }
 
 impl IngestConfig {
+    /// Every project's days in `tz` (until `zones` says otherwise).
     pub fn new(tz: Tz) -> IngestConfig {
         IngestConfig {
-            tz,
+            zones: ProjectZones::new(tz),
             limits: Limits::default(),
             flush_rows: 200_000,
             flush_age: Duration::from_secs(30),
@@ -187,7 +188,7 @@ impl Ingestor {
             index: DedupeIndex::new(config.dedupe_max_ids),
             wal,
             buffer: Buffer::default(),
-            partitions: PartitionResolver::new(config.tz),
+            partitions: PartitionResolver::new(config.zones.clone()),
             oldest: None,
             generation: 0,
             flushed: flushed.clone(),

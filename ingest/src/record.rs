@@ -5,7 +5,8 @@
 //! handlers, backfill's parser threads), in parallel; the pipeline's single committer then only
 //! dedupes by the precomputed id hashes and slices the batch into partitions.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use arrow_array::builder::{
     Int32Builder, MapBuilder, MapFieldNames, StringBuilder, TimestampMillisecondBuilder,
@@ -230,11 +231,42 @@ pub fn start_of_day(day: NaiveDate, tz: Tz) -> i64 {
         .unwrap_or_else(|| midnight.and_utc().timestamp_millis())
 }
 
-/// Maps (project, event time) to its partition: the calendar day of the launch in the projects'
+/// The time zone of each project's calendar days, shared between the pipeline and whoever
+/// creates projects (a project created while the server runs gets its own days at once).
+/// Changing a zone changes only the partitions of events partitioned afterwards.
+#[derive(Debug, Clone)]
+pub struct ProjectZones {
+    default: Tz,
+    zones: Arc<RwLock<HashMap<String, Tz>>>,
+}
+
+impl ProjectZones {
+    /// Every project in `default` until [`ProjectZones::set`] says otherwise.
+    pub fn new(default: Tz) -> ProjectZones {
+        ProjectZones {
+            default,
+            zones: Arc::default(),
+        }
+    }
+
+    pub fn set(&self, project: &str, tz: Tz) {
+        let mut zones = self.zones.write().unwrap_or_else(|e| e.into_inner());
+        zones.insert(project.to_string(), tz);
+    }
+
+    pub fn get(&self, project: &str) -> Tz {
+        let zones = self.zones.read().unwrap_or_else(|e| e.into_inner());
+        zones.get(project).copied().unwrap_or(self.default)
+    }
+}
+
+/// Maps (project, event time) to its partition: the calendar day of the launch in the project's
 /// time zone. Each day met is remembered with its bounds, so that a row's day is found without
 /// converting or formatting a date, and rows of one day share one key (rows arrive in time order
 /// from most senders, in any order from some files: both are a lookup).
 pub struct PartitionResolver {
+    zones: ProjectZones,
+    /// The zone of `project`.
     tz: Tz,
     project: String,
     /// Days met for `project`, by start: [start, end) in epoch ms, and the key.
@@ -248,9 +280,10 @@ pub struct PartitionResolver {
 const DAYS_REMEMBERED: usize = 4096;
 
 impl PartitionResolver {
-    pub fn new(tz: Tz) -> PartitionResolver {
+    pub fn new(zones: ProjectZones) -> PartitionResolver {
         PartitionResolver {
-            tz,
+            tz: zones.default,
+            zones,
             project: String::new(),
             days: Vec::new(),
             last: 0,
@@ -260,6 +293,7 @@ impl PartitionResolver {
     pub fn key(&mut self, project: &str, epoch_ms: i64) -> Arc<PartitionKey> {
         if project != self.project {
             self.project = project.to_string();
+            self.tz = self.zones.get(project);
             self.days.clear();
         }
         if let Some((start, end, key)) = self.days.get(self.last)
@@ -434,7 +468,7 @@ mod tests {
 
     #[test]
     fn the_resolver_gives_each_day_one_key_in_any_order() {
-        let mut days = PartitionResolver::new(chrono_tz::Asia::Shanghai);
+        let mut days = PartitionResolver::new(ProjectZones::new(chrono_tz::Asia::Shanghai));
         // 2025-11-23 16:00 UTC is 2025-11-24 00:00 in Shanghai.
         let midnight = 1_763_913_600_000;
         let hour = 3_600_000;
@@ -516,7 +550,7 @@ mod tests {
 
     #[test]
     fn partition_day_changes_at_midnight_in_the_zone() {
-        let mut resolver = PartitionResolver::new(chrono_tz::Asia::Shanghai);
+        let mut resolver = PartitionResolver::new(ProjectZones::new(chrono_tz::Asia::Shanghai));
         // 2025-11-17 00:00 +08:00 is 1763308800000.
         let before = resolver.key("p", 1_763_308_799_999);
         let at = resolver.key("p", 1_763_308_800_000);

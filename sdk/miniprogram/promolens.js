@@ -4,6 +4,7 @@
  *
  *   const promolens = require('./promolens.js').init({
  *     endpoint: 'https://analytics.example.com/v1/projects/demo/events',
+ *     key: 'plk_…',  // the project's ingest key: it can send events and nothing else
  *   });
  *   App({ onLaunch(o) { promolens.onLaunch(o); }, onShow(o) { promolens.onShow(o); } });
  *
@@ -32,6 +33,7 @@ function createTracker(options) {
   const wxApi = options.wx || (typeof wx !== 'undefined' ? wx : undefined); // eslint-disable-line no-undef
   if (!wxApi) throw new Error('promolens: no wx API available');
   if (!options.endpoint) throw new Error('promolens: endpoint is required');
+  if (!options.key) throw new Error("promolens: key is required (the project's ingest key)");
   const batchSize = options.batchSize || 20;
   const flushDelay = options.flushDelay === undefined ? 2000 : options.flushDelay;
   const maxQueue = options.maxQueue || 1000;
@@ -135,7 +137,7 @@ function createTracker(options) {
         url: options.endpoint,
         method: 'POST',
         data: JSON.stringify(batch),
-        header: { 'content-type': 'application/json' },
+        header: { 'content-type': 'application/json', authorization: `Bearer ${options.key}` },
         success(res) {
           const status = res.statusCode;
           if (status >= 200 && status < 300) done(true);

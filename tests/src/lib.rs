@@ -55,10 +55,98 @@ pub fn stdout_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The keys of one project, one per role.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    pub admin: String,
+    pub marketer: String,
+    pub analyst: String,
+    pub ingest: String,
+}
+
+/// Projects made by this test process, and their keys, by (data directory, project).
+static PROVISIONED: std::sync::Mutex<Vec<(String, String, Keys)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Creates `project` in `data` (once) with a key of each role, as an operator does; its keys.
+/// Call it before starting a server on `data`, which then knows the keys at once.
+pub fn provision(data: &str, project: &str) -> Keys {
+    provision_with_env(data, project, &[])
+}
+
+/// [`provision`] with environment variables (S3's credentials and endpoint).
+pub fn provision_with_env(data: &str, project: &str, env: &[(&str, &str)]) -> Keys {
+    let mut provisioned = PROVISIONED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, keys)) = provisioned
+        .iter()
+        .find(|(d, p, _)| d == data && p == project)
+    {
+        return keys.clone();
+    }
+    ensure_project_with_env(data, project, env);
+    let key = |role: &str| create_key_with_env(data, project, role, env);
+    let keys = Keys {
+        admin: key("admin"),
+        marketer: key("marketer"),
+        analyst: key("analyst"),
+        ingest: key("ingest"),
+    };
+    provisioned.push((data.to_string(), project.to_string(), keys.clone()));
+    keys
+}
+
+/// `promolens projects create PROJECT` unless it exists (time zone Asia/Shanghai).
+pub fn ensure_project(data: &str, project: &str) {
+    ensure_project_with_env(data, project, &[]);
+}
+
+pub fn ensure_project_with_env(data: &str, project: &str, env: &[(&str, &str)]) {
+    let shown = promolens_with_env(&["projects", "--data", data, "show", project], env);
+    if !shown.status.success() {
+        stdout_of(&promolens_with_env(
+            &["projects", "--data", data, "create", project],
+            env,
+        ));
+    }
+}
+
+/// `promolens keys create`: the new key.
+pub fn create_key(data: &str, project: &str, role: &str) -> String {
+    create_key_with_env(data, project, role, &[])
+}
+
+pub fn create_key_with_env(data: &str, project: &str, role: &str, env: &[(&str, &str)]) -> String {
+    let out = stdout_of(&promolens_with_env(
+        &[
+            "keys",
+            "--data",
+            data,
+            "create",
+            "--project",
+            project,
+            "--role",
+            role,
+        ],
+        env,
+    ));
+    out.trim().to_string()
+}
+
+/// The keys `provision` made for `project` in `data`.
+pub fn keys_of(data: &str, project: &str) -> Keys {
+    let provisioned = PROVISIONED.lock().unwrap_or_else(|e| e.into_inner());
+    provisioned
+        .iter()
+        .find(|(d, p, _)| d == data && p == project)
+        .map(|(_, _, keys)| keys.clone())
+        .unwrap_or_else(|| panic!("provision({data}, {project}) before using its keys"))
+}
+
 /// A `promolens serve` process on a free loopback port.
 pub struct Server {
     child: Option<Child>,
     pub url: String,
+    pub data: String,
 }
 
 impl Server {
@@ -93,6 +181,7 @@ impl Server {
         Server {
             child: Some(child),
             url,
+            data: data.to_string(),
         }
     }
 
@@ -124,10 +213,16 @@ impl Server {
         }
     }
 
-    /// `POST /v1/sql`, returning the rows.
-    pub fn sql(&self, sql: &str) -> Vec<serde_json::Value> {
+    /// The keys of a project [`provision`]ed on this server's data.
+    pub fn keys(&self, project: &str) -> Keys {
+        keys_of(&self.data, project)
+    }
+
+    /// `POST /v1/sql` with the project's analyst key, returning the rows.
+    pub fn sql(&self, project: &str, sql: &str) -> Vec<serde_json::Value> {
         let response = http_client()
             .post(format!("{}/v1/sql", self.url))
+            .bearer_auth(self.keys(project).analyst)
             .json(&serde_json::json!({ "sql": sql }))
             .send()
             .expect("POST /v1/sql");
@@ -137,10 +232,23 @@ impl Server {
         body["rows"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Posts a body to the project's ingest endpoint: (status, answer).
+    /// Posts a body to the project's ingest endpoint with its ingest key: (status, answer).
     pub fn ingest(&self, project: &str, body: Vec<u8>, gzip: bool) -> (u16, serde_json::Value) {
+        let key = self.keys(project).ingest;
+        self.ingest_with(project, &key, body, gzip)
+    }
+
+    /// Posts a body to the project's ingest endpoint with `key`: (status, answer).
+    pub fn ingest_with(
+        &self,
+        project: &str,
+        key: &str,
+        body: Vec<u8>,
+        gzip: bool,
+    ) -> (u16, serde_json::Value) {
         let mut request = http_client()
             .post(format!("{}/v1/projects/{project}/events", self.url))
+            .bearer_auth(key)
             .header("content-type", "application/x-ndjson");
         if gzip {
             request = request.header("content-encoding", "gzip");
@@ -160,8 +268,10 @@ impl Drop for Server {
     }
 }
 
-/// `promolens backfill --data DATA --project PROJECT [EXTRA…] FILE` to completion; its output.
+/// `promolens backfill --data DATA --project PROJECT [EXTRA…] FILE` to completion (the project
+/// created first if need be); its output.
 pub fn backfill(data: &str, project: &str, file: &Path, extra: &[&str]) -> String {
+    ensure_project(data, project);
     let file = file.to_str().expect("UTF-8 path");
     let mut args = vec!["backfill", "--data", data, "--project", project];
     args.extend_from_slice(extra);

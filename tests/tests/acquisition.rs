@@ -196,6 +196,7 @@ fn acquisition_matches_duckdb_over_the_raw_events() {
     let all = events();
 
     // Live: events 0..800 in batches of 100 (one gzip, one JSON array), each with a bad line.
+    let keys = promolens_tests::provision(data, "shop");
     let server = Server::start(data, &["--flush-seconds", "0.2"], &[]);
     for (n, chunk) in all[..800].chunks(100).enumerate() {
         let mut lines = chunk.to_vec();
@@ -303,6 +304,7 @@ fn acquisition_matches_duckdb_over_the_raw_events() {
             server.url,
             encode(NOW)
         ))
+        .bearer_auth(&keys.analyst)
         .send()
         .unwrap()
         .json()

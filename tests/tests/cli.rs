@@ -95,6 +95,15 @@ fn backfill_quarantines_rejects_and_strict_fails() {
     .unwrap();
     let file = file.to_str().unwrap();
 
+    // Backfill refuses a project that does not exist, saying how to make it.
+    let output = promolens(&["backfill", "--data", data, "--project", "p", file]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("promolens projects create p"),
+        "{}",
+        stderr(&output)
+    );
+    promolens_tests::ensure_project(data, "p");
     let output = promolens(&[
         "backfill",
         "--data",
@@ -210,6 +219,7 @@ fn acquisition_rejects_bad_arguments_clearly() {
 fn http_errors_say_what_and_by_how_much() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let keys = promolens_tests::provision(data.to_str().unwrap(), "p");
     let server = Server::start(data.to_str().unwrap(), &["--body-limit", "4096"], &[]);
 
     // Over the limit as sent.
@@ -256,14 +266,20 @@ fn http_errors_say_what_and_by_how_much() {
         "field `query.utm_campaign` is 2100 bytes, over the 2048-byte limit by 52 bytes"
     );
 
-    // A bad project name in the URL.
-    let (status, answer) = server.ingest("bad.name", GOOD.as_bytes().to_vec(), false);
-    assert_eq!(status, 400);
+    // A bad project name in the URL; a project that does not exist.
+    let (status, answer) =
+        server.ingest_with("bad.name", &keys.ingest, GOOD.as_bytes().to_vec(), false);
+    assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["field"], "project");
+    let (status, answer) =
+        server.ingest_with("nowhere", &keys.ingest, GOOD.as_bytes().to_vec(), false);
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["code"], "not_found");
 
     // Bad query arguments.
     let response = promolens_tests::http_client()
         .get(format!("{}/v1/projects/p/acquisition?by=nope", server.url))
+        .bearer_auth(&keys.analyst)
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 400);
@@ -305,6 +321,7 @@ fn http_errors_say_what_and_by_how_much() {
     ] {
         let response = promolens_tests::http_client()
             .get(format!("{}/v1/projects/p/acquisition?{query}", server.url))
+            .bearer_auth(&keys.analyst)
             .send()
             .unwrap();
         assert_eq!(response.status().as_u16(), 400, "{query}");
@@ -318,6 +335,7 @@ fn http_errors_say_what_and_by_how_much() {
     // And the server still answers.
     let response = promolens_tests::http_client()
         .get(format!("{}/v1/projects/p/acquisition?days=7", server.url))
+        .bearer_auth(&keys.analyst)
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
@@ -344,6 +362,7 @@ fn http_errors_say_what_and_by_how_much() {
 
     let response = promolens_tests::http_client()
         .post(format!("{}/v1/sql", server.url))
+        .bearer_auth(&keys.analyst)
         .json(&serde_json::json!({"sql": "SELECT nope FROM launch_events"}))
         .send()
         .unwrap();
@@ -355,6 +374,7 @@ fn http_errors_say_what_and_by_how_much() {
 fn a_body_of_millions_of_bad_lines_gets_a_short_answer() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    promolens_tests::provision(data.to_str().unwrap(), "p");
     let server = Server::start(data.to_str().unwrap(), &[], &[]);
     // 4 MB of `1` lines, a few KB on the wire: every line a reject.
     let bomb = gzip("1\n".repeat(2_000_000).as_bytes());

@@ -4,8 +4,10 @@
 use promolens_tests::Server;
 use serde_json::{Value, json};
 
-fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut request = promolens_tests::http_client().request(method, url);
+fn call(key: &str, method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    let mut request = promolens_tests::http_client()
+        .request(method, url)
+        .bearer_auth(key);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -18,8 +20,12 @@ fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Valu
 fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("components");
+    let data = dir.path().join("data");
+    let key = promolens_tests::provision(data.to_str().unwrap(), "demo").marketer;
+    // A project whose mini-program is not authorized.
+    let other = promolens_tests::provision(data.to_str().unwrap(), "other").marketer;
     let server = Server::start(
-        dir.path().join("data").to_str().unwrap(),
+        data.to_str().unwrap(),
         &["--demo", "--component-cache", cache.to_str().unwrap()],
         &[],
     );
@@ -27,6 +33,7 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
     use reqwest::Method;
 
     let (status, answer) = call(
+        &key,
         Method::GET,
         format!("{}/v1/projects/demo/authorization", server.url),
         None,
@@ -41,6 +48,7 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
     // The live byte counter: 129 bytes inline with the code's id, so it will carry only the id.
     let long = "x".repeat(129 - "pages/a?utm_source=".len() - "&c=********".len());
     let (status, preview) = call(
+        &key,
         Method::POST,
         format!("{codes}:preview"),
         Some(json!({"name": "Long", "kind": "A", "page": "pages/a", "utm_source": long})),
@@ -50,6 +58,7 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
     assert_eq!(preview["encoding"]["by_reference"], true);
 
     let (status, code) = call(
+        &key,
         Method::POST,
         codes.clone(),
         Some(
@@ -61,6 +70,7 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
     let id = code["id"].as_str().unwrap().to_string();
     let image = promolens_tests::http_client()
         .get(format!("{codes}/{id}/image"))
+        .bearer_auth(&key)
         .send()
         .unwrap();
     assert_eq!(image.status(), 200);
@@ -68,6 +78,7 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
     assert!(image.bytes().unwrap().starts_with(b"\x89PNG"));
 
     let (status, renamed) = call(
+        &key,
         Method::PATCH,
         format!("{codes}/{id}"),
         Some(json!({"name": "Poster, Nanjing Road"})),
@@ -76,18 +87,24 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
         (status, renamed["name"].as_str()),
         (200, Some("Poster, Nanjing Road"))
     );
-    let (status, _) = call(Method::DELETE, format!("{codes}/{id}"), None);
+    let (status, _) = call(&key, Method::DELETE, format!("{codes}/{id}"), None);
     assert_eq!(status, 200);
-    let (status, gone) = call(Method::GET, format!("{codes}/{id}/image"), None);
+    let (status, gone) = call(&key, Method::GET, format!("{codes}/{id}/image"), None);
     assert_eq!(status, 410, "{gone}");
     assert_eq!(gone["error"]["code"], "deleted");
-    let (_, listed) = call(Method::GET, codes.clone(), None);
+    let (_, listed) = call(&key, Method::GET, codes.clone(), None);
     assert_eq!(listed["codes"].as_array().unwrap().len(), 0);
-    let (_, listed) = call(Method::GET, format!("{codes}?include_deleted=true"), None);
+    let (_, listed) = call(
+        &key,
+        Method::GET,
+        format!("{codes}?include_deleted=true"),
+        None,
+    );
     assert_eq!(listed["codes"].as_array().unwrap().len(), 1);
 
     // Errors say which field and by how much.
     let (status, err) = call(
+        &key,
         Method::POST,
         codes.clone(),
         Some(
@@ -105,6 +122,7 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
         "{err}"
     );
     let (status, err) = call(
+        &other,
         Method::GET,
         format!("{}/v1/projects/other/codes/zzzzzzzz", server.url),
         None,
@@ -114,6 +132,7 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
         (404, Some("not_found"))
     );
     let (status, err) = call(
+        &other,
         Method::POST,
         format!("{}/v1/projects/other/codes", server.url),
         Some(json!({"name": "x", "kind": "A", "page": "pages/a"})),
@@ -123,10 +142,23 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
         (403, Some("not_authorized")),
         "{err}"
     );
+    // demo's key opens none of other's doors.
+    let (status, err) = call(
+        &key,
+        Method::GET,
+        format!("{}/v1/projects/other/codes", server.url),
+        None,
+    );
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{err}"
+    );
 
     // A batch: each row answered, a bad one does not stop the others.
     let response = promolens_tests::http_client()
         .post(format!("{codes}:batch"))
+        .bearer_auth(&key)
         .header("content-type", "text/csv")
         .body("name,kind,page,utm_source\nShop 1,B,pages/shop,poster\nShop 2,Z,pages/shop,poster\nShop 3,A,pages/shop,poster\n")
         .send()
@@ -206,6 +238,8 @@ fn make_legacy(data: &std::path::Path, code: &Value) -> String {
 fn every_code_of_each_kind_gets_exactly_its_own_scans_even_after_delete() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let keys = promolens_tests::provision(data.to_str().unwrap(), "demo");
+    let key = keys.marketer.clone();
     let server = Server::start(
         data.to_str().unwrap(),
         &["--demo", "--flush-seconds", "0.05"],
@@ -214,7 +248,7 @@ fn every_code_of_each_kind_gets_exactly_its_own_scans_even_after_delete() {
     use reqwest::Method;
     let codes = format!("{}/v1/projects/demo/codes", server.url);
     let create = |body: Value| {
-        let (status, code) = call(Method::POST, codes.clone(), Some(body));
+        let (status, code) = call(&key, Method::POST, codes.clone(), Some(body));
         assert_eq!(status, 201, "{code}");
         code
     };
@@ -253,6 +287,7 @@ fn every_code_of_each_kind_gets_exactly_its_own_scans_even_after_delete() {
     let legacy_path = make_legacy(&data, &old);
     old["encoding"]["path"] = json!(legacy_path);
     let (_, shown) = call(
+        &key,
         Method::GET,
         format!("{codes}/{}", old["id"].as_str().unwrap()),
         None,
@@ -304,6 +339,7 @@ fn every_code_of_each_kind_gets_exactly_its_own_scans_even_after_delete() {
 
     let acquisition = |by: &str| -> Vec<Value> {
         let (_, answer) = call(
+            &key,
             Method::GET,
             format!("{}/v1/projects/demo/acquisition?by={by}&days=7", server.url),
             None,
@@ -319,7 +355,7 @@ fn every_code_of_each_kind_gets_exactly_its_own_scans_even_after_delete() {
             .sum();
         (users == 20).then_some(rows)
     });
-    let listed = call(Method::GET, codes.clone(), None).1;
+    let listed = call(&key, Method::GET, codes.clone(), None).1;
     for (code, _, users) in scans {
         let id = code["id"].as_str().unwrap();
         let label = format!("{} ({id})", code["name"].as_str().unwrap());
@@ -358,7 +394,7 @@ fn every_code_of_each_kind_gets_exactly_its_own_scans_even_after_delete() {
 
     // Deleted: no more downloads, but a printed copy's scans still count.
     let b_id = b["id"].as_str().unwrap();
-    let (status, _) = call(Method::DELETE, format!("{codes}/{b_id}"), None);
+    let (status, _) = call(&key, Method::DELETE, format!("{codes}/{b_id}"), None);
     assert_eq!(status, 200);
     let late = json!({"event_id": "e2e-late", "user_id": "e2e-late-user", "ts": yesterday,
         "scene": 1047, "query": scan_query(&b)});

@@ -39,6 +39,7 @@ fn queries_stay_exact_while_compaction_runs() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let data = data_dir.to_str().unwrap();
+    promolens_tests::provision(data, "p");
     let server = Server::start(
         data,
         &["--flush-seconds", "0.05", "--compact-seconds", "0"],
@@ -56,7 +57,7 @@ fn queries_stay_exact_while_compaction_runs() {
                 sent.fetch_add(50, Ordering::SeqCst);
                 let expected = sent.load(Ordering::SeqCst);
                 eventually(Duration::from_secs(20), || {
-                    let rows = server.sql("SELECT count(*) AS n FROM launch_events");
+                    let rows = server.sql("p", "SELECT count(*) AS n FROM launch_events");
                     (rows[0]["n"].as_u64() >= Some(expected)).then_some(())
                 });
             }
@@ -79,8 +80,10 @@ fn queries_stay_exact_while_compaction_runs() {
         let mut last = 0;
         let mut checks = 0;
         while !done.load(Ordering::SeqCst) {
-            let rows = server
-                .sql("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM launch_events");
+            let rows = server.sql(
+                "p",
+                "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM launch_events",
+            );
             let n = rows[0]["n"].as_u64().unwrap();
             assert_eq!(Some(n), rows[0]["d"].as_u64(), "an event was counted twice");
             assert!(n >= last, "events went missing: {last} then {n}");
@@ -113,7 +116,10 @@ fn queries_stay_exact_while_compaction_runs() {
     ]));
     let partition = data_dir.join("launch_events/project=p/dt=2025-11-24");
     assert_eq!(data_files(&partition), (1, 0));
-    let rows = server.sql("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM launch_events");
+    let rows = server.sql(
+        "p",
+        "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM launch_events",
+    );
     assert_eq!(rows[0]["n"], 1500);
     assert_eq!(rows[0]["d"], 1500);
     assert!(server.terminate().success());

@@ -17,6 +17,7 @@ fn acknowledged_events_survive_kill_9_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
+    promolens_tests::provision(data, "durable");
     // Nothing reaches Parquet by size or age before the kill: only the write-ahead log holds them.
     let server = Server::start(
         data,
@@ -71,7 +72,10 @@ fn acknowledged_events_survive_kill_9_once() {
 
     let server = Server::start(data, &["--flush-seconds", "0.2"], &[]);
     let stored: Vec<String> = eventually(Duration::from_secs(30), || {
-        let rows = server.sql("SELECT event_id FROM launch_events WHERE project = 'durable'");
+        let rows = server.sql(
+            "durable",
+            "SELECT event_id FROM launch_events WHERE project = 'durable'",
+        );
         (rows.len() >= acknowledged.len()).then(|| {
             rows.iter()
                 .map(|r| r["event_id"].as_str().unwrap().to_string())

@@ -78,6 +78,7 @@ fn s3_data_directory_gives_the_same_numbers_as_a_local_one() {
     let live = live.rsplit_once('\n').map(|(a, _)| a).unwrap_or(live);
 
     for (data, env) in [(s3, &env[..]), (local, &[][..])] {
+        promolens_tests::provision_with_env(data, "p", env);
         let server = Server::start(
             data,
             &["--flush-seconds", "0.2", "--wal", wal.to_str().unwrap()],
@@ -87,7 +88,7 @@ fn s3_data_directory_gives_the_same_numbers_as_a_local_one() {
         assert_eq!(status, 200, "{answer}");
         let accepted = answer["accepted"].as_u64().unwrap();
         let rows = eventually(Duration::from_secs(30), || {
-            let rows = server.sql("SELECT count(*) AS n FROM launch_events");
+            let rows = server.sql("p", "SELECT count(*) AS n FROM launch_events");
             (rows[0]["n"].as_u64() == Some(accepted)).then_some(rows)
         });
         assert_eq!(rows[0]["n"].as_u64(), Some(accepted));

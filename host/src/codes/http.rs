@@ -15,13 +15,14 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use promolens_ingest::http::{ApiError, ApiQuery};
 use serde::Deserialize;
 
 use super::credentials::{CredentialStore, Credentials};
 use super::wechat::WechatClient;
 use super::{Codes, CodesError, NewCode, PluginError, describe};
+use crate::access::{AuditLog, Caller, Outcome};
 
 #[derive(Clone)]
 pub struct CodesState {
@@ -29,7 +30,33 @@ pub struct CodesState {
     pub credentials: Arc<CredentialStore>,
     pub wechat: Arc<WechatClient>,
     /// The tables and the projects' time zone, for each code's "past 7 days" in the list.
-    pub analytics: Option<(datafusion::prelude::SessionContext, chrono_tz::Tz)>,
+    pub analytics: Option<(
+        datafusion::prelude::SessionContext,
+        promolens_ingest::ProjectZones,
+    )>,
+    /// Every change (authorization, codes created, renamed, deleted, batches) is recorded.
+    pub audit: AuditLog,
+}
+
+/// Records a change and its outcome, then hands the result on. A change that was made but
+/// cannot be recorded is answered as an error (the log must not miss a change reported done).
+async fn audited<T>(
+    s: &CodesState,
+    caller: &Caller,
+    action: &str,
+    target: impl FnOnce(Option<&T>) -> String,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let outcome = if result.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    let target = target(result.as_ref().ok());
+    s.audit
+        .record(&caller.project, &caller.key_id, action, &target, outcome)
+        .await?;
+    result
 }
 
 impl From<CodesError> for ApiError {
@@ -105,11 +132,14 @@ struct AuthorizeBody {
 
 async fn authorize(
     State(s): State<CodesState>,
+    Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
     Json(body): Json<AuthorizeBody>,
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
-    let authorization = authorize_project(&s, &project, body.app_id, body.secret).await?;
+    let app_id = body.app_id.clone();
+    let result = authorize_project(&s, &project, body.app_id, body.secret).await;
+    let authorization = audited(&s, &caller, "authorization.set", |_| app_id, result).await?;
     Ok(Json(serde_json::json!({ "authorization": authorization })).into_response())
 }
 
@@ -142,24 +172,53 @@ pub async fn authorize_project(
 
 async fn revoke(
     State(s): State<CodesState>,
+    Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
-    s.codes.revoke_authorization(&project).await?;
-    s.credentials
-        .delete(&project)
-        .await
-        .map_err(ApiError::internal)?;
+    let result = async {
+        s.codes.revoke_authorization(&project).await?;
+        s.credentials
+            .delete(&project)
+            .await
+            .map_err(ApiError::internal)
+    }
+    .await;
+    audited(
+        &s,
+        &caller,
+        "authorization.revoke",
+        |_| String::new(),
+        result,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn create(
     State(s): State<CodesState>,
+    Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
     Json(body): Json<NewCode>,
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
-    let code = s.codes.create(&project, body.into_request()?).await?;
+    let name = body.name.clone();
+    let result = match body.into_request() {
+        Ok(request) => s
+            .codes
+            .create(&project, request)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let code = audited(
+        &s,
+        &caller,
+        "code.create",
+        |code: Option<&super::Code>| code.map_or(name, |c| c.id.clone()),
+        result,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(code)).into_response())
 }
 
@@ -187,9 +246,10 @@ async fn list(
     let codes = s.codes.list(&project, params.include_deleted).await?;
     let quota = s.codes.quota(&project).await?;
     let mut figures = std::collections::HashMap::new();
-    if let Some((ctx, tz)) = &s.analytics {
+    if let Some((ctx, zones)) = &s.analytics {
         // The reference product's list: each code's acquisition in the past 7 days.
-        let window = crate::acquisition::Window::past_days(chrono::Utc::now(), 7, *tz)?;
+        let tz = zones.get(&project);
+        let window = crate::acquisition::Window::past_days(chrono::Utc::now(), 7, tz)?;
         let query = crate::acquisition::AcquisitionQuery {
             project: project.clone(),
             by: vec!["code_id".into()],
@@ -241,19 +301,39 @@ struct RenameBody {
 
 async fn rename(
     State(s): State<CodesState>,
+    Extension(caller): Extension<Caller>,
     Path((project, id)): Path<(String, String)>,
     Json(body): Json<RenameBody>,
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
-    Ok(Json(s.codes.rename(&project, &id, &body.name).await?).into_response())
+    let result = s.codes.rename(&project, &id, &body.name).await;
+    let code = audited(
+        &s,
+        &caller,
+        "code.rename",
+        |_| id,
+        result.map_err(Into::into),
+    )
+    .await?;
+    Ok(Json(code).into_response())
 }
 
 async fn delete(
     State(s): State<CodesState>,
+    Extension(caller): Extension<Caller>,
     Path((project, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
-    Ok(Json(s.codes.delete(&project, &id).await?).into_response())
+    let result = s.codes.delete(&project, &id).await;
+    let code = audited(
+        &s,
+        &caller,
+        "code.delete",
+        |_| id,
+        result.map_err(Into::into),
+    )
+    .await?;
+    Ok(Json(code).into_response())
 }
 
 async fn image(
@@ -267,6 +347,7 @@ async fn image(
 
 async fn batch(
     State(s): State<CodesState>,
+    Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -277,7 +358,19 @@ async fn batch(
             e.utf8_error().valid_up_to()
         ))
     })?;
-    let rows = s.codes.batch_create(&project, csv).await?;
+    let result = s
+        .codes
+        .batch_create(&project, csv)
+        .await
+        .map_err(ApiError::from);
+    let describe = |rows: Option<&Vec<super::BatchRow>>| match rows {
+        Some(rows) => {
+            let created = rows.iter().filter(|r| r.outcome.is_ok()).count();
+            format!("{created} of {} rows created", rows.len())
+        }
+        None => "no row created".to_string(),
+    };
+    let rows = audited(&s, &caller, "codes.batch", describe, result).await?;
     let answer: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|row| match row.outcome {

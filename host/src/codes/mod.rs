@@ -73,6 +73,7 @@ pub fn open(
         credentials,
         wechat,
         analytics: None,
+        audit: crate::access::AuditLog::new(storage.clone()),
     })
 }
 

@@ -3,7 +3,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert');
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -13,8 +13,17 @@ const { createTracker } = require('../promolens.js');
 
 const BIN = process.env.PROMOLENS_BIN || path.join(__dirname, '../../../target/debug/promolens');
 
+/** The operator's steps: project `sdkdemo` and its ingest and analyst keys. */
+function provision(data) {
+  const run = (...args) => execFileSync(BIN, args, { encoding: 'utf8', env: { ...process.env, RUST_LOG: 'warn' } }).trim();
+  run('projects', '--data', data, 'create', 'sdkdemo');
+  const key = (role) => run('keys', '--data', data, 'create', '--project', 'sdkdemo', '--role', role);
+  return { ingest: key('ingest'), analyst: key('analyst') };
+}
+
 function startServer() {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'promolens-sdk-'));
+  const keys = provision(data);
   const child = spawn(BIN, ['serve', '--data', data, '--listen', '127.0.0.1:0', '--flush-seconds', '0.2'], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RUST_LOG: 'warn' },
@@ -23,7 +32,7 @@ function startServer() {
     const lines = readline.createInterface({ input: child.stdout });
     lines.on('line', (line) => {
       const m = line.match(/listening on (http:\/\/\S+)/);
-      if (m) resolve({ url: m[1], child, data });
+      if (m) resolve({ url: m[1], child, data, keys });
     });
     child.on('exit', (code) => reject(new Error(`promolens exited with ${code}`)));
   });
@@ -55,10 +64,10 @@ function fakeWx() {
   return { wx, state, storage };
 }
 
-async function sql(url, query) {
-  const res = await fetch(`${url}/v1/sql`, {
+async function sql(server, query) {
+  const res = await fetch(`${server.url}/v1/sql`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${server.keys.analyst}` },
     body: JSON.stringify({ sql: query }),
   });
   assert.strictEqual(res.status, 200, await res.clone().text());
@@ -87,6 +96,7 @@ test('cold and hot launches arrive once each, attributed, even when an answer is
   const tracker = createTracker({
     wx,
     endpoint: `${server.url}/v1/projects/sdkdemo/events`,
+    key: server.keys.ingest,
     flushDelay: 10,
     maxBackoff: 50,
     appVersion: '3.1.0',
@@ -109,7 +119,7 @@ test('cold and hot launches arrive once each, attributed, even when an answer is
   assert.ok(state.requests >= 2, 'a retry was sent');
 
   const rows = await eventually(async () => {
-    const r = await sql(server.url,
+    const r = await sql(server,
       "SELECT launch_type, utm_source, utm_medium, utm_campaign, code_kind, user_id, count(*) AS n FROM launch_events WHERE project = 'sdkdemo' GROUP BY 1,2,3,4,5,6 ORDER BY 1");
     assert.strictEqual(r.length, 2, JSON.stringify(r));
     return r;
@@ -132,11 +142,11 @@ test('the user id is stable across app restarts and the queue survives them', as
       else wx.request(o);
     },
   };
-  const first = createTracker({ wx: offline, endpoint: 'http://127.0.0.1:9/none', flushDelay: 100000 });
+  const first = createTracker({ wx: offline, endpoint: 'http://127.0.0.1:9/none', key: 'plk_test', flushDelay: 100000 });
   first.onLaunch({ scene: 1001, query: {} });
   const id = first.userId();
   // "Restart": a new tracker over the same storage.
-  const second = createTracker({ wx: offline, endpoint: 'http://127.0.0.1:9/none', flushDelay: 100000 });
+  const second = createTracker({ wx: offline, endpoint: 'http://127.0.0.1:9/none', key: 'plk_test', flushDelay: 100000 });
   assert.strictEqual(second.userId(), id);
   assert.strictEqual(second.pending(), 1);
   assert.ok(storage.has('promolens_queue'));
