@@ -502,6 +502,10 @@ fn bench_live() {
             data.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            // The per-key rate check runs on every request, set above what the bench sends
+            // (one key here stands for every device of a mini-program).
+            "--ingest-rate-per-key",
+            "1000000",
         ])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())

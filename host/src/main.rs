@@ -173,6 +173,13 @@ enum Command {
         /// A partition is compacted once it has this many files.
         #[arg(long, env = "PROMOLENS_COMPACT_MIN_FILES", default_value_t = 8)]
         compact_min_files: usize,
+        /// Ingest requests per second one key may keep up (bursts of twice that); over it,
+        /// 429 with Retry-After. 0: no limit.
+        #[arg(long, env = "PROMOLENS_INGEST_RATE_PER_KEY", default_value_t = 1000.0)]
+        ingest_rate_per_key: f64,
+        /// Requests handled at once; more wait their turn (within the 120 s request limit).
+        #[arg(long, env = "PROMOLENS_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+        max_concurrent_requests: usize,
         #[command(flatten)]
         codes: CodesArgs,
     },
@@ -403,6 +410,8 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             flush_rows,
             compact_seconds,
             compact_min_files,
+            ingest_rate_per_key,
+            max_concurrent_requests,
             codes,
         } => {
             let storage = open(&data)?;
@@ -415,6 +424,10 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             let access = promolens::access::Access {
                 registry,
                 audit: promolens::access::AuditLog::new(storage.clone()),
+                ingest_rate: Arc::new(promolens::access::rate::RateLimiter::new(
+                    ingest_rate_per_key,
+                    2.0 * ingest_rate_per_key,
+                )),
             };
             let codes = codes.open(&storage, demo).await?;
             let wal_dir = wal.unwrap_or_else(|| match &storage.local_dir {
@@ -446,7 +459,11 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     Duration::from_secs(compact_seconds),
                 ));
             }
-            promolens::server::serve(storage, ingestor, listen, body_limit, codes, access).await?;
+            let limits = promolens::server::Limits {
+                body_bytes: body_limit,
+                concurrent_requests: max_concurrent_requests.max(1),
+            };
+            promolens::server::serve(storage, ingestor, listen, limits, codes, access).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Backfill {

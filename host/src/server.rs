@@ -20,7 +20,7 @@ use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use datafusion::prelude::SessionContext;
-use promolens_ingest::http::{ApiError, ApiQuery};
+use promolens_ingest::http::{ApiError, ApiJson, ApiQuery};
 use promolens_ingest::{Ingestor, ProjectZones, Storage};
 use serde::{Deserialize, Serialize};
 
@@ -81,10 +81,19 @@ fn is_caller_query_error(e: &datafusion::error::DataFusionError) -> bool {
     }
 }
 
+/// What one request, and all of them together, may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body, also after gzip decompression.
+    pub body_bytes: usize,
+    /// Requests handled at once; the others wait (within [`REQUEST_TIMEOUT`]).
+    pub concurrent_requests: usize,
+}
+
 /// The whole HTTP API.
 pub fn router(
     ingestor: Arc<Ingestor>,
-    body_limit: usize,
+    limits: Limits,
     query: QueryState,
     codes: crate::codes::http::CodesState,
     access: Access,
@@ -103,7 +112,7 @@ pub fn router(
         .with_state(ingestor.clone());
     let routes = api
         .merge(readiness)
-        .merge(promolens_ingest::http::router(ingestor, body_limit))
+        .merge(promolens_ingest::http::router(ingestor, limits.body_bytes))
         .merge(crate::codes::http::router(codes))
         .merge(access_routes)
         // After routing, so the door sees which route was matched.
@@ -111,16 +120,17 @@ pub fn router(
             access,
             crate::access::guard::check,
         ));
-    with_common_layers(routes)
+    with_common_layers(routes, limits.concurrent_requests)
 }
 
 /// How long a request may take before it is answered 503 (a query over years of events on a
 /// slow store, a WeChat call that hangs): the connection is freed, the caller told to retry.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// What every route shares: unknown routes and methods answered with the JSON error, a panic
-/// answered 500 (and logged) while the server keeps serving, a time limit, one log line each.
-fn with_common_layers(routes: Router) -> Router {
+/// What every route shares: unknown routes and methods answered with the JSON error, a bound
+/// on requests handled at once (the others wait their turn), a time limit (waiting included), a
+/// panic answered 500 (and logged) while the server keeps serving, one log line each.
+fn with_common_layers(routes: Router, concurrent_requests: usize) -> Router {
     routes
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -130,6 +140,9 @@ fn with_common_layers(routes: Router) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            concurrent_requests,
+        ))
         .layer(axum::middleware::from_fn(time_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             answer_panic,
@@ -293,7 +306,7 @@ struct SqlAnswer {
 async fn sql(
     State(state): State<QueryState>,
     Extension(caller): Extension<Caller>,
-    Json(request): Json<SqlRequest>,
+    ApiJson(request): ApiJson<SqlRequest>,
 ) -> Result<Json<SqlAnswer>, ApiError> {
     let mut tables = crate::tables::PROJECT_TABLES.to_vec();
     if caller.role.allows(Permission::ReadAudit) {
@@ -320,7 +333,7 @@ pub async fn serve(
     storage: Storage,
     ingestor: Arc<Ingestor>,
     listen: SocketAddr,
-    body_limit: usize,
+    limits: Limits,
     mut codes: crate::codes::http::CodesState,
     access: Access,
 ) -> crate::Result<()> {
@@ -328,7 +341,7 @@ pub async fn serve(
     let zones = access.registry.zones().clone();
     codes.analytics = Some((ctx.clone(), zones.clone()));
     let query = QueryState { ctx, zones };
-    let app = router(ingestor.clone(), body_limit, query, codes, access);
+    let app = router(ingestor.clone(), limits, query, codes, access);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::io(format!("listening on {listen}"), e))?;
@@ -423,7 +436,7 @@ mod tests {
             "/fine",
             get(|| async { Json(serde_json::json!({"ok": true})) }),
         );
-        let router = with_common_layers(routes);
+        let router = with_common_layers(routes, 4);
         let (status, answer) = call(router.clone(), "GET", "/boom").await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(answer["error"]["code"], "internal");

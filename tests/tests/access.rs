@@ -555,3 +555,48 @@ fn keys_invitations_and_the_audit_log_over_http() {
         );
     }
 }
+
+#[test]
+fn an_ingest_key_over_its_rate_is_told_when_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").to_str().unwrap().to_string();
+    let keys = provision(&data, "p");
+    let other = create_key(&data, "p", "ingest");
+    // One request a second, bursts of two.
+    let server = Server::start(&data, &["--ingest-rate-per-key", "1"], &[]);
+    let event = |n: usize| {
+        format!(r#"{{"event_id":"r{n}","user_id":"u","ts":1763942400000}}"#).into_bytes()
+    };
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        statuses.push(server.ingest_with("p", &keys.ingest, event(n), false).0);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    let response = promolens_tests::http_client()
+        .post(format!("{}/v1/projects/p/events", server.url))
+        .bearer_auth(&keys.ingest)
+        .body(event(9))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let answer: Value = response.json().unwrap();
+    assert_eq!(answer["error"]["code"], "rate_limited");
+    // Another key of the project has its own budget; other routes are not limited.
+    assert_eq!(server.ingest_with("p", &other, event(3), false).0, 200);
+    for _ in 0..5 {
+        let (status, _) = send(&server, Method::GET, "/v1/me", None, Some(&keys.analyst));
+        assert_eq!(status, 200);
+    }
+    // After the wait, the key sends again.
+    std::thread::sleep(std::time::Duration::from_secs(retry_after));
+    assert_eq!(
+        server.ingest_with("p", &keys.ingest, event(4), false).0,
+        200
+    );
+}

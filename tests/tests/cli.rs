@@ -367,6 +367,38 @@ fn http_errors_say_what_and_by_how_much() {
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 400);
+
+    // Bodies that are not the JSON a route takes: the JSON error, never axum's plain text.
+    for (content_type, body, status, code, field) in [
+        ("application/json", "{\"sql\": ", 400, "bad_json", None),
+        (
+            "application/json",
+            "{\"sql\": 5}",
+            400,
+            "bad_json",
+            Some("sql"),
+        ),
+        ("application/json", "{}", 400, "bad_json", None),
+        (
+            "text/plain",
+            "{\"sql\": \"SELECT 1\"}",
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+    ] {
+        let response = promolens_tests::http_client()
+            .post(format!("{}/v1/sql", server.url))
+            .bearer_auth(&keys.analyst)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let answer: Value = response.json().expect("a JSON answer");
+        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"].as_str(), field, "{body}: {answer}");
+    }
     assert!(server.terminate().success());
 }
 

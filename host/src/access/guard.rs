@@ -139,6 +139,11 @@ async fn admit(
             key.role
         )));
     }
+    if permission == Permission::SendEvents
+        && let Err(wait) = access.ingest_rate.check(&key.id, std::time::Instant::now())
+    {
+        return Err(too_many_requests(&key.id, wait));
+    }
     Ok(Caller {
         key_id: key.id,
         project: key.project,
@@ -171,6 +176,25 @@ fn unauthenticated(route: &str, refusal: Refusal) -> Response {
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1, as HTTP has it).
+fn too_many_requests(key_id: &str, wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    tracing::warn!(key_id, "refused: over the key's ingest rate");
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "this key is over its ingest rate (--ingest-rate-per-key); retry in {seconds} s \
+             with the same event ids"
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
 }
 

@@ -12,7 +12,7 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
 use datafusion::prelude::{SessionContext, col, lit};
-use promolens_ingest::http::{ApiError, ApiQuery};
+use promolens_ingest::http::{ApiError, ApiJson, ApiQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -88,7 +88,7 @@ fn lifetime(text: &str) -> Result<chrono::TimeDelta, ApiError> {
 async fn create_key(
     State(s): State<AccessState>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<NewKey>,
+    ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let expires_at = match &body.expires_in {
         Some(text) => Some(Utc::now() + lifetime(text)?),
@@ -133,7 +133,7 @@ struct NewInvitation {
 async fn invite(
     State(s): State<AccessState>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<NewInvitation>,
+    ApiJson(body): ApiJson<NewInvitation>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let lifetime = lifetime(body.expires_in.as_deref().unwrap_or("7d"))?;
     let (invitation, token) = s
@@ -197,7 +197,7 @@ struct Acceptance {
 
 async fn accept(
     State(s): State<AccessState>,
-    Json(body): Json<Acceptance>,
+    ApiJson(body): ApiJson<Acceptance>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (invitation, key, token) = s.access.registry.accept(&body.token, body.label).await?;
     let caller = Caller {

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod guard;
 pub mod http;
+pub mod rate;
 pub mod registry;
 pub mod roles;
 pub mod tokens;
@@ -21,6 +22,8 @@ pub use roles::{Permission, Role};
 pub struct Access {
     pub registry: Arc<Registry>,
     pub audit: AuditLog,
+    /// Requests per key on the ingest route.
+    pub ingest_rate: Arc<rate::RateLimiter>,
 }
 
 impl Access {

@@ -4,6 +4,7 @@
 use chrono::Utc;
 use chrono_tz::Tz;
 use clap::Subcommand;
+use promolens::access::rate::RateLimiter;
 use promolens::access::registry::{OPERATOR, parse_lifetime};
 use promolens::access::{Access, AuditLog, Caller, Registry, Role};
 use promolens::server::parse_tz;
@@ -73,6 +74,7 @@ async fn open(storage: &Storage) -> anyhow::Result<Access> {
     Ok(Access {
         registry: std::sync::Arc::new(registry),
         audit: AuditLog::new(storage.clone()),
+        ingest_rate: std::sync::Arc::new(RateLimiter::new(0.0, 0.0)),
     })
 }
 

@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use promolens_ingest::http::{ApiError, ApiQuery};
+use promolens_ingest::http::{ApiError, ApiJson, ApiQuery};
 use serde::Deserialize;
 
 use super::credentials::{CredentialStore, Credentials};
@@ -134,7 +134,7 @@ async fn authorize(
     State(s): State<CodesState>,
     Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
-    Json(body): Json<AuthorizeBody>,
+    ApiJson(body): ApiJson<AuthorizeBody>,
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
     let app_id = body.app_id.clone();
@@ -199,7 +199,7 @@ async fn create(
     State(s): State<CodesState>,
     Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
-    Json(body): Json<NewCode>,
+    ApiJson(body): ApiJson<NewCode>,
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
     let name = body.name.clone();
@@ -225,7 +225,7 @@ async fn create(
 async fn preview(
     State(s): State<CodesState>,
     Path(project): Path<String>,
-    Json(body): Json<NewCode>,
+    ApiJson(body): ApiJson<NewCode>,
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
     Ok(Json(s.codes.preview(&project, body.into_request()?).await?).into_response())
@@ -303,7 +303,7 @@ async fn rename(
     State(s): State<CodesState>,
     Extension(caller): Extension<Caller>,
     Path((project, id)): Path<(String, String)>,
-    Json(body): Json<RenameBody>,
+    ApiJson(body): ApiJson<RenameBody>,
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
     let result = s.codes.rename(&project, &id, &body.name).await;
