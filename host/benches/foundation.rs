@@ -506,6 +506,9 @@ fn bench_live() {
             // (one key here stands for every device of a mini-program).
             "--ingest-rate-per-key",
             "1000000",
+            // Its events are of fixed dates (late 2025).
+            "--max-event-age-days",
+            "36500",
         ])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())

@@ -173,6 +173,13 @@ enum Command {
         /// A partition is compacted once it has this many files.
         #[arg(long, env = "PROMOLENS_COMPACT_MIN_FILES", default_value_t = 8)]
         compact_min_files: usize,
+        /// Live ingest refuses events whose `ts` is more than this many days before the request
+        /// is received (load older ones with `backfill`)…
+        #[arg(long, env = "PROMOLENS_MAX_EVENT_AGE_DAYS", default_value_t = 400)]
+        max_event_age_days: u32,
+        /// …or more than this many days after it.
+        #[arg(long, env = "PROMOLENS_MAX_EVENT_LEAD_DAYS", default_value_t = 1)]
+        max_event_lead_days: u32,
         /// Ingest requests per second one key may keep up (bursts of twice that); over it,
         /// 429 with Retry-After. 0: no limit.
         #[arg(long, env = "PROMOLENS_INGEST_RATE_PER_KEY", default_value_t = 1000.0)]
@@ -412,6 +419,8 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             compact_min_files,
             ingest_rate_per_key,
             max_concurrent_requests,
+            max_event_age_days,
+            max_event_lead_days,
             codes,
         } => {
             let storage = open(&data)?;
@@ -437,6 +446,8 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             let mut config = IngestConfig::new(DEFAULT_TZ);
             config.zones = zones;
             config.wal_dir = Some(wal_dir);
+            config.ts_days_back = max_event_age_days;
+            config.ts_days_ahead = max_event_lead_days;
             config.flush_age = Duration::from_secs_f64(flush_seconds.max(0.05));
             config.flush_rows = flush_rows.max(1);
             let ingestor = Arc::new(Ingestor::start(storage.clone(), config).await?);

@@ -239,7 +239,15 @@ async fn ingest_events(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let ingestor = state.ingestor.clone();
-    let limits = ingestor.config().limits.clone();
+    let config = ingestor.config();
+    let limits = promolens_schemas::Limits {
+        ts_window: Some(promolens_schemas::TsWindow {
+            received_ms: chrono::Utc::now().timestamp_millis(),
+            days_back: config.ts_days_back,
+            days_ahead: config.ts_days_ahead,
+        }),
+        ..config.limits.clone()
+    };
     let rows = ingestor.rows(&project);
     // Parsing, decoding and building columns are CPU work: keep them off the async workers.
     let parsed = tokio::task::spawn_blocking(move || {

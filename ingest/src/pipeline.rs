@@ -41,6 +41,10 @@ pub struct IngestConfig {
     pub zones: ProjectZones,
     /// Per-event size limits.
     pub limits: Limits,
+    /// Live ingest over HTTP takes `ts` at most this many days before a request's receipt…
+    pub ts_days_back: u32,
+    /// …and this many days after it. (A backfill takes any time 2000–2099.)
+    pub ts_days_ahead: u32,
     /// Flush the buffer to Parquet once it holds this many events…
     pub flush_rows: usize,
     /// …or once its oldest event has waited this long.
@@ -64,6 +68,8 @@ impl IngestConfig {
         IngestConfig {
             zones: ProjectZones::new(tz),
             limits: Limits::default(),
+            ts_days_back: 400,
+            ts_days_ahead: 1,
             flush_rows: 200_000,
             flush_age: Duration::from_secs(30),
             wal_dir: None,

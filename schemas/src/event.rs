@@ -72,6 +72,19 @@ pub struct Limits {
     pub max_query_value_bytes: usize,
     /// `props` as JSON text, bytes.
     pub max_props_bytes: usize,
+    /// Live ingest: how far `ts` may lie from the time a request is received (a sender that
+    /// lies about time cannot scatter one request over thousands of day partitions). `None` (a
+    /// backfill): any time 2000–2099.
+    pub ts_window: Option<TsWindow>,
+}
+
+/// The times live ingest accepts, around the receipt of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TsWindow {
+    /// When the request was received, epoch ms.
+    pub received_ms: i64,
+    pub days_back: u32,
+    pub days_ahead: u32,
 }
 
 impl Default for Limits {
@@ -83,6 +96,7 @@ impl Default for Limits {
             max_query_key_bytes: 128,
             max_query_value_bytes: 2048,
             max_props_bytes: 16 * 1024,
+            ts_window: None,
         }
     }
 }
@@ -279,6 +293,9 @@ impl<'a> Wire<'a> {
             None | Some(Json::Null) => return Err(EventError::Missing { field: "ts" }),
             Some(ts) => timestamp("ts", ts)?,
         };
+        if let Some(window) = limits.ts_window {
+            check_window(event_time_ms, window)?;
+        }
         let sent_at_ms = match self.sent_at {
             None | Some(Json::Null) => None,
             Some(ts) => Some(timestamp("sent_at", ts)?),
@@ -462,6 +479,37 @@ fn timestamp(field: &'static str, value: Json<'_>) -> Result<i64, EventError> {
         }
     };
     check_range(field, ms)
+}
+
+/// `ts` within the live window, or the reason naming the bound and by how much it is missed.
+fn check_window(ms: i64, window: TsWindow) -> Result<(), EventError> {
+    const DAY_MS: i64 = 86_400_000;
+    let earliest = window.received_ms - i64::from(window.days_back) * DAY_MS;
+    let latest = window.received_ms + i64::from(window.days_ahead) * DAY_MS;
+    let days = |span: i64| span as f64 / DAY_MS as f64;
+    let reason = if ms < earliest {
+        format!(
+            "{ms} is {:.1} days before receipt, {:.1} over the {}-day limit of live ingest; load \
+             older events with `promolens backfill`",
+            days(window.received_ms - ms),
+            days(earliest - ms),
+            window.days_back
+        )
+    } else if ms > latest {
+        format!(
+            "{ms} is {:.1} days after receipt, {:.1} over the {}-day limit (the sender's clock \
+             is ahead)",
+            days(ms - window.received_ms),
+            days(ms - latest),
+            window.days_ahead
+        )
+    } else {
+        return Ok(());
+    };
+    Err(EventError::Invalid {
+        field: "ts".into(),
+        reason,
+    })
 }
 
 fn check_range(field: &'static str, ms: i64) -> Result<i64, EventError> {

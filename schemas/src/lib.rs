@@ -13,4 +13,4 @@ pub mod tables;
 pub mod wechat;
 
 pub use attribution::{Attribution, AttributionStatus, CodeKind, Utm, decode_attribution};
-pub use event::{EventError, LaunchEvent, LaunchType, Limits};
+pub use event::{EventError, LaunchEvent, LaunchType, Limits, TsWindow};

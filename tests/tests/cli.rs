@@ -426,3 +426,67 @@ fn a_body_of_millions_of_bad_lines_gets_a_short_answer() {
     assert_eq!(answer["rejected_count"], 1);
     assert!(server.terminate().success());
 }
+
+#[test]
+fn live_ingest_takes_times_near_the_clock_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    promolens_tests::provision(data, "p");
+    let server = Server::start(data, &[], &[("PROMOLENS_MAX_EVENT_AGE_DAYS", "400")]);
+    const DAY: i64 = 86_400_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let event = |id: usize, ts: i64| format!(r#"{{"event_id":"w{id}","user_id":"u","ts":{ts}}}"#);
+    // A sender that lies about time: 10,000 events three days apart (82 years) in one request.
+    let body: Vec<String> = (0..10_000)
+        .map(|i| event(i, now - i as i64 * 3 * DAY))
+        .collect();
+    let (status, answer) = server.ingest("p", body.join("\n").into_bytes(), false);
+    assert_eq!(status, 200, "{answer}");
+    // Days 0, 3, …, 399 back: 134 events; the rest refused, each saying by how much.
+    assert_eq!(answer["accepted"], 134, "{answer}");
+    assert_eq!(answer["rejected_count"], 10_000 - 134);
+    let first = &answer["rejected"][0];
+    assert_eq!(
+        (first["index"].as_u64(), first["field"].as_str()),
+        (Some(134), Some("ts"))
+    );
+    let reason = first["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("402.0 days before receipt, 2.0 over the 400-day limit")
+            && reason.contains("promolens backfill"),
+        "{reason}"
+    );
+    // A clock ahead: a day is allowed, not two.
+    let (status, answer) = server.ingest(
+        "p",
+        format!(
+            "{}\n{}",
+            event(20_000, now + DAY / 2),
+            event(20_001, now + 2 * DAY)
+        )
+        .into_bytes(),
+        false,
+    );
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    assert!(
+        answer["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2.0 days after receipt, 1.0 over the 1-day limit"),
+        "{answer}"
+    );
+    assert!(server.terminate().success());
+    // At most 135 days were written (the window spans 401 days, one event every 3).
+    let partitions = std::fs::read_dir(format!("{data}/launch_events/project=p"))
+        .unwrap()
+        .count();
+    assert!(partitions <= 136, "{partitions} partitions");
+}
