@@ -10,6 +10,7 @@ pub mod codes;
 pub mod demo;
 pub mod error;
 pub mod generator;
+pub mod internal_events;
 pub mod output;
 pub mod server;
 pub mod sql;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{MatchedPath, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -20,6 +20,7 @@ use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use datafusion::prelude::SessionContext;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use promolens_ingest::http::{ApiError, ApiJson, ApiQuery};
 use promolens_ingest::{Ingestor, ProjectZones, Storage};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{Access, Caller, Permission};
 use crate::acquisition::{AcquisitionQuery, Window, parse_dimensions};
 use crate::error::Error;
+use crate::internal_events::{HttpRequest, InternalEvent};
 use crate::output::json_rows;
 
 /// What the query routes share.
@@ -97,6 +99,7 @@ pub fn router(
     query: QueryState,
     codes: crate::codes::http::CodesState,
     access: Access,
+    metrics: PrometheusHandle,
 ) -> Router {
     let access_routes = crate::access::http::router(crate::access::http::AccessState {
         access: access.clone(),
@@ -110,8 +113,12 @@ pub fn router(
     let readiness = Router::new()
         .route("/readyz", get(readyz))
         .with_state(ingestor.clone());
+    let exposition = Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics);
     let routes = api
         .merge(readiness)
+        .merge(exposition)
         .merge(promolens_ingest::http::router(ingestor, limits.body_bytes))
         .merge(crate::codes::http::router(codes))
         .merge(access_routes)
@@ -119,7 +126,8 @@ pub fn router(
         .route_layer(axum::middleware::from_fn_with_state(
             access,
             crate::access::guard::check,
-        ));
+        ))
+        .route_layer(axum::middleware::from_fn(answer_names_its_route));
     with_common_layers(routes, limits.concurrent_requests)
 }
 
@@ -178,18 +186,72 @@ fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respons
     ApiError::internal(format!("a handler panicked: {message}")).into_response()
 }
 
-/// One log line per request with method, path, status and latency.
+/// The route a request matched, carried on its answer out to [`log_request`] (which runs before
+/// routing, so it cannot see it on the request).
+async fn answer_names_its_route(
+    route: MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(route);
+    response
+}
+
+/// Each request logged and counted ([`HttpRequest`]) with its route, status and latency.
 async fn log_request(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    tracing::info!(%method, %path, status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request");
+    let route = response.extensions().get::<MatchedPath>();
+    HttpRequest {
+        method: method.as_str(),
+        route: route.map_or("unmatched", MatchedPath::as_str),
+        status: response.status().as_u16(),
+        elapsed: started.elapsed(),
+    }
+    .emit();
     response
+}
+
+/// `/metrics`: every counter and histogram in the Prometheus text format.
+async fn render_metrics(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+}
+
+/// Installs the process's metrics recorder (once; later calls get the same handle) and keeps
+/// its histograms drained.
+pub fn metrics_recorder() -> crate::Result<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    // Seconds, from a WAL sync (sub-millisecond) to a slow query (the 120 s limit).
+    const BUCKETS: [f64; 16] = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        120.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| Error::Storage(format!("installing the metrics recorder: {e}")))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -341,7 +403,14 @@ pub async fn serve(
     let zones = access.registry.zones().clone();
     codes.analytics = Some((ctx.clone(), zones.clone()));
     let query = QueryState { ctx, zones };
-    let app = router(ingestor.clone(), limits, query, codes, access);
+    let app = router(
+        ingestor.clone(),
+        limits,
+        query,
+        codes,
+        access,
+        metrics_recorder()?,
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::io(format!("listening on {listen}"), e))?;

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::first_seen::earliest_per_user;
+use crate::internal_events::InternalEvent;
 use crate::parquet_io::{Table, read_parquet, sort_for, write_parquet};
 use crate::storage::Storage;
 
@@ -143,6 +144,18 @@ pub async fn visible_files(
 
 /// Runs one compaction pass over `launch_events` and `user_first_seen`.
 pub async fn compact(storage: &Storage, options: &CompactOptions) -> Result<CompactSummary> {
+    let started = std::time::Instant::now();
+    let summary = compact_tables(storage, options).await?;
+    crate::internal_events::CompactionDone {
+        partitions: summary.partitions,
+        files_merged: summary.files_merged,
+        elapsed: started.elapsed(),
+    }
+    .emit();
+    Ok(summary)
+}
+
+async fn compact_tables(storage: &Storage, options: &CompactOptions) -> Result<CompactSummary> {
     let writer = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut summary = CompactSummary::default();
     for (table, name) in [

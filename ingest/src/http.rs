@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::body::{Rejected, gunzip, parse_body};
 use crate::error::Error;
+use crate::internal_events::{EventsReceived, InternalEvent};
 use crate::pipeline::Ingestor;
 
 /// Default request body limit: 10 MiB, before and after gzip decompression.
@@ -267,6 +268,13 @@ async fn ingest_events(
     } else {
         ingestor.append(parsed.rows).await?
     };
+    EventsReceived {
+        project: &project,
+        accepted: outcome.accepted(),
+        duplicates: outcome.duplicates(),
+        rejected: parsed.rejected_count,
+    }
+    .emit();
     let report = IngestReport {
         accepted: outcome.accepted(),
         duplicates: outcome.duplicates(),

@@ -17,6 +17,7 @@ pub mod durable_store;
 pub mod error;
 pub mod first_seen;
 pub mod http;
+pub mod internal_events;
 pub mod parquet_io;
 pub mod pipeline;
 pub mod record;

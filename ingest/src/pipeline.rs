@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dedupe::{DedupeIndex, load_partition_ids};
 use crate::error::{Error, Result};
 use crate::first_seen::{self, StoredFirstSeen, earliest_per_user};
+use crate::internal_events::{FlushFailed, FlushStored, InternalEvent};
 use crate::parquet_io::{Table, write_parquet};
 use crate::record::{LaunchRows, LaunchRowsBuilder, PartitionKey, PartitionResolver, ProjectZones};
 use crate::storage::Storage;
@@ -748,7 +749,18 @@ async fn store_flush(
     memory: &Mutex<StoredFirstSeen>,
     flush: EncodedFlush,
 ) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (files, bytes) = (
+        flush.files.len(),
+        flush.files.iter().map(|(_, b)| b.len()).sum(),
+    );
     store_files(storage, flush.files).await?;
+    FlushStored {
+        files,
+        bytes,
+        elapsed: started.elapsed(),
+    }
+    .emit();
     remember_first_seen(memory, &flush.first_seen);
     Ok(())
 }
@@ -763,7 +775,7 @@ fn finish_job(
     flushed: &AtomicU64,
 ) {
     if let Err(e) = &result {
-        tracing::error!(error = %e, "writing Parquet failed; the events stay in the write-ahead log");
+        FlushFailed { error: e }.emit();
         *keep_wal = true;
     }
     if let (Some(dir), Some(upto), false) = (wal_dir, job.wal_upto, *keep_wal)

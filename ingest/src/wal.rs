@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use promolens_schemas::{LaunchEvent, Limits};
 
 use crate::error::{Error, Result};
+use crate::internal_events::{InternalEvent, WalSynced};
 use crate::record::{LaunchRows, LaunchRowsBuilder};
 
 const HEADER_BYTES: usize = 12;
@@ -96,10 +97,17 @@ impl Wal {
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
         record.extend_from_slice(payload);
+        let started = std::time::Instant::now();
         self.file
             .write_all(&record)
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| Error::io("appending to the write-ahead log", e))
+            .map_err(|e| Error::io("appending to the write-ahead log", e))?;
+        WalSynced {
+            bytes: record.len(),
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        Ok(())
     }
 
     /// Seals the current segment and starts a new one; returns the sealed segment's number.

@@ -10,6 +10,7 @@ pub mod runtime;
 pub mod standin;
 pub mod wechat;
 
+use crate::internal_events::InternalEvent;
 use std::sync::Arc;
 
 use wasmtime::Store;
@@ -245,12 +246,26 @@ impl Codes {
             self.records.clone(),
             self.wechat.clone(),
         );
-        let project = project.to_string();
+        let started = std::time::Instant::now();
+        let for_project = project.to_string();
         let handle = tokio::runtime::Handle::current();
-        let outcome =
-            tokio::task::spawn_blocking(move || runtime.call(&project, records, wechat, handle, f))
-                .await
-                .map_err(|e| SandboxError::Trapped(format!("the call's thread failed: {e}")))?;
+        let outcome = tokio::task::spawn_blocking(move || {
+            runtime.call(&for_project, records, wechat, handle, f)
+        })
+        .await
+        .map_err(|e| SandboxError::Trapped(format!("the call's thread failed: {e}")))
+        .and_then(|outcome| outcome);
+        let event_outcome = match &outcome {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "stopped",
+        };
+        crate::internal_events::PluginCall {
+            outcome: event_outcome,
+            project,
+            elapsed: started.elapsed(),
+        }
+        .emit();
         outcome?.map_err(CodesError::Plugin)
     }
 
