@@ -40,10 +40,11 @@ impl CodesArgs {
         demo: bool,
     ) -> anyhow::Result<promolens::codes::http::CodesState> {
         use promolens::codes::{self, credentials, standin};
-        let mut secret_key = match &self.secret_key {
+        let configured_key = match &self.secret_key {
             Some(hex) => Some(credentials::parse_key(hex)?),
             None => None,
         };
+        let mut secret_key = configured_key;
         let mut standin_url = None;
         let wechat_url = match self.wechat_url {
             Some(url) => url,
@@ -73,6 +74,7 @@ impl CodesArgs {
             wechat_url,
             secret_key,
             cache_dir,
+            cache_key: configured_key,
             limits: Default::default(),
         };
         let state = codes::open(storage, &config)?;

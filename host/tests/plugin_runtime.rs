@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use promolens::codes::imports::WechatGateway;
 use promolens::codes::records::RecordStore;
-use promolens::codes::runtime::{Limits, PluginRuntime, SandboxError};
+use promolens::codes::runtime::{ComponentCache, Limits, PluginRuntime, SandboxError};
 use promolens::codes::{
     CodeImage, CodeKind, CodeRequest, Codes, CodesError, PLUGIN_WASM, PluginError, WechatEndpoint,
 };
@@ -180,10 +180,11 @@ async fn a_misbehaving_component_is_stopped_and_the_host_keeps_serving() {
 }
 
 #[test]
-fn the_compiled_component_is_cached_by_hash() {
+fn the_compiled_component_is_cached_by_hash_and_loaded_only_when_its_tag_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = PLUGIN_WASM;
-    PluginRuntime::new(wasm, Some(dir.path()), Limits::default()).unwrap();
+    let cache = ComponentCache::open(dir.path().to_path_buf(), Some([1; 32])).unwrap();
+    PluginRuntime::new(wasm, Some(&cache), Limits::default()).unwrap();
     let cached: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -198,8 +199,35 @@ fn the_compiled_component_is_cached_by_hash() {
         name.starts_with("plugin-") && name.ends_with(".cwasm"),
         "{name}"
     );
+    let signed = std::fs::read(&cached[0]).unwrap();
+    // Loaded again as it is.
+    PluginRuntime::new(wasm, Some(&cache), Limits::default()).unwrap();
+    assert_eq!(std::fs::read(&cached[0]).unwrap(), signed);
     // A damaged cache entry is compiled again, not trusted.
     std::fs::write(&cached[0], b"not a compiled component").unwrap();
-    PluginRuntime::new(wasm, Some(dir.path()), Limits::default()).unwrap();
-    assert!(std::fs::read(&cached[0]).unwrap().len() > 1000);
+    PluginRuntime::new(wasm, Some(&cache), Limits::default()).unwrap();
+    assert_eq!(std::fs::read(&cached[0]).unwrap(), signed);
+    // One byte of the compiled code changed (its tag kept): refused, compiled again.
+    let mut tampered = signed.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    std::fs::write(&cached[0], &tampered).unwrap();
+    PluginRuntime::new(wasm, Some(&cache), Limits::default()).unwrap();
+    assert_eq!(std::fs::read(&cached[0]).unwrap(), signed);
+    // A cache with another key (someone without PROMOLENS_SECRET_KEY wrote it) is not trusted.
+    let other = ComponentCache::open(dir.path().to_path_buf(), Some([2; 32])).unwrap();
+    PluginRuntime::new(wasm, Some(&other), Limits::default()).unwrap();
+    assert_ne!(std::fs::read(&cached[0]).unwrap(), signed);
+    // Without a configured key, the folder's own key (owner-only) signs.
+    let own = tempfile::tempdir().unwrap();
+    let cache = ComponentCache::open(own.path().to_path_buf(), None).unwrap();
+    PluginRuntime::new(wasm, Some(&cache), Limits::default()).unwrap();
+    let key = own.path().join(".key");
+    assert_eq!(std::fs::read(&key).unwrap().len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
 }

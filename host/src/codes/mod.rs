@@ -47,6 +47,9 @@ pub struct CodesConfig {
     pub secret_key: Option<[u8; 32]>,
     /// Where compiled components are cached; `None`: compile at every start.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// The key of the cache's HMAC tags: the configured `PROMOLENS_SECRET_KEY` (not a demo's
+    /// key of one run); `None`: the cache folder's own key.
+    pub cache_key: Option<[u8; 32]>,
     pub limits: runtime::Limits,
 }
 
@@ -55,7 +58,17 @@ pub fn open(
     storage: &promolens_ingest::Storage,
     config: &CodesConfig,
 ) -> Result<http::CodesState, CodesError> {
-    let runtime = PluginRuntime::new(PLUGIN_WASM, config.cache_dir.as_deref(), config.limits)?;
+    let cache = match &config.cache_dir {
+        Some(dir) => match runtime::ComponentCache::open(dir.clone(), config.cache_key) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "no plugin cache; compiling");
+                None
+            }
+        },
+        None => None,
+    };
+    let runtime = PluginRuntime::new(PLUGIN_WASM, cache.as_ref(), config.limits)?;
     let credentials = Arc::new(credentials::CredentialStore::new(
         storage.clone(),
         config.secret_key,

@@ -55,6 +55,109 @@ pub struct PluginRuntime {
     limits: Limits,
 }
 
+/// Where compiled components are kept, and the key their HMAC tags are made with.
+///
+/// A compiled component is native code that wasmtime loads with an `unsafe` deserialize: a file
+/// in the cache is loaded only when its tag, over its name and bytes, verifies with this key.
+/// Anything else (damaged, truncated, written by someone without the key, or a valid artefact
+/// under another name) is compiled again.
+pub struct ComponentCache {
+    pub dir: PathBuf,
+    key: [u8; 32],
+}
+
+type Tagger = hmac::Hmac<sha2::Sha256>;
+const TAG_BYTES: usize = 32;
+
+impl ComponentCache {
+    /// `key`: `PROMOLENS_SECRET_KEY` when configured (then a writer must hold it); otherwise a
+    /// random key kept in the folder itself (`.key`, readable by its owner only), which still
+    /// refuses damaged files and files from another cache.
+    pub fn open(dir: PathBuf, key: Option<[u8; 32]>) -> std::io::Result<ComponentCache> {
+        let key = match key {
+            Some(key) => key,
+            None => folder_key(&dir)?,
+        };
+        Ok(ComponentCache { dir, key })
+    }
+
+    fn tag(&self, name: &str, bytes: &[u8]) -> Tagger {
+        use hmac::Mac;
+        let mut tagger = <Tagger as Mac>::new_from_slice(&self.key).expect("any key length");
+        tagger.update(name.as_bytes());
+        tagger.update(&[0]);
+        tagger.update(bytes);
+        tagger
+    }
+
+    /// The verified bytes of a cached file, or why not.
+    fn read(&self, file: &Path) -> Result<Vec<u8>, String> {
+        use hmac::Mac;
+        let mut stored = std::fs::read(file).map_err(|e| e.to_string())?;
+        if stored.len() < TAG_BYTES {
+            return Err("shorter than its tag".into());
+        }
+        let bytes = stored.split_off(TAG_BYTES);
+        let name = file_name(file);
+        self.tag(&name, &bytes).verify_slice(&stored).map_err(|_| {
+            "its tag does not verify (damaged, or not written with this key)".to_string()
+        })?;
+        Ok(bytes)
+    }
+
+    /// Writes `bytes` with its tag: to a temporary name, then renamed, so a concurrent reader
+    /// never sees half a file.
+    fn write(&self, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        use hmac::Mac;
+        let tag = self.tag(&file_name(file), bytes).finalize().into_bytes();
+        let partial = file.with_extension(format!("partial-{}", std::process::id()));
+        let mut stored = Vec::with_capacity(TAG_BYTES + bytes.len());
+        stored.extend_from_slice(&tag);
+        stored.extend_from_slice(bytes);
+        std::fs::create_dir_all(&self.dir)?;
+        std::fs::write(&partial, &stored)?;
+        std::fs::rename(&partial, file)
+    }
+}
+
+fn file_name(file: &Path) -> String {
+    file.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The cache folder's own key, made on first use.
+fn folder_key(dir: &Path) -> std::io::Result<[u8; 32]> {
+    let path = dir.join(".key");
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(key);
+    }
+    use chacha20poly1305::aead::OsRng;
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut key = [0u8; 32];
+    OsRng.fill_bytes(&mut key);
+    std::fs::create_dir_all(dir)?;
+    let partial = dir.join(format!(".key.partial-{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(&partial)?, &key)?;
+    // Two processes starting at once: the first link wins (a link never replaces a file), and
+    // the other reads the winner's key.
+    if std::fs::hard_link(&partial, &path).is_err() {
+        let _ = std::fs::remove_file(&partial);
+        let bytes = std::fs::read(&path)?;
+        return <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+            std::io::Error::other(format!("{} is not a 32-byte key", path.display()))
+        });
+    }
+    let _ = std::fs::remove_file(&partial);
+    Ok(key)
+}
+
 /// File name of the compiled component in the cache: the wasm's hash and everything about the
 /// engine that makes compiled code incompatible (wasmtime's version among it).
 fn cache_file(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
@@ -70,32 +173,31 @@ fn cache_file(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
 fn load_component(
     engine: &Engine,
     wasm: &[u8],
-    cache_dir: Option<&Path>,
+    cache: Option<&ComponentCache>,
 ) -> wasmtime::Result<Component> {
-    let Some(dir) = cache_dir else {
+    let Some(cache) = cache else {
         return Component::new(engine, wasm);
     };
-    let file = cache_file(engine, wasm, dir);
+    let file = cache_file(engine, wasm, &cache.dir);
     if file.exists() {
-        // SAFETY: the file is one this code wrote into promolens' own cache folder from
-        // `Component::serialize`; wasmtime checks that it matches this engine's version and
-        // settings and refuses it otherwise (then it is compiled again below).
-        match unsafe { Component::deserialize_file(engine, &file) } {
-            Ok(component) => return Ok(component),
-            Err(e) => {
-                tracing::warn!(error = %e, file = %file.display(), "cached plugin unusable; compiling")
+        match cache.read(&file) {
+            // SAFETY: the bytes verified against a tag that only a holder of the cache's key
+            // can make, and this code tags only what `Component::serialize` gave it; wasmtime
+            // further checks that they match this engine's version and settings.
+            Ok(bytes) => match unsafe { Component::deserialize(engine, &bytes) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(error = %e, file = %file.display(), "cached plugin unusable; compiling")
+                }
+            },
+            Err(why) => {
+                tracing::warn!(file = %file.display(), "cached plugin refused: {why}; compiling")
             }
         }
     }
     let component = Component::new(engine, wasm)?;
-    let bytes = component.serialize()?;
-    // Write then rename: a concurrent reader never sees half a file.
-    let partial = file.with_extension(format!("partial-{}", std::process::id()));
-    let stored = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&partial, &bytes))
-        .and_then(|()| std::fs::rename(&partial, &file));
-    if let Err(e) = stored {
-        tracing::warn!(error = %e, dir = %dir.display(), "could not cache the compiled plugin");
+    if let Err(e) = cache.write(&file, &component.serialize()?) {
+        tracing::warn!(error = %e, dir = %cache.dir.display(), "could not cache the compiled plugin");
     }
     Ok(component)
 }
@@ -104,7 +206,7 @@ impl PluginRuntime {
     /// Compiles (or loads from `cache_dir`) and links the component.
     pub fn new(
         wasm: &[u8],
-        cache_dir: Option<&Path>,
+        cache: Option<&ComponentCache>,
         limits: Limits,
     ) -> Result<PluginRuntime, SandboxError> {
         let load = |e: wasmtime::Error| SandboxError::Load(format!("{e:#}"));
@@ -123,7 +225,7 @@ impl PluginRuntime {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config).map_err(load)?;
-        let component = load_component(&engine, wasm, cache_dir).map_err(load)?;
+        let component = load_component(&engine, wasm, cache).map_err(load)?;
         let mut linker: Linker<CallState> = Linker::new(&engine);
         Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(load)?;
