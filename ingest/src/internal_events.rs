@@ -56,6 +56,27 @@ impl InternalEvent for WalSynced {
     }
 }
 
+/// A write-ahead log segment damaged in its middle (a record fails its checksum with more after
+/// it): kept in `corrupt/`, replayed up to the damage.
+pub struct WalSegmentQuarantined<'a> {
+    pub segment: &'a std::path::Path,
+    pub kept_at: &'a std::path::Path,
+    pub offset: usize,
+}
+
+impl InternalEvent for WalSegmentQuarantined<'_> {
+    fn emit(self) {
+        tracing::error!(
+            segment = %self.segment.display(),
+            kept_at = %self.kept_at.display(),
+            offset = self.offset,
+            "write-ahead log segment damaged: events after the damage are not replayed; the \
+             segment is kept for inspection"
+        );
+        metrics::counter!("promolens_wal_segments_quarantined_total").increment(1);
+    }
+}
+
 /// A flush's files stored (Parquet of `launch_events` and `user_first_seen`).
 pub struct FlushStored {
     pub files: usize,

@@ -456,18 +456,25 @@ impl Committer {
     }
 
     /// Restores what an earlier process left in the write-ahead log and writes it to Parquet.
+    /// Segment by segment: a buffer that fills is flushed on the way (its segments are deleted
+    /// only by the last flush, once everything replayed is in Parquet).
     fn replay(&mut self, replay: Replay) -> Result<()> {
-        if replay.rows.is_empty() && replay.last_segment.is_none() {
+        if replay.segments.is_empty() {
             return Ok(());
         }
         let (mut replayed, mut restored) = (0, 0);
-        for rows in replay.rows {
-            replayed += rows.len();
-            restored += self.accept(rows)?.accepted();
+        for &segment in &replay.segments {
+            for rows in replay.read(segment)? {
+                replayed += rows.len();
+                restored += self.accept(rows)?.accepted();
+            }
+            if self.buffer.rows() >= self.config.flush_rows {
+                self.flush(Vec::new(), None)?;
+            }
         }
         tracing::info!(replayed, restored, "replayed the write-ahead log");
         let (done, wait) = oneshot::channel();
-        self.flush(vec![done], replay.last_segment)?;
+        self.flush(vec![done], replay.last_segment())?;
         wait.blocking_recv()
             .map_err(|_| Error::Stopped("flusher ended".into()))?
     }
@@ -998,5 +1005,72 @@ mod tests {
                 ("a".to_string(), day(9))
             ]
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_longer_than_the_buffer_is_replayed_segment_by_segment_each_event_once() {
+        let wal_dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(wal_dir.path()).unwrap();
+            // Four segments of three events; `e3` is logged twice (a retried request).
+            for segment in 0..4 {
+                let mut payload = Vec::new();
+                for n in 0..3 {
+                    let id = if segment == 1 && n == 0 {
+                        3
+                    } else {
+                        segment * 3 + n + 1
+                    };
+                    let line = format!(
+                        r#"{{"event_id":"e{id}","user_id":"u{id}","ts":{}}}"#,
+                        1_763_942_400_000i64 + id * 86_400_000
+                    );
+                    let event =
+                        promolens_schemas::LaunchEvent::parse(&line, &Default::default()).unwrap();
+                    crate::wal::encode_line("p", 1_763_942_400_000, &event, &mut payload);
+                }
+                wal.append(&payload).unwrap();
+                wal.rotate().unwrap();
+            }
+        }
+        let storage = Storage::open("memory://").unwrap();
+        let mut config = IngestConfig::new(chrono_tz::UTC);
+        config.wal_dir = Some(wal_dir.path().to_path_buf());
+        // Smaller than the log: the replay flushes on the way.
+        config.flush_rows = 4;
+        let ingestor = Ingestor::start(storage.clone(), config).await.unwrap();
+        ingestor.shutdown().await.unwrap();
+        use futures::TryStreamExt;
+        let files: Vec<_> = storage
+            .store
+            .list(Some(&storage.path("launch_events")))
+            .try_collect()
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for file in files {
+            let bytes = storage
+                .store
+                .get(&file.location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            ids.extend(
+                testing::text_and_time(bytes, ["event_id", "event_time"])
+                    .into_iter()
+                    .map(|(id, _)| id),
+            );
+        }
+        ids.sort();
+        let expected: Vec<String> = [1, 10, 11, 12, 2, 3, 5, 6, 7, 8, 9]
+            .iter()
+            .map(|n| format!("e{n}"))
+            .collect();
+        assert_eq!(ids, expected);
+        // The replayed segments are gone once their events are in Parquet.
+        let left = crate::wal::Wal::open(wal_dir.path()).unwrap().1.segments;
+        assert!(left.iter().all(|&s| s > 5), "{left:?}");
     }
 }

@@ -4,13 +4,15 @@
 //! share one append and one sync (group commit, see `pipeline`). The log is a folder of numbered
 //! segments. A flush to Parquet seals the current segment and starts the next; once the Parquet
 //! files of a flush are stored, the segments it covers are deleted. At start the remaining
-//! segments are replayed (dedupe makes the replay idempotent even when the crash came between
-//! storing Parquet and deleting the segment).
+//! segments are replayed one at a time (dedupe makes the replay idempotent even when the crash
+//! came between storing Parquet and deleting the segment).
 //!
 //! Record framing: `[u32 LE payload length][u64 LE xxh3 of payload][payload]`. The payload is one
 //! line per event, `project \t received_at_ms \t wire JSON \n`. A torn record at the end of the
 //! last segment (a crash mid-write) fails its length or checksum and is dropped: it was never
-//! acknowledged.
+//! acknowledged. A record that fails its checksum with more records after it is damage, not a
+//! torn write: the segment is copied to `corrupt/` (never silently deleted), logged and counted,
+//! and what precedes the damage is replayed.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use promolens_schemas::{LaunchEvent, Limits};
 
 use crate::error::{Error, Result};
-use crate::internal_events::{InternalEvent, WalSynced};
+use crate::internal_events::{InternalEvent, WalSegmentQuarantined, WalSynced};
 use crate::record::{LaunchRows, LaunchRowsBuilder};
 
 const HEADER_BYTES: usize = 12;
@@ -31,12 +33,29 @@ pub struct Wal {
     segment: u64,
 }
 
-/// What a replay found in the log.
+/// What earlier processes left in the log: segments to replay, read one at a time so that a
+/// long log never has to fit in memory at once.
 pub struct Replay {
-    /// The logged events, one set of rows per project.
-    pub rows: Vec<LaunchRows>,
-    /// Highest segment number replayed (they are deleted once their rows are in Parquet).
-    pub last_segment: Option<u64>,
+    dir: PathBuf,
+    /// Segment numbers, oldest first.
+    pub segments: Vec<u64>,
+}
+
+impl Replay {
+    /// Highest segment number to replay (they are deleted once their rows are in Parquet).
+    pub fn last_segment(&self) -> Option<u64> {
+        self.segments.last().copied()
+    }
+
+    /// The events of one segment, one set of rows per project.
+    pub fn read(&self, segment: u64) -> Result<Vec<LaunchRows>> {
+        let mut builders = BTreeMap::new();
+        read_segment(&self.dir, segment, &mut builders)?;
+        builders
+            .into_values()
+            .map(LaunchRowsBuilder::finish)
+            .collect()
+    }
 }
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
@@ -68,14 +87,6 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<(Wal, Replay)> {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let existing = segments(dir)?;
-        let mut builders = BTreeMap::new();
-        for &segment in &existing {
-            read_segment(&segment_path(dir, segment), &mut builders)?;
-        }
-        let rows = builders
-            .into_values()
-            .map(LaunchRowsBuilder::finish)
-            .collect::<Result<Vec<_>>>()?;
         let next = existing.last().map_or(1, |last| last + 1);
         let wal = Wal {
             dir: dir.to_path_buf(),
@@ -85,8 +96,8 @@ impl Wal {
         Ok((
             wal,
             Replay {
-                rows,
-                last_segment: existing.last().copied(),
+                dir: dir.to_path_buf(),
+                segments: existing,
             },
         ))
     }
@@ -156,7 +167,12 @@ pub fn encode_line(project: &str, received_at_ms: i64, event: &LaunchEvent<'_>, 
 }
 
 /// Reads one segment's events into `rows`, one builder per project.
-fn read_segment(path: &Path, rows: &mut BTreeMap<String, LaunchRowsBuilder>) -> Result<()> {
+fn read_segment(
+    dir: &Path,
+    segment: u64,
+    rows: &mut BTreeMap<String, LaunchRowsBuilder>,
+) -> Result<()> {
+    let path = &segment_path(dir, segment);
     let mut data = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut data))
@@ -171,7 +187,11 @@ fn read_segment(path: &Path, rows: &mut BTreeMap<String, LaunchRowsBuilder>) -> 
             break;
         };
         if xxhash_rust::xxh3::xxh3_64(payload) != sum {
-            tracing::warn!(path = %path.display(), offset = at, "write-ahead log record fails its checksum, ignored with the rest of the segment");
+            if at + HEADER_BYTES + len < data.len() {
+                quarantine(dir, segment, at)?;
+            } else {
+                tracing::warn!(path = %path.display(), offset = at, "torn record at the end of the write-ahead log, ignored (never acknowledged)");
+            }
             break;
         }
         for line in payload.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -189,6 +209,26 @@ fn read_segment(path: &Path, rows: &mut BTreeMap<String, LaunchRowsBuilder>) -> 
     Ok(())
 }
 
+/// Keeps a damaged segment in `corrupt/` (a durable copy: the original is replayed up to the
+/// damage and deleted as usual once that is in Parquet).
+fn quarantine(dir: &Path, segment: u64, offset: usize) -> Result<()> {
+    let from = segment_path(dir, segment);
+    let corrupt = dir.join("corrupt");
+    let to = corrupt.join(format!("wal-{segment:012}.log"));
+    fs::create_dir_all(&corrupt)
+        .and_then(|()| fs::copy(&from, &to))
+        .and_then(|_| File::open(&to)?.sync_all())
+        .and_then(|()| File::open(&corrupt)?.sync_all())
+        .map_err(|e| Error::io(format!("copying {} to {}", from.display(), to.display()), e))?;
+    WalSegmentQuarantined {
+        segment: &from,
+        kept_at: &to,
+        offset,
+    }
+    .emit();
+    Ok(())
+}
+
 fn decode_line<'a>(line: &'a [u8], limits: &Limits) -> Option<(&'a str, i64, LaunchEvent<'a>)> {
     let line = std::str::from_utf8(line).ok()?;
     let mut parts = line.splitn(3, '\t');
@@ -196,4 +236,69 @@ fn decode_line<'a>(line: &'a [u8], limits: &Limits) -> Option<(&'a str, i64, Lau
     let received_at_ms = parts.next()?.parse().ok()?;
     let event = LaunchEvent::parse(parts.next()?, limits).ok()?;
     Some((project, received_at_ms, event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(ids: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for id in ids {
+            let json = format!(r#"{{"event_id":"{id}","user_id":"u","ts":1763942400000}}"#);
+            let event = LaunchEvent::parse(&json, &Limits::default()).unwrap();
+            encode_line("p", 1_763_942_400_000, &event, &mut out);
+        }
+        out
+    }
+
+    fn replayed(replay: &Replay, segment: u64) -> usize {
+        replay
+            .read(segment)
+            .unwrap()
+            .iter()
+            .map(LaunchRows::len)
+            .sum()
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_kept_aside_a_torn_tail_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, replay) = Wal::open(dir.path()).unwrap();
+        assert!(replay.segments.is_empty());
+        // Segment 1: three records; segment 2: two records.
+        for ids in [&["a1", "a2"][..], &["b1"], &["c1", "c2"]] {
+            wal.append(&payload(ids)).unwrap();
+        }
+        wal.rotate().unwrap();
+        wal.append(&payload(&["d1"])).unwrap();
+        wal.append(&payload(&["e1", "e2", "e3"])).unwrap();
+        drop(wal);
+
+        // A bit flips in the second record of segment 1; segment 2 loses its last bytes (a
+        // write torn by a crash).
+        let first = segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&first).unwrap();
+        let second_record = HEADER_BYTES + payload(&["a1", "a2"]).len();
+        bytes[second_record + HEADER_BYTES + 5] ^= 0x20;
+        fs::write(&first, &bytes).unwrap();
+        let last = segment_path(dir.path(), 2);
+        let bytes = fs::read(&last).unwrap();
+        fs::write(&last, &bytes[..bytes.len() - 3]).unwrap();
+
+        let (_wal, replay) = Wal::open(dir.path()).unwrap();
+        assert_eq!(replay.segments, [1, 2]);
+        assert_eq!(replayed(&replay, 1), 2, "the records before the damage");
+        let kept = dir.path().join("corrupt/wal-000000000001.log");
+        assert_eq!(fs::read(&kept).unwrap(), fs::read(&first).unwrap());
+        assert_eq!(
+            replayed(&replay, 2),
+            1,
+            "the torn record was never acknowledged"
+        );
+        assert!(!dir.path().join("corrupt/wal-000000000002.log").exists());
+        // Deleting replayed segments leaves the kept copy.
+        delete_segments(dir.path(), 2).unwrap();
+        assert!(kept.exists());
+    }
 }
