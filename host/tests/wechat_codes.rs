@@ -101,13 +101,54 @@ async fn stats(standin: &str) -> serde_json::Value {
 }
 
 async fn inject(standin: &str, errcodes: &[i32]) {
+    inject_json(standin, serde_json::json!({ "errcodes": errcodes })).await;
+}
+
+async fn inject_json(standin: &str, body: serde_json::Value) {
     promolens::codes::wechat::use_ring_for_tls();
     reqwest::Client::new()
         .post(format!("{standin}/standin/fail"))
-        .json(&serde_json::json!({ "errcodes": errcodes }))
+        .json(&body)
         .send()
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_answer_is_not_sent_again_when_it_may_have_spent_quota() {
+    let w = world(StandinConfig::default()).await;
+    // An A code: WeChat made it, then the answer was lost. Sending it again would spend a
+    // second code of the lifetime quota: the error says the outcome is unknown instead.
+    inject_json(&w.standin, serde_json::json!({"lost_answers": 1})).await;
+    let before = stats(&w.standin).await;
+    let error = w
+        .codes
+        .create("shop", request("A", "pages/index/index", "lost"))
+        .await
+        .unwrap_err();
+    let after = stats(&w.standin).await;
+    assert_eq!(
+        after["code_calls"].as_u64().unwrap() - before["code_calls"].as_u64().unwrap(),
+        1
+    );
+    assert_eq!(after["quota_used"], 1, "one code spent, not two");
+    let message = error.to_string();
+    assert!(
+        message.contains(promolens::codes::wechat::OUTCOME_UNKNOWN)
+            && message.contains("A+C quota"),
+        "{message}"
+    );
+    // A B code spends no quota: the same loss is retried and the code made.
+    inject_json(&w.standin, serde_json::json!({"lost_answers": 1})).await;
+    w.codes
+        .create("shop", request("B", "pages/index/index", "lost"))
+        .await
+        .unwrap();
+    assert_eq!(
+        stats(&w.standin).await["code_calls"].as_u64().unwrap()
+            - after["code_calls"].as_u64().unwrap(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -82,6 +82,9 @@ impl From<CodesError> for ApiError {
             PluginError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             PluginError::Deleted(_) => (StatusCode::GONE, "deleted", None),
             PluginError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            PluginError::Host(m) if m.contains(super::wechat::OUTCOME_UNKNOWN) => {
+                (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown", None)
+            }
             PluginError::Host(_) => (StatusCode::INTERNAL_SERVER_ERROR, "host_error", None),
         };
         ApiError {

@@ -47,6 +47,8 @@ struct Counters {
     b_calls: Vec<Instant>,
     /// Errcodes to answer next, for tests of transient failures.
     injected: Vec<i32>,
+    /// Code calls whose work is done but whose answer is lost (HTTP 502), next.
+    lost_answers: u32,
     token_fetches: u32,
     code_calls: u32,
 }
@@ -61,8 +63,9 @@ fn error(errcode: i32, errmsg: &str) -> Response {
     Json(json!({"errcode": errcode, "errmsg": errmsg})).into_response()
 }
 
-/// The stand-in's routes; `POST /standin/fail {"errcodes": [...]}` makes the next code calls
-/// fail with those errcodes, `GET /standin/stats` counts token fetches and code calls.
+/// The stand-in's routes; `POST /standin/fail {"errcodes": [...], "lost_answers": n}` makes the
+/// next code calls fail with those errcodes, or do their work and lose the answer (502);
+/// `GET /standin/stats` counts token fetches, code calls and A+C codes made.
 pub fn router(config: StandinConfig) -> Router {
     let state = Standin {
         config: Arc::new(config),
@@ -112,17 +115,21 @@ async fn inject(State(s): State<Standin>, Json(body): Json<Value>) -> Response {
                 .collect()
         })
         .unwrap_or_default();
-    s.counters
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .injected
-        .extend(codes);
+    let lost = body["lost_answers"].as_u64().unwrap_or(0) as u32;
+    let mut c = s.counters.lock().unwrap_or_else(|e| e.into_inner());
+    c.injected.extend(codes);
+    c.lost_answers += lost;
     Json(json!({"ok": true})).into_response()
 }
 
 async fn stats(State(s): State<Standin>) -> Response {
     let c = s.counters.lock().unwrap_or_else(|e| e.into_inner());
-    Json(json!({"token_fetches": c.token_fetches, "code_calls": c.code_calls})).into_response()
+    let quota_used: u32 = c.used.values().sum();
+    Json(
+        json!({"token_fetches": c.token_fetches, "code_calls": c.code_calls,
+        "quota_used": quota_used}),
+    )
+    .into_response()
 }
 
 const SCENE_PUNCTUATION: &str = "!#$&'()*+,/:;=?@-._~";
@@ -133,7 +140,7 @@ async fn code(
     Json(body): Json<Value>,
     kind: char,
 ) -> Response {
-    let payload = {
+    let (payload, lose_answer) = {
         let mut c = s.counters.lock().unwrap_or_else(|e| e.into_inner());
         c.code_calls += 1;
         let token = query.get("access_token").cloned().unwrap_or_default();
@@ -163,7 +170,7 @@ async fn code(
         {
             return error(40097, "invalid env_version");
         }
-        match kind {
+        let payload = match kind {
             'B' => {
                 let now = Instant::now();
                 c.b_calls
@@ -204,8 +211,19 @@ async fn code(
                 *used += 1;
                 path.to_string()
             }
-        }
+        };
+        let lose_answer = c.lost_answers > 0;
+        c.lost_answers = c.lost_answers.saturating_sub(1);
+        (payload, lose_answer)
     };
+    if lose_answer {
+        // The code is made (and an A or C code counted) but the answer never arrives whole.
+        return (
+            axum::http::StatusCode::BAD_GATEWAY,
+            "the answer was lost on the way",
+        )
+            .into_response();
+    }
     match qr_png(&payload) {
         Ok(png) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
         Err(e) => error(-1, &format!("system error: {e}")),

@@ -117,7 +117,7 @@ impl WechatClient {
         }
         let force = stale.is_some();
         let answer: TokenAnswer = self
-            .with_retries("fetching an access token", || {
+            .with_retries("fetching an access token", Resend::Always, || {
                 self.http
                     .post(format!("{}/cgi-bin/stable_token", self.base_url))
                     .json(&serde_json::json!({
@@ -147,8 +147,16 @@ impl WechatClient {
         Ok(value)
     }
 
-    /// Sends a request, again after connection errors and 5xx answers, with backoff.
-    async fn with_retries<F, Fut>(&self, what: &str, send: F) -> Result<reqwest::Response, Error>
+    /// Sends a request, again after failures it may repeat, with backoff. A request that may
+    /// spend quota (`Resend::OnlyIfNeverSent`) is sent again only when it cannot have reached
+    /// WeChat (no connection); after a timeout or a 5xx its outcome is unknown and the error
+    /// says so ([`OUTCOME_UNKNOWN`]).
+    async fn with_retries<F, Fut>(
+        &self,
+        what: &str,
+        resend: Resend,
+        send: F,
+    ) -> Result<reqwest::Response, Error>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
@@ -157,24 +165,53 @@ impl WechatClient {
         loop {
             attempt += 1;
             let outcome = send().await;
-            let transient = match &outcome {
+            let never_sent = matches!(&outcome, Err(e) if e.is_connect());
+            let failed = match &outcome {
                 Ok(r) => r.status().is_server_error(),
                 Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
             };
-            if !transient || attempt >= self.attempts {
-                return match outcome {
-                    Ok(r) if r.status().is_success() => Ok(r),
-                    Ok(r) => Err(host_error(
-                        what,
-                        format!("WeChat answered HTTP {}", r.status()),
-                    )),
-                    Err(e) => Err(request_error(what, e)),
-                };
+            let may_resend = never_sent || resend == Resend::Always;
+            if failed && may_resend && attempt < self.attempts {
+                tokio::time::sleep(backoff(attempt)).await;
+                continue;
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            let unknown = |detail: String| {
+                host_error(
+                    what,
+                    format!(
+                        "{OUTCOME_UNKNOWN}: {detail}; WeChat may have made the code and counted \
+                         it against the A+C quota, so it was not sent again: look for it before \
+                         creating it again"
+                    ),
+                )
+            };
+            return match outcome {
+                Ok(r) if r.status().is_success() => Ok(r),
+                Ok(r) if failed && !may_resend => {
+                    Err(unknown(format!("WeChat answered HTTP {}", r.status())))
+                }
+                Ok(r) => Err(host_error(
+                    what,
+                    format!("WeChat answered HTTP {}", r.status()),
+                )),
+                Err(e) if failed && !may_resend => Err(unknown(e.without_url().to_string())),
+                Err(e) => Err(request_error(what, e)),
+            };
         }
     }
 }
+
+/// Whether a request may be sent again after it may have reached WeChat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Repeating it changes nothing (a token fetch, a B code: unlimited).
+    Always,
+    /// It may spend what WeChat never gives back (an A or C code): only when it never left.
+    OnlyIfNeverSent,
+}
+
+/// How an error whose outcome is unknown begins (the HTTP answer is then 504 `outcome_unknown`).
+pub const OUTCOME_UNKNOWN: &str = "outcome unknown";
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100 << attempt.min(6))
@@ -219,8 +256,14 @@ impl WechatGateway for WechatClient {
                 endpoint_path(endpoint),
                 url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
             );
+            let resend = match endpoint {
+                WechatEndpoint::GetWxacodeUnlimit => Resend::Always,
+                WechatEndpoint::GetWxacode | WechatEndpoint::CreateWxaqrcode => {
+                    Resend::OnlyIfNeverSent
+                }
+            };
             let response = self
-                .with_retries("calling WeChat", || {
+                .with_retries("calling WeChat", resend, || {
                     self.http
                         .post(&url)
                         .header("content-type", "application/json")
