@@ -124,6 +124,27 @@ fn an_operator_authorizes_creates_downloads_and_deletes_codes() {
         out.contains("100000 of 100000 used, 0 left: exhausted"),
         "{out}"
     );
+    // Each change is in the audit log, as the operator's.
+    let audit = promolens_tests::stdout_of(&promolens_tests::promolens(&[
+        "sql",
+        "--data",
+        data,
+        "--format",
+        "csv",
+        "SELECT action, key_id, count(*) AS n FROM audit_log WHERE project = 'shop' GROUP BY 1, 2 ORDER BY 1",
+    ]));
+    assert_eq!(
+        audit.lines().collect::<Vec<_>>(),
+        [
+            "action,key_id,n",
+            "authorization.set,operator,1",
+            "code.create,operator,1",
+            "code.delete,operator,1",
+            "code.rename,operator,1",
+            "codes.batch,operator,1",
+        ],
+        "{audit}"
+    );
 
     let _ = standin.kill();
     let _ = standin.wait();

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
+use promolens::access::Outcome;
+use promolens::access::registry::OPERATOR;
 use promolens::codes::http::{CodesState, authorize_project};
 use promolens::codes::{Code, CodesError, NewCode};
 
@@ -133,11 +135,22 @@ fn payload(code: &Code) -> String {
 
 pub async fn run(state: CodesState, project: &str, action: CodesAction) -> anyhow::Result<()> {
     let codes = &state.codes;
+    // The operator's changes are in the audit log too, as `operator`.
+    let record = |action: &'static str, target: String| {
+        let audit = state.audit.clone();
+        let project = project.to_string();
+        async move {
+            audit
+                .record(&project, OPERATOR, action, &target, Outcome::Ok)
+                .await
+        }
+    };
     match action {
         CodesAction::Authorize { app_id, secret } => {
             let authorization = authorize_project(&state, project, app_id, secret)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            record("authorization.set", authorization.app_id.clone()).await?;
             println!(
                 "project {project} is authorized for mini-program {}",
                 authorization.app_id
@@ -149,6 +162,7 @@ pub async fn run(state: CodesState, project: &str, action: CodesAction) -> anyho
                 .into_request()
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let code = codes.create(project, request).await.map_err(failed)?;
+            record("code.create", code.id.clone()).await?;
             println!(
                 "created {} ({}): {}",
                 code.id,
@@ -190,10 +204,12 @@ pub async fn run(state: CodesState, project: &str, action: CodesAction) -> anyho
         CodesAction::Show { id } => json(&codes.get(project, &id).await.map_err(failed)?)?,
         CodesAction::Rename { id, name } => {
             let code = codes.rename(project, &id, &name).await.map_err(failed)?;
+            record("code.rename", code.id.clone()).await?;
             println!("{} is now named {}", code.id, code.name);
         }
         CodesAction::Delete { id } => {
             codes.delete(project, &id).await.map_err(failed)?;
+            record("code.delete", id.clone()).await?;
             println!("deleted {id}: no more downloads; its scans still count");
         }
         CodesAction::Download { id, out } => {
@@ -212,6 +228,12 @@ pub async fn run(state: CodesState, project: &str, action: CodesAction) -> anyho
             let text = std::fs::read_to_string(&csv)
                 .with_context(|| format!("reading {}", csv.display()))?;
             let rows = codes.batch_create(project, text).await.map_err(failed)?;
+            let made = rows.iter().filter(|r| r.outcome.is_ok()).count();
+            record(
+                "codes.batch",
+                format!("{made} of {} rows created", rows.len()),
+            )
+            .await?;
             let mut created = 0;
             for row in &rows {
                 match &row.outcome {
