@@ -9,6 +9,8 @@
 //! one Parquet file per partition and then deletes the sealed segments.
 
 mod buffer;
+#[cfg(test)]
+mod durability_tests;
 mod spill;
 #[cfg(test)]
 mod testing;
