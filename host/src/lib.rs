@@ -7,6 +7,7 @@ pub mod access;
 pub mod acquisition;
 pub mod code_links;
 pub mod codes;
+pub mod config;
 pub mod demo;
 pub mod error;
 pub mod generator;

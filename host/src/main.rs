@@ -110,6 +110,18 @@ struct DataArgs {
 mod cli;
 
 #[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration (file, variables, flags, defaults) as TOML, the secret
+    /// masked.
+    Show {
+        #[arg(long, env = "PROMOLENS_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: promolens::config::Settings,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Projects: create, list, show, set (each has its time zone and its own keys).
     Projects {
@@ -149,48 +161,20 @@ enum Command {
     },
     /// Run the HTTP API: ingest, acquisition and SQL on one port.
     Serve {
-        #[command(flatten)]
-        data: DataArgs,
-        #[arg(long, env = "PROMOLENS_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Load the sample events of data/ into project `demo` first.
+        /// A TOML file of these settings (flags and PROMOLENS_* variables override it).
+        #[arg(long, env = "PROMOLENS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Create project `demo` with the sample events of data/ and print an admin and an
+        /// ingest key.
         #[arg(long)]
         demo: bool,
-        /// Largest accepted request body, in bytes (also after gzip decompression).
-        #[arg(long, env = "PROMOLENS_BODY_LIMIT", default_value_t = promolens_ingest::http::DEFAULT_BODY_LIMIT)]
-        body_limit: usize,
-        /// Write-ahead log folder (default: <data>/_wal for a local data directory, ./promolens-wal otherwise).
-        #[arg(long, env = "PROMOLENS_WAL")]
-        wal: Option<PathBuf>,
-        /// Seconds events may wait in memory (durable in the log) before they are written to
-        /// Parquet and visible to queries.
-        #[arg(long, env = "PROMOLENS_FLUSH_SECONDS", default_value_t = 10.0)]
-        flush_seconds: f64,
-        /// Events buffered before a flush to Parquet.
-        #[arg(long, env = "PROMOLENS_FLUSH_ROWS", default_value_t = 200_000)]
-        flush_rows: usize,
-        /// Seconds between background compactions (0: none).
-        #[arg(long, env = "PROMOLENS_COMPACT_SECONDS", default_value_t = 600)]
-        compact_seconds: u64,
-        /// A partition is compacted once it has this many files.
-        #[arg(long, env = "PROMOLENS_COMPACT_MIN_FILES", default_value_t = 8)]
-        compact_min_files: usize,
-        /// Live ingest refuses events whose `ts` is more than this many days before the request
-        /// is received (load older ones with `backfill`)…
-        #[arg(long, env = "PROMOLENS_MAX_EVENT_AGE_DAYS", default_value_t = 400)]
-        max_event_age_days: u32,
-        /// …or more than this many days after it.
-        #[arg(long, env = "PROMOLENS_MAX_EVENT_LEAD_DAYS", default_value_t = 1)]
-        max_event_lead_days: u32,
-        /// Ingest requests per second one key may keep up (bursts of twice that); over it,
-        /// 429 with Retry-After. 0: no limit.
-        #[arg(long, env = "PROMOLENS_INGEST_RATE_PER_KEY", default_value_t = 1000.0)]
-        ingest_rate_per_key: f64,
-        /// Requests handled at once; more wait their turn (within the 120 s request limit).
-        #[arg(long, env = "PROMOLENS_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
-        max_concurrent_requests: usize,
         #[command(flatten)]
-        codes: CodesArgs,
+        settings: promolens::config::Settings,
+    },
+    /// The configuration `serve` would run with.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// Merge the small Parquet files of each partition (safe while serving).
     Compact {
@@ -409,23 +393,25 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             serve(listener, config).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::Serve {
-            data,
-            listen,
-            demo,
-            body_limit,
-            wal,
-            flush_seconds,
-            flush_rows,
-            compact_seconds,
-            compact_min_files,
-            ingest_rate_per_key,
-            max_concurrent_requests,
-            max_event_age_days,
-            max_event_lead_days,
-            codes,
+        Command::Config {
+            action: ConfigAction::Show { config, settings },
         } => {
-            let storage = open(&data)?;
+            print!("{}", settings.resolve(config.as_deref())?.show());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Serve {
+            config,
+            demo,
+            settings,
+        } => {
+            let config = settings.resolve(config.as_deref())?;
+            let listen = config.listen;
+            let codes = CodesArgs {
+                wechat_url: config.wechat_url.clone(),
+                secret_key: config.secret_key.clone(),
+                component_cache: config.component_cache.clone(),
+            };
+            let storage = Storage::open(&config.data)?;
             let zones = ProjectZones::new(DEFAULT_TZ);
             let registry = registry(&storage, &zones).await?;
             if demo {
@@ -436,23 +422,26 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 registry,
                 audit: promolens::access::AuditLog::new(storage.clone()),
                 ingest_rate: Arc::new(promolens::access::rate::RateLimiter::new(
-                    ingest_rate_per_key,
-                    2.0 * ingest_rate_per_key,
+                    config.ingest_rate_per_key,
+                    2.0 * config.ingest_rate_per_key,
                 )),
             };
             let codes = codes.open(&storage, demo).await?;
-            let wal_dir = wal.unwrap_or_else(|| match &storage.local_dir {
-                Some(dir) => dir.join("_wal"),
-                None => PathBuf::from("promolens-wal"),
-            });
-            let mut config = IngestConfig::new(DEFAULT_TZ);
-            config.zones = zones;
-            config.wal_dir = Some(wal_dir);
-            config.ts_days_back = max_event_age_days;
-            config.ts_days_ahead = max_event_lead_days;
-            config.flush_age = Duration::from_secs_f64(flush_seconds.max(0.05));
-            config.flush_rows = flush_rows.max(1);
-            let ingestor = Arc::new(Ingestor::start(storage.clone(), config).await?);
+            let wal_dir = config
+                .wal
+                .clone()
+                .unwrap_or_else(|| match &storage.local_dir {
+                    Some(dir) => dir.join("_wal"),
+                    None => PathBuf::from("promolens-wal"),
+                });
+            let mut ingest = IngestConfig::new(DEFAULT_TZ);
+            ingest.zones = zones;
+            ingest.wal_dir = Some(wal_dir);
+            ingest.ts_days_back = config.max_event_age_days;
+            ingest.ts_days_ahead = config.max_event_lead_days;
+            ingest.flush_age = Duration::from_secs_f64(config.flush_seconds.max(0.05));
+            ingest.flush_rows = config.flush_rows;
+            let ingestor = Arc::new(Ingestor::start(storage.clone(), ingest).await?);
             if demo {
                 match promolens::demo::load(&ingestor, Utc::now()).await? {
                     Some(n) => {
@@ -461,20 +450,20 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     None => tracing::info!(project = "demo", "demo events already loaded"),
                 }
             }
-            if compact_seconds > 0 {
+            if config.compact_seconds > 0 {
                 let options = promolens_ingest::compact::CompactOptions {
-                    min_files: compact_min_files,
+                    min_files: config.compact_min_files,
                     ..Default::default()
                 };
                 tokio::spawn(background_compaction(
                     storage.clone(),
                     options,
-                    Duration::from_secs(compact_seconds),
+                    Duration::from_secs(config.compact_seconds),
                 ));
             }
             let limits = promolens::server::Limits {
-                body_bytes: body_limit,
-                concurrent_requests: max_concurrent_requests.max(1),
+                body_bytes: config.body_limit,
+                concurrent_requests: config.max_concurrent_requests,
             };
             promolens::server::serve(storage, ingestor, listen, limits, codes, access).await?;
             Ok(std::process::ExitCode::SUCCESS)

@@ -562,8 +562,10 @@ fn an_ingest_key_over_its_rate_is_told_when_to_retry() {
     let data = dir.path().join("data").to_str().unwrap().to_string();
     let keys = provision(&data, "p");
     let other = create_key(&data, "p", "ingest");
-    // One request a second, bursts of two.
-    let server = Server::start(&data, &["--ingest-rate-per-key", "1"], &[]);
+    // One request a second, bursts of two: from a configuration file.
+    let config = dir.path().join("promolens.toml");
+    std::fs::write(&config, "ingest_rate_per_key = 1\nflush_seconds = 0.5\n").unwrap();
+    let server = Server::start(&data, &["--config", config.to_str().unwrap()], &[]);
     let event = |n: usize| {
         format!(r#"{{"event_id":"r{n}","user_id":"u","ts":1763942400000}}"#).into_bytes()
     };
