@@ -152,6 +152,16 @@ pub struct Server {
 impl Server {
     /// Starts `promolens serve --data DATA ARGS…` and waits until it listens.
     pub fn start(data: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_with_stderr(data, args, env, Stdio::inherit())
+    }
+
+    /// [`Server::start`] with the server's log (stderr) sent to `stderr`.
+    pub fn start_with_stderr(
+        data: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
         let mut child = Command::new(bin())
             .args(["serve", "--data", data, "--listen", "127.0.0.1:0"])
             .args(args)
@@ -159,10 +169,10 @@ impl Server {
             // ingest's window around the clock would refuse them as time goes by. The test of
             // the window sets its own.
             .env("PROMOLENS_MAX_EVENT_AGE_DAYS", "36500")
-            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("starting promolens serve");
         let stdout = child.stdout.take().expect("stdout");
