@@ -417,6 +417,36 @@ fn utc(ms: i64) -> ScalarValue {
 /// The attribution rule of DESIGN.md §4, as SQL.
 const ATTRIBUTED: &str = "(utm_source IS NOT NULL OR code_id IS NOT NULL)";
 
+/// The window named by `--days` or `--from/--to` (7 days when neither is given).
+pub fn window(
+    days: Option<u32>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> Result<Window> {
+    match (days, from, to) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(Error::invalid(
+            "days",
+            "give either days or from/to, not both",
+        )),
+        (_, Some(from), Some(to)) => Window::dates(from, to, tz),
+        (_, Some(_), None) => Err(Error::invalid("to", "from needs to")),
+        (_, None, Some(_)) => Err(Error::invalid("from", "to needs from")),
+        (days, None, None) => Window::past_days(now, days.unwrap_or(7), tz),
+    }
+}
+
+/// A time zone by IANA name.
+pub fn parse_tz(name: &str) -> Result<Tz> {
+    name.parse::<Tz>().map_err(|_| {
+        Error::invalid(
+            "tz",
+            format!("unknown time zone `{name}`; use an IANA name such as Asia/Shanghai"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

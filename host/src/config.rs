@@ -140,7 +140,7 @@ impl Settings {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             body_limit: settings
                 .body_limit
-                .unwrap_or(promolens_ingest::http::DEFAULT_BODY_LIMIT),
+                .unwrap_or(promolens_ingest::receive::DEFAULT_BODY_LIMIT),
             wal: settings.wal,
             flush_seconds: settings.flush_seconds.unwrap_or(10.0),
             flush_rows: settings.flush_rows.unwrap_or(200_000),

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod acquisition;
+pub mod api;
 pub mod code_links;
 pub mod codes;
 pub mod config;

@@ -12,9 +12,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
 use promolens::access::{Registry, Role};
-use promolens::acquisition::{AcquisitionQuery, parse_dimensions};
+use promolens::acquisition::{AcquisitionQuery, parse_dimensions, parse_tz, window};
 use promolens::output::{self, Format};
-use promolens::server::{parse_tz, window};
 use promolens_ingest::backfill::{BackfillSummary, Progress};
 use promolens_ingest::{IngestConfig, Ingestor, ProjectZones, Storage};
 
@@ -38,7 +37,7 @@ impl CodesArgs {
         self,
         storage: &Storage,
         demo: bool,
-    ) -> anyhow::Result<promolens::codes::http::CodesState> {
+    ) -> anyhow::Result<promolens::codes::CodesState> {
         use promolens::codes::{self, credentials, standin};
         let configured_key = match &self.secret_key {
             Some(hex) => Some(credentials::parse_key(hex)?),
@@ -80,9 +79,9 @@ impl CodesArgs {
         let state = codes::open(storage, &config)?;
         if standin_url.is_some() {
             let (app_id, secret) = standin::StandinConfig::default().apps[0].clone();
-            codes::http::authorize_project(&state, "demo", app_id, secret)
+            codes::authorize_project(&state, "demo", app_id, secret)
                 .await
-                .map_err(|e| anyhow::anyhow!("authorizing the demo project: {}", e.message))?;
+                .map_err(|e| anyhow::anyhow!("authorizing the demo project: {e}"))?;
         }
         Ok(state)
     }

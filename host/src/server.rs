@@ -1,7 +1,7 @@
 //! `promolens serve`: the ingest endpoint and the query API on one port.
 //!
 //! Routes (all errors as `{"error": {"code", "message", "field"}}`):
-//! - `POST /v1/projects/{project}/events` — ingest (see `promolens_ingest::http`);
+//! - `POST /v1/projects/{project}/events` — ingest (see `crate::api::events`);
 //! - `GET  /v1/projects/{project}/acquisition?by=…&days=…|from=…&to=…[&now=…][&tz=…]`;
 //! - `POST /v1/sql` with `{"sql": "SELECT …"}` — read-only SQL;
 //! - `GET  /healthz` (the process answers), `GET /readyz` (the ingest pipeline runs);
@@ -12,21 +12,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::{ApiError, ApiJson, ApiQuery};
 use axum::extract::{MatchedPath, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
-use chrono_tz::Tz;
 use datafusion::prelude::SessionContext;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use promolens_ingest::http::{ApiError, ApiJson, ApiQuery};
 use promolens_ingest::{Ingestor, ProjectZones, Storage};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{Access, Caller, Permission};
-use crate::acquisition::{AcquisitionQuery, Window, parse_dimensions};
+use crate::acquisition::{AcquisitionQuery, Window, parse_dimensions, parse_tz, window};
 use crate::error::Error;
 use crate::internal_events::{HttpRequest, InternalEvent};
 use crate::output::json_rows;
@@ -97,7 +96,7 @@ pub fn router(
     ingestor: Arc<Ingestor>,
     limits: Limits,
     query: QueryState,
-    codes: crate::codes::http::CodesState,
+    codes: crate::codes::CodesState,
     access: Access,
     metrics: PrometheusHandle,
 ) -> Router {
@@ -119,7 +118,7 @@ pub fn router(
     let routes = api
         .merge(readiness)
         .merge(exposition)
-        .merge(promolens_ingest::http::router(ingestor, limits.body_bytes))
+        .merge(crate::api::events::router(ingestor, limits.body_bytes))
         .merge(crate::codes::http::router(codes))
         .merge(access_routes)
         // After routing, so the door sees which route was matched.
@@ -323,36 +322,6 @@ async fn acquisition(
     }))
 }
 
-/// The window named by `--days` or `--from/--to` (7 days when neither is given).
-pub fn window(
-    days: Option<u32>,
-    from: Option<NaiveDate>,
-    to: Option<NaiveDate>,
-    now: DateTime<Utc>,
-    tz: Tz,
-) -> crate::Result<Window> {
-    match (days, from, to) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(Error::invalid(
-            "days",
-            "give either days or from/to, not both",
-        )),
-        (_, Some(from), Some(to)) => Window::dates(from, to, tz),
-        (_, Some(_), None) => Err(Error::invalid("to", "from needs to")),
-        (_, None, Some(_)) => Err(Error::invalid("from", "to needs from")),
-        (days, None, None) => Window::past_days(now, days.unwrap_or(7), tz),
-    }
-}
-
-/// A time zone by IANA name.
-pub fn parse_tz(name: &str) -> crate::Result<Tz> {
-    name.parse::<Tz>().map_err(|_| {
-        Error::invalid(
-            "tz",
-            format!("unknown time zone `{name}`; use an IANA name such as Asia/Shanghai"),
-        )
-    })
-}
-
 #[derive(Deserialize)]
 struct SqlRequest {
     sql: String,
@@ -396,7 +365,7 @@ pub async fn serve(
     ingestor: Arc<Ingestor>,
     listen: SocketAddr,
     limits: Limits,
-    mut codes: crate::codes::http::CodesState,
+    mut codes: crate::codes::CodesState,
     access: Access,
 ) -> crate::Result<()> {
     let ctx = crate::tables::session(&storage).await?;

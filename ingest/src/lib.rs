@@ -1,13 +1,15 @@
 //! promolens ingest: launch events in, hive-partitioned Parquet out.
 //!
-//! Events arrive over HTTP ([`http`]) or from files ([`backfill`]); both parse and validate with
+//! Events arrive as bodies ([`receive`], which the host's HTTP route calls) or from files
+//! ([`backfill`]); both parse and validate with
 //! the `schemas` wire format, decode attribution with the one `schemas` decoder, and go through the
 //! same [`pipeline`]: dedupe by `event_id` ([`dedupe`]), the write-ahead log that makes a 2xx
 //! durable ([`wal`]), a buffer, and Parquet files written through object_store ([`storage`]),
 //! with each user's earliest launch kept beside them ([`first_seen`]) and small files merged by
 //! [`compact`].
 //!
-//! Depends on `schemas` only among our crates; must not depend on `host` (queries live there).
+//! Depends on `schemas` only among our crates; must not depend on `host` (queries live there),
+//! nor on an HTTP framework (routes, status codes and the JSON error live in `host::api`).
 
 pub mod backfill;
 pub mod body;
@@ -16,10 +18,10 @@ pub mod dedupe;
 pub mod durable_store;
 pub mod error;
 pub mod first_seen;
-pub mod http;
 pub mod internal_events;
 pub mod parquet_io;
 pub mod pipeline;
+pub mod receive;
 pub mod record;
 pub mod storage;
 pub mod visible_store;

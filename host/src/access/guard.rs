@@ -5,11 +5,11 @@
 //! that project (403), its role allows the route (403). A route missing from the table needs
 //! the admin role, so a route added without a line here is closed, not open.
 
+use crate::api::ApiError;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use promolens_ingest::http::ApiError;
 
 use super::Access;
 use super::registry::Refusal;

@@ -6,13 +6,13 @@
 //! - `POST /v1/invitations:accept` `{token, label?}` — no key: the invitation is the credential;
 //! - `GET /v1/projects/{p}/audit?limit=N` — the newest changes first.
 
+use crate::api::{ApiError, ApiJson, ApiQuery};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
 use datafusion::prelude::{SessionContext, col, lit};
-use promolens_ingest::http::{ApiError, ApiJson, ApiQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

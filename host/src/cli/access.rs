@@ -7,7 +7,7 @@ use clap::Subcommand;
 use promolens::access::rate::RateLimiter;
 use promolens::access::registry::{OPERATOR, parse_lifetime};
 use promolens::access::{Access, AuditLog, Caller, Registry, Role};
-use promolens::server::parse_tz;
+use promolens::acquisition::parse_tz;
 use promolens_ingest::{ProjectZones, Storage};
 
 #[derive(Subcommand)]

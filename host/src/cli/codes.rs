@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use promolens::access::Outcome;
 use promolens::access::registry::OPERATOR;
-use promolens::codes::http::{CodesState, authorize_project};
 use promolens::codes::{Code, CodesError, NewCode};
+use promolens::codes::{CodesState, authorize_project};
 
 #[derive(Subcommand)]
 pub enum CodesAction {
@@ -149,7 +149,7 @@ pub async fn run(state: CodesState, project: &str, action: CodesAction) -> anyho
         CodesAction::Authorize { app_id, secret } => {
             let authorization = authorize_project(&state, project, app_id, secret)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             record("authorization.set", authorization.app_id.clone()).await?;
             println!(
                 "project {project} is authorized for mini-program {}",

@@ -8,35 +8,17 @@
 //! - `POST /v1/projects/{p}/codes:batch` — a CSV body, one code per row;
 //! - `POST /v1/projects/{p}/codes:preview` — validate and encode without creating.
 
-use std::sync::Arc;
-
+use crate::api::{ApiError, ApiJson, ApiQuery};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use promolens_ingest::http::{ApiError, ApiJson, ApiQuery};
 use serde::Deserialize;
 
-use super::credentials::{CredentialStore, Credentials};
-use super::wechat::WechatClient;
-use super::{Codes, CodesError, NewCode, PluginError, describe};
-use crate::access::{AuditLog, Caller, Outcome};
-
-#[derive(Clone)]
-pub struct CodesState {
-    pub codes: Codes,
-    pub credentials: Arc<CredentialStore>,
-    pub wechat: Arc<WechatClient>,
-    /// The tables and the projects' time zone, for each code's "past 7 days" in the list.
-    pub analytics: Option<(
-        datafusion::prelude::SessionContext,
-        promolens_ingest::ProjectZones,
-    )>,
-    /// Every change (authorization, codes created, renamed, deleted, batches) is recorded.
-    pub audit: AuditLog,
-}
+use super::{CodesError, CodesState, NewCode, PluginError, describe};
+use crate::access::{Caller, Outcome};
 
 /// Records a change and its outcome, then hands the result on. A change that was made but
 /// cannot be recorded is answered as an error (the log must not miss a change reported done).
@@ -61,6 +43,13 @@ async fn audited<T>(
 
 impl From<CodesError> for ApiError {
     fn from(e: CodesError) -> ApiError {
+        if let CodesError::Credentials(credentials) = &e {
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "credentials",
+                credentials.to_string(),
+            );
+        }
         let CodesError::Plugin(plugin) = &e else {
             tracing::error!(error = %e, "plugin call stopped");
             return ApiError::new(
@@ -141,36 +130,11 @@ async fn authorize(
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
     let app_id = body.app_id.clone();
-    let result = authorize_project(&s, &project, body.app_id, body.secret).await;
+    let result = super::authorize_project(&s, &project, body.app_id, body.secret)
+        .await
+        .map_err(ApiError::from);
     let authorization = audited(&s, &caller, "authorization.set", |_| app_id, result).await?;
     Ok(Json(serde_json::json!({ "authorization": authorization })).into_response())
-}
-
-/// Checks the credentials with WeChat, stores them encrypted, records the authorization.
-pub async fn authorize_project(
-    s: &CodesState,
-    project: &str,
-    app_id: String,
-    secret: String,
-) -> Result<super::Authorization, ApiError> {
-    let credentials = Credentials { app_id, secret };
-    s.wechat
-        .verify(&credentials)
-        .await
-        .map_err(|e| ApiError::from(CodesError::Plugin(e)))?;
-    s.credentials
-        .put(project, &credentials)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "credentials",
-                e.to_string(),
-            )
-        })?;
-    Ok(s.codes
-        .register_authorization(project, &credentials.app_id)
-        .await?)
 }
 
 async fn revoke(

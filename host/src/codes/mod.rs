@@ -38,6 +38,40 @@ pub use bindings::promolens::codes::types::{
 /// The plugin component, built from `plugin/` and embedded at build time (see `build.rs`).
 pub const PLUGIN_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/promolens_plugin.wasm"));
 
+/// Code management as the HTTP routes and the CLI use it: the plugin, the credentials, WeChat,
+/// the tables (for each code's numbers) and the audit log.
+#[derive(Clone)]
+pub struct CodesState {
+    pub codes: Codes,
+    pub credentials: Arc<credentials::CredentialStore>,
+    pub wechat: Arc<wechat::WechatClient>,
+    /// The tables and the projects' time zone, for each code's "past 7 days" in the list.
+    pub analytics: Option<(
+        datafusion::prelude::SessionContext,
+        promolens_ingest::ProjectZones,
+    )>,
+    /// Every change (authorization, codes created, renamed, deleted, batches) is recorded.
+    pub audit: crate::access::AuditLog,
+}
+
+/// Checks the credentials with WeChat, stores them encrypted, records the authorization.
+pub async fn authorize_project(
+    s: &CodesState,
+    project: &str,
+    app_id: String,
+    secret: String,
+) -> Result<Authorization, CodesError> {
+    let credentials = credentials::Credentials { app_id, secret };
+    s.wechat
+        .verify(&credentials)
+        .await
+        .map_err(CodesError::Plugin)?;
+    s.credentials.put(project, &credentials).await?;
+    s.codes
+        .register_authorization(project, &credentials.app_id)
+        .await
+}
+
 /// How `serve` and the CLI set up code management.
 #[derive(Debug, Clone)]
 pub struct CodesConfig {
@@ -57,7 +91,7 @@ pub struct CodesConfig {
 pub fn open(
     storage: &promolens_ingest::Storage,
     config: &CodesConfig,
-) -> Result<http::CodesState, CodesError> {
+) -> Result<CodesState, CodesError> {
     let cache = match &config.cache_dir {
         Some(dir) => match runtime::ComponentCache::open(dir.clone(), config.cache_key) {
             Ok(cache) => Some(cache),
@@ -82,7 +116,7 @@ pub fn open(
         Arc::new(RecordStore::new(storage.clone())),
         wechat.clone(),
     );
-    Ok(http::CodesState {
+    Ok(CodesState {
         codes,
         credentials,
         wechat,
@@ -121,11 +155,11 @@ pub struct NewCode {
 }
 
 impl NewCode {
-    pub fn into_request(self) -> Result<CodeRequest, promolens_ingest::http::ApiError> {
+    pub fn into_request(self) -> Result<CodeRequest, crate::api::ApiError> {
         use bindings::promolens::codes::types::{EnvVersion, ImageOptions, Rgb, Utm};
-        let invalid = |field: &str, message: String| promolens_ingest::http::ApiError {
+        let invalid = |field: &str, message: String| crate::api::ApiError {
             field: Some(field.to_string()),
-            ..promolens_ingest::http::ApiError::bad_request(message)
+            ..crate::api::ApiError::bad_request(message)
         };
         let kind = match self.kind.to_ascii_uppercase().as_str() {
             "A" => CodeKind::A,
@@ -181,6 +215,9 @@ pub enum CodesError {
     Plugin(PluginError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// Storing or reading the project's WeChat credentials.
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialError),
 }
 
 /// The plugin's error as one sentence for a person.
