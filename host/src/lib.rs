@@ -1,5 +1,6 @@
 //! The promolens platform: DataFusion over the tables ingest writes, the acquisition analysis,
-//! read-only SQL, the HTTP server (ingest + queries on one port) and the `promolens` CLI's work.
+//! read-only SQL, code management, projects/keys/roles ([`access`]), the HTTP API ([`api`]:
+//! routes, layers, the JSON error) that [`server`] serves, and the `promolens` CLI's work.
 //!
 //! May depend on `schemas` and `ingest`; nothing depends on it.
 

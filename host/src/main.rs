@@ -460,7 +460,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     Duration::from_secs(config.compact_seconds),
                 ));
             }
-            let limits = promolens::server::Limits {
+            let limits = promolens::api::Limits {
                 body_bytes: config.body_limit,
                 concurrent_requests: config.max_concurrent_requests,
             };

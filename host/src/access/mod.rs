@@ -4,7 +4,7 @@
 
 pub mod audit;
 pub mod guard;
-pub mod http;
+
 pub mod rate;
 pub mod registry;
 pub mod roles;

@@ -90,3 +90,47 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+impl From<crate::Error> for ApiError {
+    fn from(error: crate::Error) -> ApiError {
+        match error {
+            crate::Error::Invalid { message, field } => ApiError {
+                field: field.map(str::to_string),
+                ..ApiError::bad_request(message)
+            },
+            crate::Error::ReadOnly(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "read_only", error.to_string())
+            }
+            // Planning errors (unknown table or column, syntax) are the caller's.
+            crate::Error::Query(e) if is_caller_query_error(&e) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string())
+            }
+            crate::Error::Ingest(e) => e.into(),
+            crate::Error::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
+            crate::Error::Unauthenticated(_) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                error.to_string(),
+            ),
+            crate::Error::Forbidden(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", error.to_string())
+            }
+            crate::Error::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+fn is_caller_query_error(e: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::error::DataFusionError as E;
+    match e {
+        E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) => true,
+        E::Context(_, inner) => is_caller_query_error(inner),
+        E::Diagnostic(_, inner) => is_caller_query_error(inner),
+        _ => false,
+    }
+}

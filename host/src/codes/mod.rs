@@ -3,7 +3,7 @@
 //! [`Codes`] is the API the CLI and the HTTP server use: one sandboxed call per operation.
 
 pub mod credentials;
-pub mod http;
+
 pub mod imports;
 pub mod records;
 pub mod runtime;

@@ -17,8 +17,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
-use super::{CodesError, CodesState, NewCode, PluginError, describe};
 use crate::access::{Caller, Outcome};
+use crate::codes::{CodesError, CodesState, NewCode, PluginError, describe};
 
 /// Records a change and its outcome, then hands the result on. A change that was made but
 /// cannot be recorded is answered as an error (the log must not miss a change reported done).
@@ -71,7 +71,7 @@ impl From<CodesError> for ApiError {
             PluginError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             PluginError::Deleted(_) => (StatusCode::GONE, "deleted", None),
             PluginError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
-            PluginError::Host(m) if m.contains(super::wechat::OUTCOME_UNKNOWN) => {
+            PluginError::Host(m) if m.contains(crate::codes::wechat::OUTCOME_UNKNOWN) => {
                 (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown", None)
             }
             PluginError::Host(_) => (StatusCode::INTERNAL_SERVER_ERROR, "host_error", None),
@@ -130,7 +130,7 @@ async fn authorize(
 ) -> Result<Response, ApiError> {
     check_project(&project)?;
     let app_id = body.app_id.clone();
-    let result = super::authorize_project(&s, &project, body.app_id, body.secret)
+    let result = crate::codes::authorize_project(&s, &project, body.app_id, body.secret)
         .await
         .map_err(ApiError::from);
     let authorization = audited(&s, &caller, "authorization.set", |_| app_id, result).await?;
@@ -182,7 +182,7 @@ async fn create(
         &s,
         &caller,
         "code.create",
-        |code: Option<&super::Code>| code.map_or(name, |c| c.id.clone()),
+        |code: Option<&crate::codes::Code>| code.map_or(name, |c| c.id.clone()),
         result,
     )
     .await?;
@@ -330,7 +330,7 @@ async fn batch(
         .batch_create(&project, csv)
         .await
         .map_err(ApiError::from);
-    let describe = |rows: Option<&Vec<super::BatchRow>>| match rows {
+    let describe = |rows: Option<&Vec<crate::codes::BatchRow>>| match rows {
         Some(rows) => {
             let created = rows.iter().filter(|r| r.outcome.is_ok()).count();
             format!("{created} of {} rows created", rows.len())

@@ -1,4 +1,4 @@
-//! The access routes (behind the door of [`super::guard`]):
+//! The access routes (behind the door of [`crate::access::guard`]):
 //! - `GET /v1/me` — the caller's key (never the key itself) and project;
 //! - `GET /v1/projects/{p}` — the project (name, time zone);
 //! - `POST|GET /v1/projects/{p}/keys`, `DELETE …/keys/{id}` — create (shown once), list, revoke;
@@ -16,11 +16,11 @@ use datafusion::prelude::{SessionContext, col, lit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Access;
-use super::audit::AUDIT_LOG;
-use super::guard::Caller;
-use super::registry::parse_lifetime;
-use super::roles::Role;
+use crate::access::Access;
+use crate::access::audit::AUDIT_LOG;
+use crate::access::guard::Caller;
+use crate::access::registry::parse_lifetime;
+use crate::access::roles::Role;
 use crate::error::Error;
 use crate::output::json_rows;
 
