@@ -27,7 +27,7 @@ use datafusion::common::HashMap;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
-use promolens_ingest::record::start_of_day;
+use promolens_ingest::partition::start_of_day;
 use serde::Serialize;
 
 use crate::code_links::{CodeLinks, SCAN_KEY_FUNCTION, code_links};

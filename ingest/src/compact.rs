@@ -5,7 +5,7 @@
 //! The protocol, per partition (`launch_events/project=P/dt=D/`, `user_first_seen/project=P/`):
 //! 1. write a marker `_compaction-<id>.json` naming the output file and the input files;
 //! 2. write the output `part-…-compact.parquet` (one atomic put): from now on a reader that sees
-//!    the marker and the output hides the inputs ([`visible_files`]);
+//!    the marker and the output hides the inputs ([`crate::markers::visible_files`]);
 //! 3. after a grace period (so that a query that listed the inputs before step 2 can still read
 //!    them), delete the inputs, then the marker.
 //!
@@ -23,24 +23,16 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use promolens_schemas::tables;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::first_seen::earliest_per_user;
 use crate::internal_events::InternalEvent;
+use crate::markers::{
+    MARKER_PREFIX, Marker, file_name, folder, is_data_file, is_marker, read_marker,
+};
 use crate::parquet_io::{Table, read_parquet, sort_for, write_parquet};
 use crate::storage::Storage;
-
-const MARKER_PREFIX: &str = "_compaction-";
-
-/// The intent of one compaction, stored beside the files it concerns.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Marker {
-    /// File name (in the same folder) of the merged file.
-    pub output: String,
-    /// File names (in the same folder) it replaces.
-    pub inputs: Vec<String>,
-}
 
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
@@ -75,71 +67,6 @@ pub struct CompactSummary {
     pub users: usize,
     /// Earlier compactions finished (inputs deleted) in this run.
     pub finished: usize,
-}
-
-fn file_name(path: &Path) -> &str {
-    path.filename().unwrap_or_default()
-}
-
-fn is_marker(path: &Path) -> bool {
-    let name = file_name(path);
-    name.starts_with(MARKER_PREFIX) && name.ends_with(".json")
-}
-
-/// A data file of a table (not a marker, not a hidden or partial file).
-pub(crate) fn is_data_file(path: &Path) -> bool {
-    let name = file_name(path);
-    name.ends_with(".parquet") && !name.starts_with(['_', '.'])
-}
-
-fn folder(path: &Path) -> Path {
-    let mut parts: Vec<_> = path.parts().collect();
-    parts.pop();
-    Path::from_iter(parts)
-}
-
-async fn read_marker(store: &dyn ObjectStore, path: &Path) -> object_store::Result<Marker> {
-    let bytes = store.get(path).await?.bytes().await?;
-    serde_json::from_slice(&bytes).map_err(|e| object_store::Error::Generic {
-        store: "promolens",
-        source: Box::new(e),
-    })
-}
-
-/// The listing of `prefix` as promolens' queries must see it: files replaced by a compaction whose
-/// output exists are left out.
-pub async fn visible_files(
-    store: &dyn ObjectStore,
-    prefix: Option<&Path>,
-) -> object_store::Result<Vec<ObjectMeta>> {
-    // A marker can vanish between the listing and its read when its compaction just finished:
-    // then the listing is stale, and taking it again gives the settled state.
-    let mut attempt = 0;
-    'listing: loop {
-        attempt += 1;
-        let all: Vec<ObjectMeta> = store.list(prefix).try_collect().await?;
-        let markers: Vec<&ObjectMeta> = all.iter().filter(|m| is_marker(&m.location)).collect();
-        if markers.is_empty() {
-            return Ok(all);
-        }
-        let present: HashSet<&Path> = all.iter().map(|m| &m.location).collect();
-        let mut hidden = HashSet::new();
-        for meta in markers {
-            let marker = match read_marker(store, &meta.location).await {
-                Ok(marker) => marker,
-                Err(object_store::Error::NotFound { .. }) if attempt < 5 => continue 'listing,
-                Err(e) => return Err(e),
-            };
-            let dir = folder(&meta.location);
-            if present.contains(&dir.clone().join(marker.output.as_str())) {
-                hidden.extend(marker.inputs.iter().map(|i| dir.clone().join(i.as_str())));
-            }
-        }
-        return Ok(all
-            .into_iter()
-            .filter(|m| !hidden.contains(&m.location))
-            .collect());
-    }
 }
 
 /// Runs one compaction pass over `launch_events` and `user_first_seen`.

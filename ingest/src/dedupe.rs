@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::Result;
 use crate::parquet_io::for_each_event_id;
-use crate::record::PartitionKey;
+use crate::partition::PartitionKey;
 use crate::storage::Storage;
 
 /// 128-bit hash of an event id: collisions are out of reach at any realistic volume.

@@ -17,8 +17,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecon
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt, PutPayload};
 
-use crate::compact::{is_data_file, visible_files};
 use crate::error::{Error, Result};
+use crate::markers::{is_data_file, visible_files};
 use crate::parquet_io::{Table, read_columns, write_parquet};
 use crate::storage::Storage;
 

@@ -19,7 +19,9 @@ pub mod durable_store;
 pub mod error;
 pub mod first_seen;
 pub mod internal_events;
+pub mod markers;
 pub mod parquet_io;
+pub mod partition;
 pub mod pipeline;
 pub mod receive;
 pub mod record;
@@ -28,6 +30,6 @@ pub mod visible_store;
 pub mod wal;
 
 pub use error::{Error, Result};
+pub use partition::ProjectZones;
 pub use pipeline::{AppendOutcome, IngestConfig, Ingestor};
-pub use record::ProjectZones;
 pub use storage::Storage;

@@ -33,7 +33,8 @@ use crate::error::{Error, Result};
 use crate::first_seen::{self, StoredFirstSeen, earliest_per_user};
 use crate::internal_events::{FlushFailed, FlushStored, InternalEvent};
 use crate::parquet_io::{Table, write_parquet};
-use crate::record::{LaunchRows, LaunchRowsBuilder, PartitionKey, PartitionResolver, ProjectZones};
+use crate::partition::{PartitionKey, PartitionResolver, ProjectZones};
+use crate::record::{LaunchRows, LaunchRowsBuilder};
 use crate::storage::Storage;
 use crate::wal::{Replay, Wal, delete_segments};
 
@@ -1029,7 +1030,7 @@ mod tests {
                     );
                     let event =
                         promolens_schemas::LaunchEvent::parse(&line, &Default::default()).unwrap();
-                    crate::wal::encode_line("p", 1_763_942_400_000, &event, &mut payload);
+                    crate::record::encode_line("p", 1_763_942_400_000, &event, &mut payload);
                 }
                 wal.append(&payload).unwrap();
                 wal.rotate().unwrap();

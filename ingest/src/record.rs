@@ -5,21 +5,17 @@
 //! handlers, backfill's parser threads), in parallel; the pipeline's single committer then only
 //! dedupes by the precomputed id hashes and slices the batch into partitions.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use arrow_array::builder::{
     Int32Builder, MapBuilder, MapFieldNames, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use chrono_tz::Tz;
 use promolens_schemas::tables::launch_events_file_schema;
 use promolens_schemas::{EventError, LaunchEvent, Limits, decode_attribution};
 
 use crate::dedupe::{IdSet, id_hash};
 use crate::error::Result;
-use crate::wal;
 
 /// Validated, decoded launches of one project, in columns, with what dedupe and the write-ahead
 /// log need per row.
@@ -203,7 +199,7 @@ impl LaunchRowsBuilder {
         self.columns.push(event, received_at_ms);
         self.ids.push(id);
         if let Some(lines) = &mut self.wal_lines {
-            wal::encode_line(&self.project, received_at_ms, event, &mut lines.text);
+            encode_line(&self.project, received_at_ms, event, &mut lines.text);
             lines.ends.push(lines.text.len());
         }
     }
@@ -215,141 +211,6 @@ impl LaunchRowsBuilder {
             ids: self.ids,
             wal_lines: self.wal_lines,
         })
-    }
-}
-
-/// First instant (epoch ms) of calendar day `day` in `tz`. A day that starts in a DST gap starts
-/// when the gap ends.
-pub fn start_of_day(day: NaiveDate, tz: Tz) -> i64 {
-    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-    (0..=2)
-        .find_map(|hours| {
-            tz.from_local_datetime(&(midnight + chrono::Duration::hours(hours)))
-                .earliest()
-        })
-        .map(|t| t.timestamp_millis())
-        .unwrap_or_else(|| midnight.and_utc().timestamp_millis())
-}
-
-/// The time zone of each project's calendar days, shared between the pipeline and whoever
-/// creates projects (a project created while the server runs gets its own days at once).
-/// Changing a zone changes only the partitions of events partitioned afterwards.
-#[derive(Debug, Clone)]
-pub struct ProjectZones {
-    default: Tz,
-    zones: Arc<RwLock<HashMap<String, Tz>>>,
-}
-
-impl ProjectZones {
-    /// Every project in `default` until [`ProjectZones::set`] says otherwise.
-    pub fn new(default: Tz) -> ProjectZones {
-        ProjectZones {
-            default,
-            zones: Arc::default(),
-        }
-    }
-
-    pub fn set(&self, project: &str, tz: Tz) {
-        let mut zones = self.zones.write().unwrap_or_else(|e| e.into_inner());
-        zones.insert(project.to_string(), tz);
-    }
-
-    pub fn get(&self, project: &str) -> Tz {
-        let zones = self.zones.read().unwrap_or_else(|e| e.into_inner());
-        zones.get(project).copied().unwrap_or(self.default)
-    }
-}
-
-/// Maps (project, event time) to its partition: the calendar day of the launch in the project's
-/// time zone. Each day met is remembered with its bounds, so that a row's day is found without
-/// converting or formatting a date, and rows of one day share one key (rows arrive in time order
-/// from most senders, in any order from some files: both are a lookup).
-pub struct PartitionResolver {
-    zones: ProjectZones,
-    /// The zone of `project`.
-    tz: Tz,
-    project: String,
-    /// Days met for `project`, by start: [start, end) in epoch ms, and the key.
-    days: Vec<(i64, i64, Arc<PartitionKey>)>,
-    /// Index in `days` of the last day found.
-    last: usize,
-}
-
-/// Days remembered at most: a body spread over more days than this (a hostile or broken sender)
-/// starts the cache again rather than growing it.
-const DAYS_REMEMBERED: usize = 4096;
-
-impl PartitionResolver {
-    pub fn new(zones: ProjectZones) -> PartitionResolver {
-        PartitionResolver {
-            tz: zones.default,
-            zones,
-            project: String::new(),
-            days: Vec::new(),
-            last: 0,
-        }
-    }
-
-    pub fn key(&mut self, project: &str, epoch_ms: i64) -> Arc<PartitionKey> {
-        if project != self.project {
-            self.project = project.to_string();
-            self.tz = self.zones.get(project);
-            self.days.clear();
-        }
-        if let Some((start, end, key)) = self.days.get(self.last)
-            && (*start..*end).contains(&epoch_ms)
-        {
-            return key.clone();
-        }
-        // The last day whose start is at or before the time.
-        let found = self
-            .days
-            .partition_point(|(start, _, _)| *start <= epoch_ms);
-        if let Some(i) = found.checked_sub(1)
-            && epoch_ms < self.days[i].1
-        {
-            self.last = i;
-            return self.days[i].2.clone();
-        }
-        let day = DateTime::<Utc>::from_timestamp_millis(epoch_ms)
-            .unwrap_or_default()
-            .with_timezone(&self.tz)
-            .date_naive();
-        let key = Arc::new(PartitionKey {
-            project: project.to_string(),
-            dt: day.format("%Y-%m-%d").to_string(),
-        });
-        let start = start_of_day(day, self.tz);
-        let end = start_of_day(day + chrono::Days::new(1), self.tz);
-        // Times outside any representable day (never valid events) are not remembered.
-        if (start..end).contains(&epoch_ms) {
-            if self.days.len() >= DAYS_REMEMBERED {
-                self.days.clear();
-            }
-            let at = self.days.partition_point(|(s, _, _)| *s <= start);
-            self.days.insert(at, (start, end, key.clone()));
-            self.last = at;
-        }
-        key
-    }
-}
-
-/// A `launch_events/project=P/dt=D` folder.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PartitionKey {
-    pub project: String,
-    pub dt: String,
-}
-
-impl PartitionKey {
-    /// The folder of this partition relative to the data directory.
-    pub fn relative_dir(&self) -> String {
-        format!(
-            "{}/project={}/dt={}",
-            promolens_schemas::tables::LAUNCH_EVENTS,
-            self.project,
-            self.dt
-        )
     }
 }
 
@@ -462,43 +323,20 @@ impl LaunchBatchBuilder {
     }
 }
 
+/// Appends one event's write-ahead log line (`project \t received_at_ms \t wire JSON \n`,
+/// see [`crate::wal`]) to a payload.
+pub fn encode_line(project: &str, received_at_ms: i64, event: &LaunchEvent<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(project.as_bytes());
+    out.push(b'\t');
+    out.extend_from_slice(received_at_ms.to_string().as_bytes());
+    out.push(b'\t');
+    out.extend_from_slice(event.to_wire_json().as_bytes());
+    out.push(b'\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_resolver_gives_each_day_one_key_in_any_order() {
-        let mut days = PartitionResolver::new(ProjectZones::new(chrono_tz::Asia::Shanghai));
-        // 2025-11-23 16:00 UTC is 2025-11-24 00:00 in Shanghai.
-        let midnight = 1_763_913_600_000;
-        let hour = 3_600_000;
-        let times = [
-            midnight + hour,
-            midnight - hour,
-            midnight + 30 * hour,
-            midnight,
-            midnight - 1,
-        ];
-        let keys: Vec<Arc<PartitionKey>> = times.iter().map(|&t| days.key("p", t)).collect();
-        let dts: Vec<&str> = keys.iter().map(|k| k.dt.as_str()).collect();
-        assert_eq!(
-            dts,
-            [
-                "2025-11-24",
-                "2025-11-23",
-                "2025-11-25",
-                "2025-11-24",
-                "2025-11-23"
-            ]
-        );
-        assert!(Arc::ptr_eq(&keys[0], &keys[3]), "one key per day");
-        assert!(Arc::ptr_eq(&keys[1], &keys[4]));
-        let other = days.key("q", midnight);
-        assert_eq!(
-            (other.project.as_str(), other.dt.as_str()),
-            ("q", "2025-11-24")
-        );
-    }
 
     #[test]
     fn a_stream_keeps_the_first_event_of_an_id_and_adds_them_in_time_order() {
@@ -546,19 +384,5 @@ mod tests {
             assert!(line.contains(&format!("\"u-{id}\"")), "{line}");
         }
         assert_eq!(sources.value(2), "first");
-    }
-
-    #[test]
-    fn partition_day_changes_at_midnight_in_the_zone() {
-        let mut resolver = PartitionResolver::new(ProjectZones::new(chrono_tz::Asia::Shanghai));
-        // 2025-11-17 00:00 +08:00 is 1763308800000.
-        let before = resolver.key("p", 1_763_308_799_999);
-        let at = resolver.key("p", 1_763_308_800_000);
-        let again = resolver.key("p", 1_763_308_800_001);
-        assert_eq!(before.dt, "2025-11-16");
-        assert_eq!(at.dt, "2025-11-17");
-        assert!(Arc::ptr_eq(&at, &again), "same day answers from the cache");
-        assert_eq!(resolver.key("q", 1_763_308_800_001).project, "q");
-        assert_eq!(resolver.key("p", 1_763_308_799_999).dt, "2025-11-16");
     }
 }

@@ -15,7 +15,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
-use crate::compact::visible_files;
+use crate::markers::visible_files;
 
 #[derive(Debug)]
 pub struct VisibleStore {

@@ -23,6 +23,8 @@ use promolens_schemas::{LaunchEvent, Limits};
 
 use crate::error::{Error, Result};
 use crate::internal_events::{InternalEvent, WalSegmentQuarantined, WalSynced};
+#[cfg(test)]
+use crate::record::encode_line;
 use crate::record::{LaunchRows, LaunchRowsBuilder};
 
 const HEADER_BYTES: usize = 12;
@@ -102,7 +104,7 @@ impl Wal {
         ))
     }
 
-    /// Appends one encoded payload (lines made by [`encode_line`]) and syncs it to disk.
+    /// Appends one encoded payload (lines made by [`crate::record::encode_line`]) and syncs it to disk.
     pub fn append(&mut self, payload: &[u8]) -> Result<()> {
         let mut record = Vec::with_capacity(HEADER_BYTES + payload.len());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -154,16 +156,6 @@ fn create_segment(dir: &Path, segment: u64) -> Result<File> {
         let _ = d.sync_all();
     }
     Ok(file)
-}
-
-/// Appends one event's line to a payload.
-pub fn encode_line(project: &str, received_at_ms: i64, event: &LaunchEvent<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(project.as_bytes());
-    out.push(b'\t');
-    out.extend_from_slice(received_at_ms.to_string().as_bytes());
-    out.push(b'\t');
-    out.extend_from_slice(event.to_wire_json().as_bytes());
-    out.push(b'\n');
 }
 
 /// Reads one segment's events into `rows`, one builder per project.

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 
 use crate::error::Result;
-use crate::record::{PartitionKey, event_times};
+use crate::partition::PartitionKey;
+use crate::record::event_times;
 
 /// Rows waiting to be flushed.
 #[derive(Default)]

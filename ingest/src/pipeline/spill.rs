@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::parquet_io::{Table, write_parquet};
-use crate::record::PartitionKey;
+use crate::partition::PartitionKey;
 
 use super::buffer::batches_in_time_order;
 

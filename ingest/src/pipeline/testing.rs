@@ -6,7 +6,8 @@ use arrow_array::{RecordBatch, StringArray, TimestampMillisecondArray};
 use bytes::Bytes;
 
 use crate::parquet_io::read_columns;
-use crate::record::{LaunchRowsBuilder, PartitionKey};
+use crate::partition::PartitionKey;
+use crate::record::LaunchRowsBuilder;
 
 /// One batch of launches of project `p` at the given times (ms), event ids `e<i>` in order
 /// from `first_id`.
