@@ -13,8 +13,9 @@
  *   acknowledged is sent again with the same ids, so the server counts a retried event once.
  * - A cold start calls onLaunch and then onShow with the same options: that first onShow is not a
  *   second launch and is not reported.
- * - 4xx answers (a batch the server can never accept) drop the batch; network failures and 5xx
- *   retry with backoff.
+ * - 4xx answers (a batch the server can never accept) drop the batch; network failures, 5xx,
+ *   429 and the answers a fixed configuration cures (401 and 403: a wrong or revoked key; 404: no
+ *   such project) keep it and retry with backoff, so a version with the right key sends them.
  */
 'use strict';
 
@@ -142,7 +143,7 @@ function createTracker(options) {
           const status = res.statusCode;
           if (status >= 200 && status < 300) done(true);
           // The server will never take this batch (malformed, too large): drop it, keep going.
-          else if (status >= 400 && status < 500 && status !== 408 && status !== 429) done(true);
+          else if (status >= 400 && status < 500 && ![401, 403, 404, 408, 429].includes(status)) done(true);
           else done(false);
         },
         fail() {

@@ -152,3 +152,31 @@ test('the user id is stable across app restarts and the queue survives them', as
   assert.ok(storage.has('promolens_queue'));
   down = false;
 });
+
+test('events refused for a wrong key wait for the right one instead of being dropped', async (t) => {
+  const server = await startServer();
+  t.after(() => {
+    server.child.kill('SIGTERM');
+    fs.rmSync(server.data, { recursive: true, force: true });
+  });
+  const { wx, storage } = fakeWx();
+  const endpoint = `${server.url}/v1/projects/sdkdemo/events`;
+  const wrong = createTracker({ wx, endpoint, key: `plk_${'0'.repeat(16)}_${'0'.repeat(64)}`, flushDelay: 100000, maxBackoff: 50 });
+  wrong.onLaunch({ scene: 1047, path: 'pages/index/index', query: { scene: 'utm_source%3Dkept' } });
+  await wrong.flush();
+  assert.strictEqual(wrong.pending(), 1, 'a 401 keeps the batch');
+  // The next version of the mini-program ships the right key; the queue in storage survives.
+  const right = createTracker({ wx, endpoint, key: server.keys.ingest, flushDelay: 100000 });
+  assert.strictEqual(right.pending(), 1);
+  await eventually(async () => {
+    await right.flush();
+    assert.strictEqual(right.pending(), 0);
+  });
+  assert.ok(storage.has('promolens_queue'));
+  const rows = await eventually(async () => {
+    const r = await sql(server, "SELECT utm_source FROM launch_events");
+    assert.strictEqual(r.length, 1, JSON.stringify(r));
+    return r;
+  });
+  assert.strictEqual(rows[0].utm_source, 'kept');
+});
