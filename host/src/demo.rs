@@ -23,9 +23,9 @@ const DAY_MS: i64 = 86_400_000;
 /// Loads the sample events unless project `demo` already has data. Returns how many were stored.
 pub async fn load(ingestor: &Ingestor, now: DateTime<Utc>) -> Result<Option<u64>> {
     let storage = ingestor.storage();
-    let project_dir = storage.path(&format!(
-        "{}/project={DEMO_PROJECT}",
-        promolens_schemas::tables::LAUNCH_EVENTS
+    let project_dir = storage.path(&promolens_schemas::layout::project_dir(
+        promolens_schemas::tables::LAUNCH_EVENTS,
+        DEMO_PROJECT,
     ));
     let existing = storage
         .store

@@ -90,7 +90,7 @@ async fn compact_tables(storage: &Storage, options: &CompactOptions) -> Result<C
         (Table::UserFirstSeen, tables::USER_FIRST_SEEN),
     ] {
         let root = match &options.project {
-            Some(p) => format!("{name}/project={p}"),
+            Some(p) => promolens_schemas::layout::project_dir(name, p),
             None => name.to_string(),
         };
         let store = storage.store.as_ref();

@@ -24,10 +24,7 @@ use crate::storage::Storage;
 
 /// Folder of a project's `user_first_seen` files, relative to the data directory.
 pub fn relative_dir(project: &str) -> String {
-    format!(
-        "{}/project={project}",
-        promolens_schemas::tables::USER_FIRST_SEEN
-    )
+    promolens_schemas::layout::project_dir(promolens_schemas::tables::USER_FIRST_SEEN, project)
 }
 
 /// The `user_first_seen` rows of batches whose first two columns are a user id and a time (the
@@ -73,9 +70,9 @@ pub async fn rebuild(storage: &Storage, project: &str) -> Result<usize> {
     let store = storage.store.as_ref();
     let folder = storage.path(&relative_dir(project));
     let before: Vec<ObjectMeta> = store.list(Some(&folder)).try_collect().await?;
-    let launches = storage.path(&format!(
-        "{}/project={project}",
-        promolens_schemas::tables::LAUNCH_EVENTS
+    let launches = storage.path(&promolens_schemas::layout::project_dir(
+        promolens_schemas::tables::LAUNCH_EVENTS,
+        project,
     ));
     let mut earliest: HashMap<String, i64> = HashMap::new();
     for meta in visible_files(store, Some(&launches)).await? {

@@ -133,11 +133,10 @@ pub struct PartitionKey {
 impl PartitionKey {
     /// The folder of this partition relative to the data directory.
     pub fn relative_dir(&self) -> String {
-        format!(
-            "{}/project={}/dt={}",
+        promolens_schemas::layout::day_dir(
             promolens_schemas::tables::LAUNCH_EVENTS,
-            self.project,
-            self.dt
+            &self.project,
+            &self.dt,
         )
     }
 }

@@ -77,9 +77,10 @@ impl AuditLog {
 }
 
 fn file_name(project: &str, time: DateTime<Utc>) -> String {
+    let day = time.format("%Y-%m-%d").to_string();
     format!(
-        "{AUDIT_LOG}/project={project}/dt={}/{}-{}.json",
-        time.format("%Y-%m-%d"),
+        "{}/{}-{}.json",
+        promolens_schemas::layout::day_dir(AUDIT_LOG, project, &day),
         time.format("%Y%m%dT%H%M%S%.3fZ"),
         uuid::Uuid::new_v4().simple()
     )

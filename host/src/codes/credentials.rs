@@ -71,7 +71,7 @@ impl CredentialStore {
 
     fn path(&self, project: &str) -> object_store::path::Path {
         self.storage
-            .path(&format!("secrets/project={project}/wechat"))
+            .path(&promolens_schemas::layout::wechat_credentials(project))
     }
 
     fn cipher(&self) -> Result<&XChaCha20Poly1305, CredentialError> {

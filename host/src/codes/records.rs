@@ -10,6 +10,7 @@
 //! store (`PutMode::Create`); replacing a record is compare-and-set under a lock of this process,
 //! so one server manages a data directory's codes (as one compactor does its files).
 
+use promolens_schemas::layout::project_dir;
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -69,9 +70,10 @@ impl RecordStore {
         if !valid_segment(collection) || !valid_segment(name) {
             return Err(RecordError::BadKey(key.to_string()));
         }
-        Ok(self
-            .storage
-            .path(&format!("{ROOT}/{collection}/project={project}/{name}")))
+        Ok(self.storage.path(&format!(
+            "{}/{name}",
+            project_dir(&format!("{ROOT}/{collection}"), project)
+        )))
     }
 
     pub async fn get(&self, project: &str, key: &str) -> Result<Option<(Bytes, u64)>, RecordError> {
@@ -133,7 +135,7 @@ impl RecordStore {
         }
         let folder = self
             .storage
-            .path(&format!("{ROOT}/{collection}/project={project}"));
+            .path(&project_dir(&format!("{ROOT}/{collection}"), project));
         let metas: Vec<_> = self.storage.store.list(Some(&folder)).try_collect().await?;
         let mut keys: Vec<String> = metas
             .iter()
