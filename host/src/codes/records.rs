@@ -10,7 +10,6 @@
 //! store (`PutMode::Create`); replacing a record is compare-and-set under a lock of this process,
 //! so one server manages a data directory's codes (as one compactor does its files).
 
-use promolens_schemas::layout::project_dir;
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -18,6 +17,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use promolens_ingest::Storage;
+use promolens_schemas::layout::project_dir;
 
 /// Folder of all plugin records under the data directory.
 pub const ROOT: &str = "codes";
