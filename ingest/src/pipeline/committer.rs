@@ -1,0 +1,242 @@
+//! The committer: the one thread that owns the order-dependent state (dedupe index, write-ahead
+//! log, buffer), takes every waiting request at once (group commit), and hands flush jobs over.
+
+use super::*;
+
+pub(super) struct Committer {
+    pub(super) config: IngestConfig,
+    pub(super) storage: Storage,
+    pub(super) handle: Handle,
+    pub(super) index: DedupeIndex,
+    pub(super) wal: Option<Wal>,
+    pub(super) buffer: Buffer,
+    pub(super) partitions: PartitionResolver,
+    pub(super) oldest: Option<Instant>,
+    pub(super) generation: u64,
+    /// Number of flush jobs stored so far (generations `0..flushed`), set by the flusher.
+    pub(super) flushed: Arc<AtomicU64>,
+    pub(super) jobs: mpsc::Sender<FlushJob>,
+}
+
+impl Committer {
+    pub(super) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        const MAX_GROUP: usize = 512;
+        while let Some(first) = commands.blocking_recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match commands.try_recv() {
+                    Ok(c) => group.push(c),
+                    Err(_) => break,
+                }
+            }
+            let mut appends = Vec::new();
+            let mut flush_waiters = Vec::new();
+            let mut shutdown = None;
+            for command in group {
+                match command {
+                    Command::Append { rows, reply } => appends.push((rows, reply)),
+                    Command::Flush { reply } => flush_waiters.push(reply),
+                    Command::Tick => {}
+                    Command::Shutdown { reply } => shutdown = Some(reply),
+                }
+            }
+            if !appends.is_empty() {
+                self.commit_group(appends);
+            }
+            let due = self.buffer.rows() >= self.config.flush_rows
+                || self
+                    .oldest
+                    .is_some_and(|t| t.elapsed() >= self.config.flush_age);
+            if due || !flush_waiters.is_empty() || shutdown.is_some() {
+                let mut waiters = flush_waiters;
+                let (done, wait) = oneshot::channel();
+                if shutdown.is_some() {
+                    waiters.push(done);
+                }
+                if let Err(e) = self.rotate_and_flush(waiters) {
+                    tracing::error!(error = %e, "could not start a flush");
+                }
+                if let Some(reply) = shutdown {
+                    let result = wait
+                        .blocking_recv()
+                        .unwrap_or_else(|_| Err(Error::Stopped("flusher ended".into())));
+                    let _ = reply.send(result);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Dedupes, logs and buffers a group of appends, then answers each.
+    fn commit_group(&mut self, appends: Vec<(LaunchRows, oneshot::Sender<Result<AppendOutcome>>)>) {
+        let mut payload = Vec::new();
+        let mut decided = Vec::with_capacity(appends.len());
+        for (rows, reply) in appends {
+            if self.wal.is_some() && !rows.has_wal_lines() {
+                let _ = reply.send(Err(Error::Stopped(
+                    "rows without write-ahead log lines sent to a logging pipeline (use Ingestor::rows)".into(),
+                )));
+                continue;
+            }
+            match self.dedupe(&rows) {
+                Ok((stored, groups)) => {
+                    if self.wal.is_some() {
+                        for i in (0..rows.len()).filter(|&i| stored[i]) {
+                            payload.extend_from_slice(rows.wal_line(i).unwrap_or_default());
+                        }
+                    }
+                    decided.push((rows, stored, groups, reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+        if let (Some(wal), false) = (&mut self.wal, payload.is_empty())
+            && let Err(e) = wal.append(&payload)
+        {
+            tracing::error!(error = %e, "write-ahead log append failed; the requests get an error");
+            let message = e.to_string();
+            for (rows, stored, groups, reply) in decided {
+                for (key, group) in &groups {
+                    for &row in group.iter().filter(|&&row| stored[row as usize]) {
+                        self.index.remove(key, rows.ids[row as usize]);
+                    }
+                }
+                let _ = reply.send(Err(Error::Stopped(format!(
+                    "durable write failed: {message}"
+                ))));
+            }
+            return;
+        }
+        for (rows, stored, groups, reply) in decided {
+            self.buffer_rows(&rows, groups, &stored);
+            if !self.buffer.is_empty() && self.oldest.is_none() {
+                self.oldest = Some(Instant::now());
+            }
+            let _ = reply.send(Ok(AppendOutcome { stored }));
+        }
+    }
+
+    /// Adds the stored rows to the buffer, by partition; nothing is copied ([`Buffer`]).
+    fn buffer_rows(&mut self, rows: &LaunchRows, mut groups: Partitioned, stored: &[bool]) {
+        for (_, indices) in &mut groups {
+            indices.retain(|&row| stored[row as usize]);
+        }
+        self.buffer.add(&rows.batch, groups);
+    }
+
+    /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use.
+    /// Returns the flags and the rows of each partition.
+    fn dedupe(&mut self, rows: &LaunchRows) -> Result<(Vec<bool>, Partitioned)> {
+        let keys: Vec<Arc<PartitionKey>> = rows
+            .event_times()
+            .iter()
+            .map(|&t| self.partitions.key(&rows.project, t))
+            .collect();
+        let groups = rows_by_partition(&keys);
+        let mut stored = vec![false; rows.len()];
+        for (key, group) in &groups {
+            if !self.index.is_loaded(key) {
+                let ids = self
+                    .handle
+                    .block_on(load_partition_ids(&self.storage, key))?;
+                self.index.insert_loaded(PartitionKey::clone(key), ids);
+            }
+            let ids = group
+                .iter()
+                .map(|&row| (row as usize, rows.ids[row as usize]));
+            self.index
+                .insert_rows(key, ids, self.generation, &mut stored);
+        }
+        Ok((stored, groups))
+    }
+
+    /// Restores what an earlier process left in the write-ahead log and writes it to Parquet.
+    /// Segment by segment: a buffer that fills is flushed on the way (its segments are deleted
+    /// only by the last flush, once everything replayed is in Parquet).
+    pub(super) fn replay(&mut self, replay: Replay) -> Result<()> {
+        if replay.segments.is_empty() {
+            return Ok(());
+        }
+        let (mut replayed, mut restored) = (0, 0);
+        for &segment in &replay.segments {
+            for rows in replay.read(segment)? {
+                replayed += rows.len();
+                restored += self.accept(rows)?.accepted();
+            }
+            if self.buffer.rows() >= self.config.flush_rows {
+                self.flush(Vec::new(), None)?;
+            }
+        }
+        tracing::info!(replayed, restored, "replayed the write-ahead log");
+        let (done, wait) = oneshot::channel();
+        self.flush(vec![done], replay.last_segment())?;
+        wait.blocking_recv()
+            .map_err(|_| Error::Stopped("flusher ended".into()))?
+    }
+
+    /// Used for the replay at start: dedupe and buffer without logging again.
+    fn accept(&mut self, rows: LaunchRows) -> Result<AppendOutcome> {
+        let (stored, groups) = self.dedupe(&rows)?;
+        self.buffer_rows(&rows, groups, &stored);
+        Ok(AppendOutcome { stored })
+    }
+
+    fn rotate_and_flush(&mut self, done: Vec<oneshot::Sender<Result<()>>>) -> Result<()> {
+        let sealed = match &mut self.wal {
+            Some(wal) if !self.buffer.is_empty() => Some(wal.rotate()?),
+            _ => None,
+        };
+        self.flush(done, sealed)
+    }
+
+    fn flush(
+        &mut self,
+        done: Vec<oneshot::Sender<Result<()>>>,
+        wal_upto: Option<u64>,
+    ) -> Result<()> {
+        let partitions = std::mem::take(&mut self.buffer);
+        self.oldest = None;
+        let job = FlushJob {
+            generation: self.generation,
+            partitions,
+            wal_upto,
+            done,
+        };
+        self.generation += 1;
+        let result = self
+            .jobs
+            .blocking_send(job)
+            .map_err(|_| Error::Stopped("flusher ended".into()));
+        let flushed = self.flushed.load(Ordering::SeqCst);
+        self.index.evict(flushed.checked_sub(1));
+        result
+    }
+}
+
+/// The rows of a batch by partition: each partition once, in order of first appearance, with
+/// its row numbers in order.
+pub(super) type Partitioned = Vec<(Arc<PartitionKey>, Vec<u32>)>;
+
+/// Groups rows by partition ([`Partitioned`]). Keys of one day are one `Arc` (see
+/// [`PartitionResolver`]), so rows are grouped by pointer, without comparing strings.
+pub(super) fn rows_by_partition(keys: &[Arc<PartitionKey>]) -> Partitioned {
+    let mut groups: Partitioned = Vec::new();
+    let mut last = 0;
+    for (row, key) in keys.iter().enumerate() {
+        // Most rows are of the previous row's partition; else a short search (a batch spans
+        // few days).
+        if !groups.get(last).is_some_and(|(k, _)| Arc::ptr_eq(k, key)) {
+            last = match groups.iter().position(|(k, _)| Arc::ptr_eq(k, key)) {
+                Some(i) => i,
+                None => {
+                    groups.push((key.clone(), Vec::new()));
+                    groups.len() - 1
+                }
+            };
+        }
+        groups[last].1.push(row as u32);
+    }
+    groups
+}
