@@ -368,6 +368,12 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             promolens_schemas::event::validate_project_name(&project)
                 .map_err(|m| anyhow::anyhow!("--project: {m}"))?;
             let storage = open(&data)?;
+            registry(&storage, &ProjectZones::new(DEFAULT_TZ))
+                .await?
+                .project(&project)
+                .with_context(|| {
+                    format!("create it first: promolens projects create {project} --tz <zone>")
+                })?;
             let state = codes.open(&storage, false).await?;
             cli::codes::run(state, &project, action).await?;
             Ok(std::process::ExitCode::SUCCESS)

@@ -26,6 +26,7 @@ fn an_operator_authorizes_creates_downloads_and_deletes_codes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
+    promolens_tests::ensure_project(data, "shop");
     let cache = dir.path().join("cache");
     let env = [
         ("PROMOLENS_WECHAT_URL", url.as_str()),
@@ -43,6 +44,17 @@ fn an_operator_authorizes_creates_downloads_and_deletes_codes() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+
+    // A project that does not exist is refused, saying how to make it.
+    let out = promolens_with_env(
+        &["codes", "--data", data, "--project", "nowhere", "list"],
+        &env,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("promolens projects create nowhere"),
+        "{err}"
+    );
 
     let (ok, _, err) = codes(&["create", "--name", "x", "--kind", "A", "--page", "pages/a"]);
     assert!(!ok && err.contains("authorize"), "{err}");
@@ -142,6 +154,7 @@ fn an_operator_authorizes_creates_downloads_and_deletes_codes() {
             "code.delete,operator,1",
             "code.rename,operator,1",
             "codes.batch,operator,1",
+            "project.create,operator,1",
         ],
         "{audit}"
     );
