@@ -3,3 +3,4 @@
 
 pub mod access;
 pub mod codes;
+pub mod serve;

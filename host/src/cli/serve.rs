@@ -1,0 +1,142 @@
+//! `promolens serve`: the configuration resolved, the data directory's projects and keys
+//! opened (and the demo's made), the pipeline started (replaying its log), background
+//! compaction, then the HTTP API until SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use promolens::access::{Registry, Role};
+use promolens_ingest::{IngestConfig, Ingestor, ProjectZones, Storage};
+
+use crate::{CodesArgs, DEFAULT_TZ, registry};
+
+pub async fn run(
+    config: Option<&Path>,
+    demo: bool,
+    settings: promolens::config::Settings,
+) -> anyhow::Result<()> {
+    let config = settings.resolve(config)?;
+    let listen = config.listen;
+    let codes = CodesArgs {
+        wechat_url: config.wechat_url.clone(),
+        secret_key: config.secret_key.clone(),
+        component_cache: config.component_cache.clone(),
+    };
+    let storage = Storage::open(&config.data)?;
+    let zones = ProjectZones::new(DEFAULT_TZ);
+    let registry = registry(&storage, &zones).await?;
+    if demo {
+        demo_keys(&registry, listen).await?;
+    }
+    registry.keep_fresh();
+    let access = promolens::access::Access {
+        registry,
+        audit: promolens::access::AuditLog::new(storage.clone()),
+        ingest_rate: Arc::new(promolens::access::rate::RateLimiter::new(
+            config.ingest_rate_per_key,
+            2.0 * config.ingest_rate_per_key,
+        )),
+    };
+    let codes = codes.open(&storage, demo).await?;
+    let wal_dir = config
+        .wal
+        .clone()
+        .unwrap_or_else(|| match &storage.local_dir {
+            Some(dir) => dir.join("_wal"),
+            None => PathBuf::from("promolens-wal"),
+        });
+    let mut ingest = IngestConfig::new(DEFAULT_TZ);
+    ingest.zones = zones;
+    ingest.wal_dir = Some(wal_dir);
+    ingest.ts_days_back = config.max_event_age_days;
+    ingest.ts_days_ahead = config.max_event_lead_days;
+    ingest.flush_age = Duration::from_secs_f64(config.flush_seconds.max(0.05));
+    ingest.flush_rows = config.flush_rows;
+    let ingestor = Arc::new(Ingestor::start(storage.clone(), ingest).await?);
+    if demo {
+        match promolens::demo::load(&ingestor, Utc::now()).await? {
+            Some(n) => {
+                tracing::info!(events = n, project = "demo", "loaded the demo events")
+            }
+            None => tracing::info!(project = "demo", "demo events already loaded"),
+        }
+    }
+    if config.compact_seconds > 0 {
+        let options = promolens_ingest::compact::CompactOptions {
+            min_files: config.compact_min_files,
+            ..Default::default()
+        };
+        tokio::spawn(background_compaction(
+            storage.clone(),
+            options,
+            Duration::from_secs(config.compact_seconds),
+        ));
+    }
+    let limits = promolens::api::Limits {
+        body_bytes: config.body_limit,
+        concurrent_requests: config.max_concurrent_requests,
+    };
+    promolens::server::serve(storage, ingestor, listen, limits, codes, access).await?;
+    Ok(())
+}
+
+async fn background_compaction(
+    storage: Storage,
+    options: promolens_ingest::compact::CompactOptions,
+    every: Duration,
+) {
+    let mut interval = tokio::time::interval(every);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        match promolens_ingest::compact::compact(&storage, &options).await {
+            Ok(s) if s.partitions > 0 || s.finished > 0 => {
+                tracing::info!(
+                    partitions = s.partitions,
+                    files = s.files_merged,
+                    events = s.events,
+                    finished = s.finished,
+                    "compacted"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "compaction failed; retrying at the next interval")
+            }
+        }
+    }
+}
+
+/// `serve --demo`: project `demo` (created the first time) and a fresh admin and ingest key,
+/// printed with what to try. The previous run's demo keys are revoked: each start shows keys
+/// that work, and no old demo key stays valid.
+async fn demo_keys(registry: &Registry, listen: SocketAddr) -> anyhow::Result<()> {
+    use promolens::demo::DEMO_PROJECT;
+    if registry.project(DEMO_PROJECT).is_err() {
+        registry.create_project(DEMO_PROJECT, DEFAULT_TZ).await?;
+    }
+    const LABEL: &str = "serve --demo";
+    for key in registry.keys(DEMO_PROJECT) {
+        if key.label.as_deref() == Some(LABEL) && key.revoked_at.is_none() {
+            registry.revoke_key(DEMO_PROJECT, &key.id).await?;
+        }
+    }
+    let mut tokens = Vec::new();
+    for role in [Role::Admin, Role::Ingest] {
+        let (_, token) = registry
+            .create_key(DEMO_PROJECT, role, Some(LABEL.to_string()), None)
+            .await?;
+        tokens.push(token);
+    }
+    let (admin, ingest) = (&tokens[0], &tokens[1]);
+    println!(
+        "demo project `demo`; keys for this run:\n  admin key:  {admin}\n  ingest key: {ingest}\ntry:\n  \
+         curl -H 'authorization: Bearer {admin}' 'http://{listen}/v1/projects/demo/acquisition?by=utm_source,utm_campaign&days=7'\n  \
+         curl -H 'authorization: Bearer {admin}' -X POST http://{listen}/v1/sql -H 'content-type: application/json' -d '{{\"sql\":\"SELECT utm_source, count(*) FROM launch_events GROUP BY 1 ORDER BY 2 DESC\"}}'\n  \
+         curl -H 'authorization: Bearer {admin}' -X POST http://{listen}/v1/projects/demo/codes -H 'content-type: application/json' -d '{{\"name\":\"Poster\",\"kind\":\"A\",\"page\":\"pages/index/index\",\"utm_source\":\"poster\"}}'"
+    );
+    Ok(())
+}
