@@ -346,28 +346,8 @@ mod tests {
 
     /// Every `user_first_seen` row stored, as (user, first time), in file order.
     async fn first_seen_rows(storage: &Storage) -> Vec<(String, i64)> {
-        use futures::TryStreamExt;
-        let folder = storage.path(&first_seen::relative_dir("p"));
-        let mut files: Vec<_> = storage
-            .store
-            .list(Some(&folder))
-            .try_collect()
-            .await
-            .unwrap();
-        files.sort_by(|a, b| a.location.cmp(&b.location));
-        let mut rows = Vec::new();
-        for file in files {
-            let bytes = storage
-                .store
-                .get(&file.location)
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            rows.extend(testing::text_and_time(bytes, ["user_id", "first_time"]));
-        }
-        rows
+        let folder = first_seen::relative_dir("p");
+        testing::stored_rows(storage, &folder, ["user_id", "first_time"]).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,30 +425,7 @@ mod tests {
         config.flush_rows = 4;
         let ingestor = Ingestor::start(storage.clone(), config).await.unwrap();
         ingestor.shutdown().await.unwrap();
-        use futures::TryStreamExt;
-        let files: Vec<_> = storage
-            .store
-            .list(Some(&storage.path("launch_events")))
-            .try_collect()
-            .await
-            .unwrap();
-        let mut ids = Vec::new();
-        for file in files {
-            let bytes = storage
-                .store
-                .get(&file.location)
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            ids.extend(
-                testing::text_and_time(bytes, ["event_id", "event_time"])
-                    .into_iter()
-                    .map(|(id, _)| id),
-            );
-        }
-        ids.sort();
+        let ids = testing::stored_event_ids(&storage).await;
         let expected: Vec<String> = [1, 10, 11, 12, 2, 3, 5, 6, 7, 8, 9]
             .iter()
             .map(|n| format!("e{n}"))

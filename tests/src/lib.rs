@@ -293,6 +293,26 @@ pub fn backfill(data: &str, project: &str, file: &Path, extra: &[&str]) -> Strin
     stdout_of(&promolens(&args))
 }
 
+/// `promolens standin ARGS…` (a local WeChat stand-in), running; and its URL.
+pub fn standin(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(bin())
+        .arg("standin")
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting promolens standin");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the stand-in's first line");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    (child, url)
+}
+
 /// Polls `check` until it returns `Some`, for at most `timeout`.
 pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

@@ -1,28 +1,12 @@
 //! `promolens codes …` against `promolens standin`, as an operator runs them.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-use promolens_tests::{bin, promolens_with_env};
+use promolens_tests::promolens_with_env;
 
 const KEY: &str = "0f0e0d0c0b0a09080706050403020100000102030405060708090a0b0c0d0e0f";
 
 #[test]
 fn an_operator_authorizes_creates_downloads_and_deletes_codes() {
-    let mut standin = Command::new(bin())
-        .args(["standin", "--quota", "2"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(standin.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let (mut standin, url) = promolens_tests::standin(&["--quota", "2"]);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();

@@ -2,11 +2,10 @@
 //! WeChat access token, not an API key — in the data directory, the write-ahead log, the plugin
 //! cache or the server's own log (at debug level) — and no answer carries a token or a path.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use promolens_tests::{Server, bin, provision};
+use promolens_tests::{Server, provision};
 use serde_json::{Value, json};
 
 const SECRET_KEY: &str = "0f0e0d0c0b0a09080706050403020100000102030405060708090a0b0c0d0e0f";
@@ -51,20 +50,7 @@ fn no_secret_token_or_key_is_written_in_clear() {
         "ab".repeat(16)
     )));
     assert!(!holds_a_token("tok-12-short"));
-    let mut standin = Command::new(bin())
-        .args(["standin"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(standin.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let wechat = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let (mut standin, wechat) = promolens_tests::standin(&[]);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();

@@ -402,7 +402,7 @@ impl Registry {
             }
             found = self.key(id);
         }
-        let record = found.ok_or(Refusal::Unknown)?;
+        let mut record = found.ok_or(Refusal::Unknown)?;
         if !tokens::matches(token, &record.digest) {
             return Err(Refusal::Unknown);
         }
@@ -414,7 +414,8 @@ impl Registry {
             return Err(Refusal::Expired);
         }
         self.note_use(&record, now);
-        Ok(record.public())
+        record.digest.clear();
+        Ok(record)
     }
 
     fn key(&self, id: &str) -> Option<KeyRecord> {

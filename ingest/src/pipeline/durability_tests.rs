@@ -123,34 +123,6 @@ fn events(ids: std::ops::Range<usize>, ingestor: &Ingestor) -> LaunchRows {
     rows.finish().unwrap()
 }
 
-async fn stored_ids(storage: &Storage) -> Vec<String> {
-    use futures::TryStreamExt;
-    let files: Vec<_> = storage
-        .store
-        .list(Some(&storage.path("launch_events")))
-        .try_collect()
-        .await
-        .unwrap();
-    let mut ids = Vec::new();
-    for file in files {
-        let bytes = storage
-            .store
-            .get(&file.location)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        ids.extend(
-            testing::text_and_time(bytes, ["event_id", "event_time"])
-                .into_iter()
-                .map(|(id, _)| id),
-        );
-    }
-    ids.sort();
-    ids
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_log_segment_is_deleted_before_its_files_are_stored_and_a_failed_flush_deletes_none() {
     let data = tempfile::tempdir().unwrap();
@@ -207,6 +179,6 @@ async fn no_log_segment_is_deleted_before_its_files_are_stored_and_a_failed_flus
         ids.sort();
         ids
     };
-    assert_eq!(stored_ids(&local).await, expected);
+    assert_eq!(testing::stored_event_ids(&local).await, expected);
     assert!(!segments_in(wal.path()).contains(&2));
 }

@@ -50,3 +50,41 @@ pub fn text_and_time(file: Bytes, columns: [&str; 2]) -> Vec<(String, i64)> {
     }
     rows
 }
+
+/// (text, time) of every row of the Parquet files under `folder`, file by file in name order.
+pub async fn stored_rows(
+    storage: &crate::storage::Storage,
+    folder: &str,
+    columns: [&str; 2],
+) -> Vec<(String, i64)> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let mut files: Vec<_> = storage
+        .store
+        .list(Some(&storage.path(folder)))
+        .try_collect()
+        .await
+        .unwrap();
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut rows = Vec::new();
+    for file in files {
+        let bytes = storage
+            .store
+            .get(&file.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        rows.extend(text_and_time(bytes, columns));
+    }
+    rows
+}
+
+/// Every `event_id` stored in `launch_events`, sorted.
+pub async fn stored_event_ids(storage: &crate::storage::Storage) -> Vec<String> {
+    let rows = stored_rows(storage, "launch_events", ["event_id", "event_time"]).await;
+    let mut ids: Vec<String> = rows.into_iter().map(|(id, _)| id).collect();
+    ids.sort();
+    ids
+}
