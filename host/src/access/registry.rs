@@ -113,6 +113,9 @@ pub struct Registry {
     last_reload: Mutex<Instant>,
     /// Invitations are used once: accepting is serialized in this process.
     accepting: tokio::sync::Mutex<()>,
+    /// Files read by a reload, by location: a file whose listing (size, time, e-tag) has not
+    /// changed is not read again at the next reload, every 5 s.
+    fetched: Mutex<HashMap<String, (object_store::ObjectMeta, bytes::Bytes)>>,
 }
 
 /// Why a token was refused (the answer says so; the log names the key id, never the key).
@@ -147,6 +150,7 @@ impl Registry {
             last_used: Mutex::default(),
             last_reload: Mutex::new(Instant::now()),
             accepting: tokio::sync::Mutex::new(()),
+            fetched: Mutex::default(),
         };
         registry.reload().await?;
         Ok(registry)
@@ -216,11 +220,34 @@ impl Registry {
             if !file.location.as_ref().ends_with(".json") {
                 continue;
             }
-            if let Some(record) = self.read(&file.location).await? {
-                records.push(record);
-            }
+            let Some(bytes) = self.fetch(&file).await? else {
+                continue;
+            };
+            records.push(serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Storage(format!("{} is not a valid record: {e}", file.location))
+            })?);
         }
         Ok(records)
+    }
+
+    /// A listed file's bytes: from the last reload when its listing is unchanged.
+    async fn fetch(&self, file: &object_store::ObjectMeta) -> Result<Option<bytes::Bytes>> {
+        let location = file.location.to_string();
+        {
+            let fetched = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((meta, bytes)) = fetched.get(&location)
+                && (meta.size, meta.last_modified, &meta.e_tag)
+                    == (file.size, file.last_modified, &file.e_tag)
+            {
+                return Ok(Some(bytes.clone()));
+            }
+        }
+        let Some(bytes) = self.get(&file.location).await? else {
+            return Ok(None);
+        };
+        let mut fetched = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
+        fetched.insert(location, (file.clone(), bytes.clone()));
+        Ok(Some(bytes))
     }
 
     async fn read<T: serde::de::DeserializeOwned>(
@@ -456,7 +483,7 @@ impl Registry {
             let Some(id) = file.location.filename().map(str::to_string) else {
                 continue;
             };
-            let Some(bytes) = self.get(&file.location).await? else {
+            let Some(bytes) = self.fetch(&file).await? else {
                 continue;
             };
             let Some(at) = std::str::from_utf8(&bytes)
