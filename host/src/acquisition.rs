@@ -54,12 +54,14 @@ pub const UNATTRIBUTED: &str = "(unattributed)";
 pub const NOT_SET: &str = "(not set)";
 
 /// A time window: whole calendar days `[from, to]` in `tz`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Window {
     pub from: NaiveDate,
     /// Inclusive.
     pub to: NaiveDate,
+    /// IANA name of the days' time zone.
     #[serde(serialize_with = "serialize_tz")]
+    #[schema(value_type = String, example = "Asia/Shanghai")]
     pub tz: Tz,
 }
 

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::record::{LaunchRows, LaunchRowsBuilder};
 
 /// One rejected line or array element.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Rejected {
     /// 0-based line number (NDJSON) or element index (JSON array).
     pub index: usize,

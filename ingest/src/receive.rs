@@ -15,7 +15,7 @@ use crate::pipeline::Ingestor;
 pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024;
 
 /// What became of a body's events.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IngestReport {
     /// Events stored by this request.
     pub accepted: usize,

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::bindings::promolens::codes::host::{CodeImage, Level, Versioned, WechatEndpoint};
 use crate::bindings::promolens::codes::types::{
-    Authorization, BatchRow, Code, CodeKind, CodePreview, CodeRequest, EnvVersion, Error,
-    QuotaState,
+    Authorization, BatchOutcome, BatchRow, Code, CodeKind, CodePreview, CodeRequest, EnvVersion,
+    Error, QuotaState,
 };
 use crate::encoding::{self, ID_LEN, PREVIEW_ID};
 use crate::errors::{corrupt, invalid, not_authorized, not_found};
@@ -47,8 +47,11 @@ fn image_key(id: &str) -> String {
 }
 
 /// Ids are made by `new-id`; anything else cannot name a code (and never reaches the store).
+/// An id that cannot name a record is not found (ids are `0-9a-z`, as record keys are: an
+/// upper-case id would reach the host as a key it refuses).
 fn check_id(id: &str) -> Result<(), Error> {
-    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    let id_byte = |b: u8| b.is_ascii_digit() || b.is_ascii_lowercase();
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(id_byte) {
         return Err(not_found(id));
     }
     Ok(())
@@ -464,7 +467,10 @@ pub fn batch_create(host: &dyn Host, csv: &str) -> Result<Vec<BatchRow>, Error> 
         .map(|row| BatchRow {
             line: row.line,
             name: row.name,
-            outcome: row.request.and_then(|r| create(host, &r)),
+            outcome: match row.request.and_then(|r| create(host, &r)) {
+                Ok(code) => BatchOutcome::Created(code),
+                Err(e) => BatchOutcome::Failed(e),
+            },
         })
         .collect())
 }

@@ -6,7 +6,7 @@ use promolens_schemas::decode_attribution;
 
 use crate::bindings::promolens::codes::host::WechatEndpoint;
 use crate::bindings::promolens::codes::types::{
-    CodeKind, CodeRequest, Error, ImageOptions, TooLong, Utm,
+    BatchOutcome, CodeKind, CodeRequest, Error, ImageOptions, TooLong, Utm,
 };
 use crate::encoding::{self, PREVIEW_ID};
 use crate::service::memory::MemoryHost;
@@ -393,7 +393,10 @@ fn a_batch_of_200_shops_with_3_bad_rows_makes_197_codes() {
     assert_eq!(rows.len(), 200);
     let bad: Vec<(u32, String)> = rows
         .iter()
-        .filter_map(|r| r.outcome.as_ref().err().map(|e| (r.line, format!("{e:?}"))))
+        .filter_map(|r| match &r.outcome {
+            BatchOutcome::Failed(e) => Some((r.line, format!("{e:?}"))),
+            BatchOutcome::Created(_) => None,
+        })
         .collect();
     assert_eq!(
         bad.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
@@ -484,6 +487,27 @@ fn ids_from_the_host_are_checked() {
     let host = FixedId(MemoryHost::authorized(), "../quota");
     let err = service::create(&host, &request(CodeKind::B, "pages/a", "x")).unwrap_err();
     assert!(matches!(err, Error::Host(m) if m.contains("new-id gave")));
+}
+
+#[test]
+fn an_id_no_record_can_have_is_not_found_for_every_operation() {
+    let host = MemoryHost::authorized();
+    for id in ["1P", "ABCDEFGH", "", "a/b", "../x", "é"] {
+        let not_found = |e: Error| matches!(e, Error::NotFound(m) if m.contains("no code"));
+        assert!(not_found(service::get(&host, id).unwrap_err()), "get {id}");
+        assert!(
+            not_found(service::delete(&host, id).unwrap_err()),
+            "delete {id}"
+        );
+        assert!(
+            not_found(service::rename(&host, id, "n").unwrap_err()),
+            "rename {id}"
+        );
+        assert!(
+            not_found(service::image(&host, id).unwrap_err()),
+            "image {id}"
+        );
+    }
 }
 
 /// The in-memory host, except that `new-id` always gives the same text.

@@ -50,7 +50,7 @@ fn an_operator_authorizes_creates_downloads_and_deletes_codes() {
         "wrong",
     ]);
     assert!(
-        !ok && err.contains("40013"),
+        !ok && err.contains("40125"),
         "wrong credentials are refused: {err}"
     );
     let (ok, out, err) = codes(&[

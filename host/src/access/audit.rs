@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 pub const AUDIT_LOG: &str = "audit_log";
 
 /// Whether the change was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -23,7 +23,7 @@ pub enum Outcome {
 }
 
 /// One change, as recorded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord<'a> {
     /// RFC 3339, UTC, milliseconds.
     pub time: String,

@@ -33,6 +33,7 @@ pub fn door(method: &Method, route: &str) -> Door {
         | "/metrics"
         | "/openapi.json"
         | "/docs"
+        | "/docs/"
         | "/docs/{*rest}"
         | "/v1/invitations:accept" => return Door::Open,
         "/v1/me" | "/v1/projects/{project}" => P::ReadProject,

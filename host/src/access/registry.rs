@@ -21,7 +21,7 @@ use super::roles::Role;
 use super::tokens::{self, TokenKind};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Project {
     pub name: String,
@@ -37,14 +37,16 @@ impl Project {
 }
 
 /// A key as stored and listed: never the key itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRecord {
     pub id: String,
     pub project: String,
     pub role: Role,
     pub label: Option<String>,
+    /// Stored, never answered.
     #[serde(skip_serializing_if = "String::is_empty", default)]
+    #[schema(ignore)]
     pub digest: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -64,13 +66,16 @@ impl KeyRecord {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// An invitation to the project (never its token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Invitation {
     pub id: String,
     pub project: String,
     pub role: Role,
+    /// Stored, never answered.
     #[serde(skip_serializing_if = "String::is_empty", default)]
+    #[schema(ignore)]
     pub digest: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -622,7 +627,8 @@ fn storage_error(e: object_store::Error) -> Error {
 /// `30d`, `12h`, `90m`: a lifetime from now.
 pub fn parse_lifetime(text: &str) -> std::result::Result<chrono::TimeDelta, String> {
     let bad = || format!("`{text}` is not a lifetime such as 30d, 12h or 90m");
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let unit_at = text.char_indices().last().map_or(0, |(at, _)| at);
+    let (number, unit) = text.split_at(unit_at);
     let n: i64 = number.parse().map_err(|_| bad())?;
     if n <= 0 || n > 3650 * 24 * 60 {
         return Err(bad());
@@ -740,7 +746,9 @@ mod tests {
     fn lifetimes() {
         assert_eq!(parse_lifetime("30d"), Ok(chrono::TimeDelta::days(30)));
         assert_eq!(parse_lifetime("12h"), Ok(chrono::TimeDelta::hours(12)));
-        for bad in ["", "d", "0d", "-1d", "30", "30y", "99999d"] {
+        for bad in [
+            "", "d", "0d", "-1d", "30", "30y", "99999d", "Û0Î", "3é", "é",
+        ] {
             assert!(parse_lifetime(bad).is_err(), "{bad}");
         }
     }

@@ -8,17 +8,23 @@
 //! - `POST /v1/projects/{p}/codes:batch` — a CSV body, one code per row;
 //! - `POST /v1/projects/{p}/codes:preview` — validate and encode without creating.
 
+use crate::api::error::{ErrorBody, ErrorDetail};
 use crate::api::{ApiError, ApiJson, ApiQuery};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
-use serde::Deserialize;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::{Caller, Outcome};
-use crate::codes::{CodesError, CodesState, NewCode, PluginError, describe};
+use crate::codes::{
+    Authorization, BatchOutcome, Code, CodePreview, CodesError, CodesState, NewCode, PluginError,
+    QuotaState, describe,
+};
 
 /// Records a change and its outcome, then hands the result on. A change that was made but
 /// cannot be recorded is answered as an error (the log must not miss a change reported done).
@@ -67,6 +73,18 @@ impl From<CodesError> for ApiError {
             ),
             PluginError::TooLong(t) => (StatusCode::BAD_REQUEST, "too_long", Some(t.field.clone())),
             PluginError::QuotaExhausted(_) => (StatusCode::CONFLICT, "quota_exhausted", None),
+            // WeChat refusing the AppID (40013) or the AppSecret (40125) is the caller's to fix,
+            // not a failure of WeChat's: the authorize step, or again after a secret reset.
+            PluginError::Wechat(w) if w.errcode == 40013 => (
+                StatusCode::BAD_REQUEST,
+                "invalid_credentials",
+                Some("app_id".into()),
+            ),
+            PluginError::Wechat(w) if w.errcode == 40125 => (
+                StatusCode::BAD_REQUEST,
+                "invalid_credentials",
+                Some("secret".into()),
+            ),
             PluginError::Wechat(_) => (StatusCode::BAD_GATEWAY, "wechat_error", None),
             PluginError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             PluginError::Deleted(_) => (StatusCode::GONE, "deleted", None),
@@ -83,20 +101,14 @@ impl From<CodesError> for ApiError {
     }
 }
 
-pub fn router(state: CodesState) -> Router {
-    Router::new()
-        .route(
-            "/v1/projects/{project}/authorization",
-            get(authorization).put(authorize).delete(revoke),
-        )
-        .route("/v1/projects/{project}/codes", post(create).get(list))
-        .route(
-            "/v1/projects/{project}/codes/{id}",
-            get(show).patch(rename).delete(delete),
-        )
-        .route("/v1/projects/{project}/codes/{id}/image", get(image))
-        .route("/v1/projects/{project}/codes:batch", post(batch))
-        .route("/v1/projects/{project}/codes:preview", post(preview))
+pub fn router(state: CodesState) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(authorization, authorize, revoke))
+        .routes(routes!(create, list))
+        .routes(routes!(show, rename, delete))
+        .routes(routes!(image))
+        .routes(routes!(batch))
+        .routes(routes!(preview))
         .with_state(state)
 }
 
@@ -107,36 +119,65 @@ fn check_project(project: &str) -> Result<(), ApiError> {
     })
 }
 
+/// The mini-program a project's codes are made for; null before the authorize step.
+#[derive(Serialize, ToSchema)]
+struct AuthorizationAnswer {
+    authorization: Option<Authorization>,
+}
+
+/// Whether the project is authorized, and for which mini-program.
+#[utoipa::path(get, path = "/v1/projects/{project}/authorization", tag = "codes",
+    params(("project" = String, Path, description = "The project")),
+    responses((status = 200, description = "The authorization, or null", body = AuthorizationAnswer)))]
 async fn authorization(
     State(s): State<CodesState>,
     Path(project): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<AuthorizationAnswer>, ApiError> {
     check_project(&project)?;
-    let status = s.codes.authorization_status(&project).await?;
-    Ok(Json(serde_json::json!({ "authorization": status })).into_response())
+    let authorization = s.codes.authorization_status(&project).await?;
+    Ok(Json(AuthorizationAnswer { authorization }))
 }
 
-#[derive(Deserialize)]
+/// The mini-program's AppID and AppSecret (from the WeChat admin console).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct AuthorizeBody {
+    #[schema(example = "wx1234567890abcdef")]
     app_id: String,
+    /// Checked with WeChat, stored encrypted, never returned.
     secret: String,
 }
 
+/// The authorize step: checks the credentials with WeChat and keeps them (encrypted).
+#[utoipa::path(put, path = "/v1/projects/{project}/authorization", tag = "codes",
+    params(("project" = String, Path, description = "The project")),
+    request_body = AuthorizeBody,
+    responses(
+        (status = 200, description = "Authorized", body = AuthorizationAnswer),
+        (status = 400, description = "WeChat refused the AppID or the AppSecret (`invalid_credentials`, `field` says which)", body = ErrorBody),
+        (status = 502, description = "WeChat failed otherwise (`wechat_error`, with its errcode)", body = ErrorBody),
+    ))]
 async fn authorize(
     State(s): State<CodesState>,
     Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
     ApiJson(body): ApiJson<AuthorizeBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<AuthorizationAnswer>, ApiError> {
     check_project(&project)?;
     let app_id = body.app_id.clone();
     let result = crate::codes::authorize_project(&s, &project, body.app_id, body.secret)
         .await
         .map_err(ApiError::from);
     let authorization = audited(&s, &caller, "authorization.set", |_| app_id, result).await?;
-    Ok(Json(serde_json::json!({ "authorization": authorization })).into_response())
+    Ok(Json(AuthorizationAnswer {
+        authorization: Some(authorization),
+    }))
 }
 
+/// Forgets the credentials; the codes and their numbers stay.
+#[utoipa::path(delete, path = "/v1/projects/{project}/authorization", tag = "codes",
+    params(("project" = String, Path, description = "The project")),
+    responses((status = 204, description = "Revoked")))]
 async fn revoke(
     State(s): State<CodesState>,
     Extension(caller): Extension<Caller>,
@@ -162,12 +203,24 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Makes a code with WeChat (A and C count against the mini-program's lifetime quota).
+#[utoipa::path(post, path = "/v1/projects/{project}/codes", tag = "codes",
+    params(("project" = String, Path, description = "The project")),
+    request_body = NewCode,
+    responses(
+        (status = 201, description = "Made", body = Code),
+        (status = 400, description = "A field is wrong (`invalid_field`) or over WeChat's limit (`too_long`, by how much)", body = ErrorBody),
+        (status = 403, description = "The project is not authorized (`not_authorized`), or the role may not", body = ErrorBody),
+        (status = 409, description = "The A+C quota is used up (`quota_exhausted`)", body = ErrorBody),
+        (status = 502, description = "WeChat refused (`wechat_error`)", body = ErrorBody),
+        (status = 504, description = "WeChat did not answer; the code may have been made (`outcome_unknown`): look at the list before trying again", body = ErrorBody),
+    ))]
 async fn create(
     State(s): State<CodesState>,
     Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
     ApiJson(body): ApiJson<NewCode>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<Code>), ApiError> {
     check_project(&project)?;
     let name = body.name.clone();
     let result = match body.into_request() {
@@ -186,29 +239,68 @@ async fn create(
         result,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(code)).into_response())
+    Ok((StatusCode::CREATED, Json(code)))
 }
 
+/// Checks and encodes a code without making it: what it carries, the bytes (or characters) it
+/// uses of WeChat's limit, and the quota after it.
+#[utoipa::path(post, path = "/v1/projects/{project}/codes:preview", tag = "codes",
+    params(("project" = String, Path, description = "The project")),
+    request_body = NewCode,
+    responses(
+        (status = 200, description = "How the code would be encoded", body = CodePreview),
+        (status = 400, description = "A field is wrong (`invalid_field`) or over WeChat's limit (`too_long`, by how much)", body = ErrorBody),
+    ))]
 async fn preview(
     State(s): State<CodesState>,
     Path(project): Path<String>,
     ApiJson(body): ApiJson<NewCode>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CodePreview>, ApiError> {
     check_project(&project)?;
-    Ok(Json(s.codes.preview(&project, body.into_request()?).await?).into_response())
+    Ok(Json(s.codes.preview(&project, body.into_request()?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Also list deleted codes.
     #[serde(default)]
     include_deleted: bool,
 }
 
+/// The project's codes, each with its numbers of the past 7 days, and the A+C quota.
+#[derive(Serialize, ToSchema)]
+struct CodeList {
+    codes: Vec<ListedCode>,
+    quota: QuotaState,
+}
+
+/// A code and its acquisition in the past 7 complete days (the project's time zone).
+#[derive(Serialize, ToSchema)]
+struct ListedCode {
+    #[serde(flatten)]
+    code: Code,
+    past_7_days: Figures,
+}
+
+#[derive(Serialize, ToSchema, Default)]
+struct Figures {
+    /// Users whose first launch in the window came from the code.
+    new_users: u64,
+    /// Users who launched from the code.
+    users: u64,
+    launches: u64,
+}
+
+/// The codes, newest first, each with its past 7 days.
+#[utoipa::path(get, path = "/v1/projects/{project}/codes", tag = "codes",
+    params(("project" = String, Path, description = "The project"), ListParams),
+    responses((status = 200, description = "The codes and the quota", body = CodeList)))]
 async fn list(
     State(s): State<CodesState>,
     Path(project): Path<String>,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CodeList>, ApiError> {
     check_project(&project)?;
     let codes = s.codes.list(&project, params.include_deleted).await?;
     let quota = s.codes.quota(&project).await?;
@@ -228,7 +320,7 @@ async fn list(
             }
         }
     }
-    let codes: Vec<serde_json::Value> = codes
+    let codes = codes
         .into_iter()
         .map(|code| {
             let figure = |name: &str| {
@@ -238,40 +330,57 @@ async fn list(
                     .and_then(|v| v.as_u64())
                     .unwrap_or(0)
             };
-            let past_7_days = serde_json::json!({
-                "new_users": figure("new_users"),
-                "users": figure("users"),
-                "launches": figure("launches"),
-            });
-            let mut value = serde_json::to_value(&code).unwrap_or_default();
-            if let Some(object) = value.as_object_mut() {
-                object.insert("past_7_days".into(), past_7_days);
-            }
-            value
+            let past_7_days = Figures {
+                new_users: figure("new_users"),
+                users: figure("users"),
+                launches: figure("launches"),
+            };
+            ListedCode { code, past_7_days }
         })
         .collect();
-    Ok(Json(serde_json::json!({ "codes": codes, "quota": quota })).into_response())
+    Ok(Json(CodeList { codes, quota }))
 }
 
+/// One code.
+#[utoipa::path(get, path = "/v1/projects/{project}/codes/{id}", tag = "codes",
+    params(("project" = String, Path, description = "The project"),
+        ("id" = String, Path, description = "The code's id (8 characters of `0-9a-z`)")),
+    responses(
+        (status = 200, description = "The code (deleted ones too)", body = Code),
+        (status = 404, description = "No such code, or no such project", body = ErrorBody),
+    ))]
 async fn show(
     State(s): State<CodesState>,
     Path((project, id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Code>, ApiError> {
     check_project(&project)?;
-    Ok(Json(s.codes.get(&project, &id).await?).into_response())
+    Ok(Json(s.codes.get(&project, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct RenameBody {
+    /// 1 to 100 characters.
     name: String,
 }
 
+/// Renames a code (its image and parameters stay).
+#[utoipa::path(patch, path = "/v1/projects/{project}/codes/{id}", tag = "codes",
+    params(("project" = String, Path, description = "The project"),
+        ("id" = String, Path, description = "The code's id")),
+    request_body = RenameBody,
+    responses(
+        (status = 200, description = "Renamed", body = Code),
+        (status = 400, description = "A bad name (`invalid_field`)", body = ErrorBody),
+        (status = 404, description = "No such code, or no such project", body = ErrorBody),
+        (status = 410, description = "The code is deleted (`deleted`)", body = ErrorBody),
+    ))]
 async fn rename(
     State(s): State<CodesState>,
     Extension(caller): Extension<Caller>,
     Path((project, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<RenameBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Code>, ApiError> {
     check_project(&project)?;
     let result = s.codes.rename(&project, &id, &body.name).await;
     let code = audited(
@@ -282,14 +391,24 @@ async fn rename(
         result.map_err(Into::into),
     )
     .await?;
-    Ok(Json(code).into_response())
+    Ok(Json(code))
 }
 
+/// Deletes a code softly: its image can no longer be downloaded; its scans still count and its
+/// data stays (WeChat never gives the quota back).
+#[utoipa::path(delete, path = "/v1/projects/{project}/codes/{id}", tag = "codes",
+    params(("project" = String, Path, description = "The project"),
+        ("id" = String, Path, description = "The code's id")),
+    responses(
+        (status = 200, description = "Deleted: the code with `deleted_at_ms`", body = Code),
+        (status = 404, description = "No such code, or no such project", body = ErrorBody),
+        (status = 410, description = "Already deleted (`deleted`)", body = ErrorBody),
+    ))]
 async fn delete(
     State(s): State<CodesState>,
     Extension(caller): Extension<Caller>,
     Path((project, id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Code>, ApiError> {
     check_project(&project)?;
     let result = s.codes.delete(&project, &id).await;
     let code = audited(
@@ -300,9 +419,19 @@ async fn delete(
         result.map_err(Into::into),
     )
     .await?;
-    Ok(Json(code).into_response())
+    Ok(Json(code))
 }
 
+/// The code's image as WeChat made it.
+#[utoipa::path(get, path = "/v1/projects/{project}/codes/{id}/image", tag = "codes",
+    params(("project" = String, Path, description = "The project"),
+        ("id" = String, Path, description = "The code's id")),
+    responses(
+        (status = 200, description = "The image", content(
+            (Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"))),
+        (status = 404, description = "No such code, or no such project", body = ErrorBody),
+        (status = 410, description = "The code is deleted (`deleted`)", body = ErrorBody),
+    ))]
 async fn image(
     State(s): State<CodesState>,
     Path((project, id)): Path<(String, String)>,
@@ -312,12 +441,43 @@ async fn image(
     Ok(([(header::CONTENT_TYPE, image.content_type)], image.bytes).into_response())
 }
 
+/// What became of a batch: each row made, or its error.
+#[derive(Serialize, ToSchema)]
+struct BatchAnswer {
+    created: usize,
+    failed: usize,
+    rows: Vec<BatchLine>,
+}
+
+/// One row of the CSV: the code made of it, or why not.
+#[derive(Serialize, ToSchema)]
+struct BatchLine {
+    /// Line number in the CSV (the header is line 1).
+    line: u32,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<Code>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorDetail>,
+}
+
+/// Makes one code per CSV row (at most 1,000): header `name,kind,page,utm_source,utm_medium,\
+/// utm_campaign,utm_content,utm_term,params,width`; rows that fail are listed, the others made.
+#[utoipa::path(post, path = "/v1/projects/{project}/codes:batch", tag = "codes",
+    params(("project" = String, Path, description = "The project")),
+    request_body(content = String, content_type = "text/csv",
+        description = "A header line, then one code per line"),
+    responses(
+        (status = 200, description = "Each row's code or error", body = BatchAnswer),
+        (status = 400, description = "The CSV cannot be read (not UTF-8, bad header, over 1,000 rows)", body = ErrorBody),
+        (status = 403, description = "The project is not authorized (`not_authorized`), or the role may not", body = ErrorBody),
+    ))]
 async fn batch(
     State(s): State<CodesState>,
     Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Json<BatchAnswer>, ApiError> {
     check_project(&project)?;
     let csv = String::from_utf8(body.to_vec()).map_err(|e| {
         ApiError::bad_request(format!(
@@ -332,28 +492,33 @@ async fn batch(
         .map_err(ApiError::from);
     let describe = |rows: Option<&Vec<crate::codes::BatchRow>>| match rows {
         Some(rows) => {
-            let created = rows.iter().filter(|r| r.outcome.is_ok()).count();
+            let created = rows.iter().filter(|r| r.outcome.is_created()).count();
             format!("{created} of {} rows created", rows.len())
         }
         None => "no row created".to_string(),
     };
     let rows = audited(&s, &caller, "codes.batch", describe, result).await?;
-    let answer: Vec<serde_json::Value> = rows
+    let rows: Vec<BatchLine> = rows
         .into_iter()
-        .map(|row| match row.outcome {
-            Ok(code) => serde_json::json!({"line": row.line, "name": row.name, "code": code}),
-            Err(e) => {
-                let api = ApiError::from(CodesError::Plugin(e));
-                serde_json::json!({"line": row.line, "name": row.name,
-                    "error": {"code": api.code, "message": api.message, "field": api.field}})
+        .map(|row| {
+            let (code, error) = match row.outcome {
+                BatchOutcome::Created(code) => (Some(code), None),
+                BatchOutcome::Failed(e) => {
+                    (None, Some(ApiError::from(CodesError::Plugin(e)).into()))
+                }
+            };
+            BatchLine {
+                line: row.line,
+                name: row.name,
+                code,
+                error,
             }
         })
         .collect();
-    let created = answer.iter().filter(|r| r.get("code").is_some()).count();
-    Ok(Json(serde_json::json!({
-        "created": created,
-        "failed": answer.len() - created,
-        "rows": answer
+    let created = rows.iter().filter(|r| r.code.is_some()).count();
+    Ok(Json(BatchAnswer {
+        created,
+        failed: rows.len() - created,
+        rows,
     }))
-    .into_response())
 }

@@ -65,29 +65,44 @@ impl From<promolens_ingest::Error> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
+/// What went wrong, for a program (`code`) and for a person (`message`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `bad_request`, `bad_json`, `bad_query`, `invalid_field`,
+    /// `too_long`, `unauthenticated`, `forbidden`, `not_found`, `conflict`, `deleted`,
+    /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `quota_exhausted`,
+    /// `not_authorized`, `wechat_error`, `outcome_unknown`, `read_only`, `timeout`,
+    /// `unavailable`, `internal`, …
+    #[schema(example = "invalid_field")]
+    pub code: &'static str,
+    /// One sentence for a person: what is wrong, by how much, what to do.
+    pub message: String,
+    /// The request field at fault, when one is (`project`, `to`, `utm.source`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<String>,
+}
+
+impl From<ApiError> for ErrorDetail {
+    fn from(e: ApiError) -> ErrorDetail {
+        ErrorDetail {
+            code: e.code,
+            message: e.message,
+            field: e.field,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: &self.message,
-                field: self.field.as_deref(),
-            },
-        };
-        (self.status, Json(body)).into_response()
+        let status = self.status;
+        (status, Json(ErrorBody { error: self.into() })).into_response()
     }
 }
 

@@ -8,6 +8,7 @@ pub mod codes;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod openapi;
 pub mod probes;
 pub mod queries;
 
@@ -50,11 +51,15 @@ pub fn router(
         access: access.clone(),
         tables: query.ctx.clone(),
     });
-    let routes = queries::router(query)
+    let (routes, paths) = queries::router(query)
         .merge(probes::router(ingestor.clone(), metrics))
         .merge(events::router(ingestor, limits.body_bytes))
         .merge(codes::router(codes))
         .merge(access_routes)
+        .split_for_parts();
+    let document = openapi::document(paths);
+    let routes = routes
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", document))
         // After routing, so the door sees which route was matched.
         .route_layer(axum::middleware::from_fn_with_state(
             access,

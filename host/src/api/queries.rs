@@ -3,12 +3,14 @@
 //! - `POST /v1/sql` with `{"sql": "SELECT …"}`: read-only SQL over the key's project.
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::prelude::SessionContext;
 use promolens_ingest::ProjectZones;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery};
 use crate::access::{Caller, Permission};
@@ -23,31 +25,54 @@ pub struct QueryState {
     pub zones: ProjectZones,
 }
 
-pub fn router(state: QueryState) -> Router {
-    Router::new()
-        .route("/v1/projects/{project}/acquisition", get(acquisition))
-        .route("/v1/sql", post(sql))
+pub fn router(state: QueryState) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(acquisition))
+        .routes(routes!(sql))
         .with_state(state)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AcquisitionParams {
+    /// Dimensions, comma-separated, in order: `utm_source`, `utm_medium`, `utm_campaign`,
+    /// `utm_content`, `utm_term`, `code_id`, `code_kind`, `scene`, `path` (default `utm_source`).
+    #[param(example = "utm_source,utm_campaign")]
     by: Option<String>,
+    /// The past N complete days (default 7); or give `from` and `to`.
+    #[param(minimum = 1, maximum = 1096)]
     days: Option<u32>,
+    /// First day, inclusive (2000-01-01 to 2099-12-31; at most 1,096 days to `to`).
     from: Option<NaiveDate>,
+    /// Last day, inclusive.
     to: Option<NaiveDate>,
+    /// The moment "today" is taken from (default: now).
     now: Option<DateTime<Utc>>,
+    /// IANA time zone of the days (default: the project's).
+    #[param(example = "Asia/Shanghai")]
     tz: Option<String>,
 }
 
-#[derive(Serialize)]
+/// Acquisition by the asked dimensions over a window of whole days.
+#[derive(Serialize, ToSchema)]
 struct AcquisitionAnswer {
     project: String,
+    /// The dimensions, in order.
     by: Vec<String>,
     window: Window,
+    /// One object per combination of the dimensions' values: each dimension, then `new_users`
+    /// (first touch in the window), `users` and `launches`.
+    #[schema(value_type = Vec<Object>)]
     rows: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// New users, users and launches in a window, by UTM dimension, code or scene.
+#[utoipa::path(get, path = "/v1/projects/{project}/acquisition", tag = "analysis",
+    params(("project" = String, Path, description = "The project"), AcquisitionParams),
+    responses(
+        (status = 200, description = "The rows, largest `new_users` first", body = AcquisitionAnswer),
+        (status = 400, description = "A bad parameter (`field` names it)", body = super::error::ErrorBody),
+    ))]
 async fn acquisition(
     State(state): State<QueryState>,
     Path(project): Path<String>,
@@ -79,18 +104,34 @@ async fn acquisition(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct SqlRequest {
+    /// One read-only statement (`SELECT`, `EXPLAIN`, `SHOW`, `DESCRIBE`).
+    #[schema(example = "SELECT utm_source, count(*) AS launches FROM launch_events GROUP BY 1")]
     sql: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SqlAnswer {
+    /// The result's column names, in order.
     columns: Vec<String>,
+    /// One object per row.
+    #[schema(value_type = Vec<Object>)]
     rows: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// SQL over the caller's project only ([`crate::tables::project_session`]).
+#[utoipa::path(post, path = "/v1/sql", tag = "analysis",
+    description = "Read-only SQL (DataFusion's dialect) over the key's project: `launch_events`, \
+        `user_first_seen`, `promo_codes`, and `audit_log` for an admin. Rows of other projects \
+        are unreachable whatever the statement says.",
+    request_body = SqlRequest,
+    responses(
+        (status = 200, description = "The result", body = SqlAnswer),
+        (status = 400, description = "A statement that does not parse or plan (`bad_query`)", body = super::error::ErrorBody),
+        (status = 403, description = "A statement that writes (`read_only`), or a role without SQL", body = super::error::ErrorBody),
+    ))]
 async fn sql(
     State(state): State<QueryState>,
     Extension(caller): Extension<Caller>,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use promolens::access::Outcome;
 use promolens::access::registry::OPERATOR;
-use promolens::codes::{Code, CodesError, NewCode};
+use promolens::codes::{BatchOutcome, Code, CodesError, NewCode};
 use promolens::codes::{CodesState, authorize_project};
 
 #[derive(Subcommand)]
@@ -228,7 +228,7 @@ pub async fn run(state: CodesState, project: &str, action: CodesAction) -> anyho
             let text = std::fs::read_to_string(&csv)
                 .with_context(|| format!("reading {}", csv.display()))?;
             let rows = codes.batch_create(project, text).await.map_err(failed)?;
-            let made = rows.iter().filter(|r| r.outcome.is_ok()).count();
+            let made = rows.iter().filter(|r| r.outcome.is_created()).count();
             record(
                 "codes.batch",
                 format!("{made} of {} rows created", rows.len()),
@@ -237,11 +237,11 @@ pub async fn run(state: CodesState, project: &str, action: CodesAction) -> anyho
             let mut created = 0;
             for row in &rows {
                 match &row.outcome {
-                    Ok(code) => {
+                    BatchOutcome::Created(code) => {
                         created += 1;
                         println!("line {:>4}  {}  {}", row.line, code.id, row.name);
                     }
-                    Err(e) => println!(
+                    BatchOutcome::Failed(e) => println!(
                         "line {:>4}  error  {}: {}",
                         row.line,
                         row.name,

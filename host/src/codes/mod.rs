@@ -24,15 +24,15 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../schemas/wit",
         world: "plugin",
-        additional_derives: [serde::Serialize, serde::Deserialize],
+        additional_derives: [serde::Serialize, serde::Deserialize, utoipa::ToSchema],
     });
 }
 
 pub use bindings::Plugin;
 pub use bindings::promolens::codes::host::{CodeImage, WechatEndpoint};
 pub use bindings::promolens::codes::types::{
-    Authorization, BatchRow, Code, CodeKind, CodePreview, CodeRequest, Error as PluginError,
-    QuotaState,
+    Authorization, BatchOutcome, BatchRow, Code, CodeKind, CodePreview, CodeRequest,
+    Error as PluginError, QuotaState,
 };
 
 /// The plugin component, built from `plugin/` and embedded at build time (see `build.rs`).
@@ -127,11 +127,13 @@ pub fn open(
 
 /// A code request as people write it (HTTP JSON, CLI flags): flat UTM fields and defaults for
 /// everything optional; [`NewCode::into_request`] makes the plugin's `code-request` of it.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCode {
     pub name: String,
-    /// `A`, `B` or `C`.
+    /// `A` (a mini-program code; page and query in at most 128 bytes), `B` (a mini-program
+    /// code; page and a 32-character `scene`; unlimited) or `C` (a QR code; as A).
+    #[schema(value_type = CodeKind)]
     pub kind: String,
     pub page: String,
     pub utm_source: Option<String>,
@@ -152,6 +154,12 @@ pub struct NewCode {
     /// `release`, `trial` or `develop`.
     pub env_version: Option<String>,
     pub check_path: Option<bool>,
+}
+
+impl BatchOutcome {
+    pub fn is_created(&self) -> bool {
+        matches!(self, BatchOutcome::Created(_))
+    }
 }
 
 impl NewCode {

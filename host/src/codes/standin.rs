@@ -87,13 +87,11 @@ pub fn router(config: StandinConfig) -> Router {
 async fn stable_token(State(s): State<Standin>, Json(body): Json<Value>) -> Response {
     let app_id = body["appid"].as_str().unwrap_or_default();
     let secret = body["secret"].as_str().unwrap_or_default();
-    if !s
-        .config
-        .apps
-        .iter()
-        .any(|(a, k)| a == app_id && k == secret)
-    {
-        return error(40013, "invalid appid or secret");
+    // As WeChat: an unknown AppID is 40013, a wrong AppSecret for a known one 40125.
+    match s.config.apps.iter().find(|(a, _)| a == app_id) {
+        None => return error(40013, "invalid appid"),
+        Some((_, k)) if k != secret => return error(40125, "invalid appsecret"),
+        Some(_) => {}
     }
     let mut c = s.counters.lock().unwrap_or_else(|e| e.into_inner());
     c.token_fetches += 1;
