@@ -34,6 +34,10 @@ pub enum Error {
     },
     #[error("event rejected: {0}")]
     Event(#[from] EventError),
+    /// Storage failed while the request waited on it (reading the event ids a partition holds,
+    /// to dedupe against): nothing of the request was stored; a retry may succeed.
+    #[error("storage is unavailable: {0}")]
+    StorageUnavailable(String),
     /// The ingest pipeline has stopped (shutting down, or its writer thread failed).
     #[error("ingest pipeline is not running: {0}")]
     Stopped(String),

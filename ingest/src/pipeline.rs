@@ -9,6 +9,8 @@
 //! one Parquet file per partition and then deletes the sealed segments.
 
 mod buffer;
+#[cfg(test)]
+mod cold_partition_tests;
 mod committer;
 #[cfg(test)]
 mod durability_tests;
@@ -112,6 +114,12 @@ enum Command {
     Flush {
         reply: oneshot::Sender<Result<()>>,
     },
+    /// The event ids stored in a partition, read off the committer thread (see
+    /// [`Committer::start_loading`]).
+    Loaded {
+        key: PartitionKey,
+        ids: Result<crate::dedupe::IdSet>,
+    },
     Tick,
     Shutdown {
         reply: oneshot::Sender<Result<()>>,
@@ -201,6 +209,9 @@ impl Ingestor {
             storage: storage.clone(),
             handle,
             index: DedupeIndex::new(config.dedupe_max_ids),
+            loading: Default::default(),
+            parked: Vec::new(),
+            loads: commands.downgrade(),
             wal,
             buffer: Buffer::default(),
             partitions: PartitionResolver::new(config.zones.clone()),

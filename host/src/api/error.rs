@@ -55,7 +55,7 @@ impl From<promolens_ingest::Error> for ApiError {
                 field: Some("project".into()),
                 ..ApiError::bad_request(error.to_string())
             },
-            Error::Stopped(_) => ApiError::new(
+            Error::Stopped(_) | Error::StorageUnavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 format!("{error}; retry with the same event ids"),

@@ -1,13 +1,29 @@
 //! The committer: the one thread that owns the order-dependent state (dedupe index, write-ahead
 //! log, buffer), takes every waiting request at once (group commit), and hands flush jobs over.
+//!
+//! It never waits on storage for a request: an append touching a partition whose stored event
+//! ids are not in the index yet is parked while a task reads them (a LIST and the files' id
+//! columns), and the committer goes on answering every other request. When the ids arrive
+//! ([`Command::Loaded`]), the parked appends are taken again, in their order of arrival.
+
+use std::collections::HashSet;
 
 use super::*;
+
+/// An append waiting for the stored ids of partitions being read.
+type Parked = (LaunchRows, oneshot::Sender<Result<AppendOutcome>>);
 
 pub(super) struct Committer {
     pub(super) config: IngestConfig,
     pub(super) storage: Storage,
     pub(super) handle: Handle,
     pub(super) index: DedupeIndex,
+    /// Partitions whose stored ids are being read.
+    pub(super) loading: HashSet<PartitionKey>,
+    /// Appends waiting for some of those, in order of arrival.
+    pub(super) parked: Vec<Parked>,
+    /// Where a load sends its ids (weak: the channel still closes when the handles go).
+    pub(super) loads: mpsc::WeakSender<Command>,
     pub(super) wal: Option<Wal>,
     pub(super) buffer: Buffer,
     pub(super) partitions: PartitionResolver,
@@ -32,16 +48,28 @@ impl Committer {
             let mut appends = Vec::new();
             let mut flush_waiters = Vec::new();
             let mut shutdown = None;
+            let mut loaded = false;
             for command in group {
                 match command {
                     Command::Append { rows, reply } => appends.push((rows, reply)),
                     Command::Flush { reply } => flush_waiters.push(reply),
+                    Command::Loaded { key, ids } => {
+                        self.take_loaded(key, ids);
+                        loaded = true;
+                    }
                     Command::Tick => {}
                     Command::Shutdown { reply } => shutdown = Some(reply),
                 }
             }
+            if loaded || shutdown.is_some() {
+                // Parked appends arrived first: they go first. On shutdown, each waits for its
+                // ids here rather than being dropped.
+                let mut waiting = std::mem::take(&mut self.parked);
+                waiting.append(&mut appends);
+                appends = waiting;
+            }
             if !appends.is_empty() {
-                self.commit_group(appends);
+                self.commit_group(appends, shutdown.is_none());
             }
             let due = self.buffer.rows() >= self.config.flush_rows
                 || self
@@ -67,8 +95,9 @@ impl Committer {
         }
     }
 
-    /// Dedupes, logs and buffers a group of appends, then answers each.
-    fn commit_group(&mut self, appends: Vec<(LaunchRows, oneshot::Sender<Result<AppendOutcome>>)>) {
+    /// Dedupes, logs and buffers a group of appends, then answers each; with `park`, an append
+    /// that touches a partition whose ids are not loaded waits for them (and the others go on).
+    fn commit_group(&mut self, appends: Vec<Parked>, park: bool) {
         let mut payload = Vec::new();
         let mut decided = Vec::with_capacity(appends.len());
         for (rows, reply) in appends {
@@ -78,7 +107,22 @@ impl Committer {
                 )));
                 continue;
             }
-            match self.dedupe(&rows) {
+            let groups = self.partition_groups(&rows);
+            if park {
+                let cold: Vec<PartitionKey> = groups
+                    .iter()
+                    .filter(|(key, _)| !self.index.is_loaded(key))
+                    .map(|(key, _)| PartitionKey::clone(key))
+                    .collect();
+                if !cold.is_empty() {
+                    for key in cold {
+                        self.start_loading(key);
+                    }
+                    self.parked.push((rows, reply));
+                    continue;
+                }
+            }
+            match self.dedupe(&rows, groups) {
                 Ok((stored, groups)) => {
                     if self.wal.is_some() {
                         for i in (0..rows.len()).filter(|&i| stored[i]) {
@@ -126,15 +170,67 @@ impl Committer {
         self.buffer.add(&rows.batch, groups);
     }
 
-    /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use.
-    /// Returns the flags and the rows of each partition.
-    fn dedupe(&mut self, rows: &LaunchRows) -> Result<(Vec<bool>, Partitioned)> {
+    /// The rows of each partition the rows fall in.
+    fn partition_groups(&mut self, rows: &LaunchRows) -> Partitioned {
         let keys: Vec<Arc<PartitionKey>> = rows
             .event_times()
             .iter()
             .map(|&t| self.partitions.key(&rows.project, t))
             .collect();
-        let groups = rows_by_partition(&keys);
+        rows_by_partition(&keys)
+    }
+
+    /// Reads a partition's stored ids on a task of the runtime, which sends them back as
+    /// [`Command::Loaded`]; once per partition however many appends wait for it.
+    fn start_loading(&mut self, key: PartitionKey) {
+        if !self.loading.insert(key.clone()) {
+            return;
+        }
+        let (storage, loads) = (self.storage.clone(), self.loads.clone());
+        self.handle.spawn(async move {
+            let ids = load_partition_ids(&storage, &key).await;
+            if let Some(commands) = loads.upgrade() {
+                // The committer has ended when this fails: nobody waits any more.
+                let _ = commands.send(Command::Loaded { key, ids }).await;
+            }
+        });
+    }
+
+    /// A partition's ids, read: into the index. When they could not be read, the appends
+    /// waiting for them are answered with the error (nothing of theirs was stored).
+    fn take_loaded(&mut self, key: PartitionKey, ids: Result<crate::dedupe::IdSet>) {
+        self.loading.remove(&key);
+        match ids {
+            Ok(ids) => {
+                if !self.index.is_loaded(&key) {
+                    self.index.insert_loaded(key, ids);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, partition = ?key, "could not read a partition's stored event ids");
+                let message = format!(
+                    "reading the events stored for {} {}: {e}",
+                    key.project, key.dt
+                );
+                let parked = std::mem::take(&mut self.parked);
+                for (rows, reply) in parked {
+                    if self.partition_groups(&rows).iter().any(|(k, _)| **k == key) {
+                        let _ = reply.send(Err(Error::StorageUnavailable(message.clone())));
+                    } else {
+                        self.parked.push((rows, reply));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use
+    /// (blocking: at start, on shutdown). Returns the flags and the rows of each partition.
+    fn dedupe(
+        &mut self,
+        rows: &LaunchRows,
+        groups: Partitioned,
+    ) -> Result<(Vec<bool>, Partitioned)> {
         let mut stored = vec![false; rows.len()];
         for (key, group) in &groups {
             if !self.index.is_loaded(key) {
@@ -178,7 +274,8 @@ impl Committer {
 
     /// Used for the replay at start: dedupe and buffer without logging again.
     fn accept(&mut self, rows: LaunchRows) -> Result<AppendOutcome> {
-        let (stored, groups) = self.dedupe(&rows)?;
+        let groups = self.partition_groups(&rows);
+        let (stored, groups) = self.dedupe(&rows, groups)?;
         self.buffer_rows(&rows, groups, &stored);
         Ok(AppendOutcome { stored })
     }

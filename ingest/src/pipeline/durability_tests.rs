@@ -3,38 +3,12 @@
 //! fsynced, `durable_store`); a flush that cannot be stored deletes nothing, and the next start
 //! stores its events from the log.
 
-use std::fmt;
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
-};
-
+use super::testing::Hooked;
 use super::*;
-
-/// A store that watches the write-ahead log while it stores, and can be made to fail.
-#[derive(Debug)]
-struct Watched {
-    inner: Arc<dyn ObjectStore>,
-    wal_dir: PathBuf,
-    failing: AtomicBool,
-    /// For each stored file: the log segments that existed once its put had returned.
-    stored: Mutex<Vec<(String, Vec<u64>)>>,
-}
-
-impl fmt::Display for Watched {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Watched({})", self.inner)
-    }
-}
 
 fn segments_in(dir: &std::path::Path) -> Vec<u64> {
     let mut found: Vec<u64> = std::fs::read_dir(dir)
@@ -51,76 +25,10 @@ fn segments_in(dir: &std::path::Path) -> Vec<u64> {
     found
 }
 
-#[async_trait]
-impl ObjectStore for Watched {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(object_store::Error::Generic {
-                store: "Watched",
-                source: "injected: the disk is gone".into(),
-            });
-        }
-        let result = self.inner.put_opts(location, payload, opts).await?;
-        let present = segments_in(&self.wal_dir);
-        self.stored
-            .lock()
-            .unwrap()
-            .push((location.to_string(), present));
-        Ok(result)
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, Result<Path>>,
-    ) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        self.inner.rename_opts(from, to, options).await
-    }
-}
-
+/// Events `e<i>` of one day, one user each.
 fn events(ids: std::ops::Range<usize>, ingestor: &Ingestor) -> LaunchRows {
-    let mut rows = ingestor.rows("p");
-    for id in ids {
-        let line = format!(r#"{{"event_id":"e{id}","user_id":"u{id}","ts":1763942400000}}"#);
-        rows.push_json(&line, &Default::default()).unwrap();
-    }
-    rows.finish().unwrap()
+    let ids: Vec<String> = ids.map(|id| format!("e{id}")).collect();
+    testing::launch_rows(ingestor, 1_763_942_400_000, &ids)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,14 +36,29 @@ async fn no_log_segment_is_deleted_before_its_files_are_stored_and_a_failed_flus
     let data = tempfile::tempdir().unwrap();
     let wal = tempfile::tempdir().unwrap();
     let local = Storage::open(data.path().to_str().unwrap()).unwrap();
-    let watched = Arc::new(Watched {
-        inner: local.store.clone(),
-        wal_dir: wal.path().to_path_buf(),
-        failing: AtomicBool::new(false),
-        stored: Mutex::default(),
+    // The store can be made to fail, and notes for each stored file the log segments that
+    // existed once its put had returned.
+    let failing = Arc::new(AtomicBool::new(false));
+    type Notes = Vec<(String, Vec<u64>)>;
+    let stored: Arc<Mutex<Notes>> = Arc::default();
+    let mut hooked = Hooked::new(local.store.clone());
+    let fail = failing.clone();
+    hooked.before_put = Box::new(move |_| {
+        if fail.load(Ordering::SeqCst) {
+            return Err(object_store::Error::Generic {
+                store: "Hooked",
+                source: "injected: the disk is gone".into(),
+            });
+        }
+        Ok(())
+    });
+    let (notes, wal_dir): (_, PathBuf) = (stored.clone(), wal.path().to_path_buf());
+    hooked.after_put = Box::new(move |location| {
+        let present = segments_in(&wal_dir);
+        notes.lock().unwrap().push((location.to_string(), present));
     });
     let storage = Storage {
-        store: watched.clone(),
+        store: Arc::new(hooked),
         ..local.clone()
     };
     let mut config = IngestConfig::new(chrono_tz::UTC);
@@ -150,7 +73,7 @@ async fn no_log_segment_is_deleted_before_its_files_are_stored_and_a_failed_flus
     ingestor.append(events(0..10, &ingestor)).await.unwrap();
     assert_eq!(segments_in(wal.path()), [1]);
     ingestor.flush().await.unwrap();
-    let stored = std::mem::take(&mut *watched.stored.lock().unwrap());
+    let stored = std::mem::take(&mut *stored.lock().unwrap());
     assert!(stored.len() >= 2, "{stored:?}");
     for (file, present) in &stored {
         assert!(
@@ -161,7 +84,7 @@ async fn no_log_segment_is_deleted_before_its_files_are_stored_and_a_failed_flus
     assert_eq!(segments_in(wal.path()), [2]);
 
     // The disk fails: the flush fails (after its retries) and its segment stays.
-    watched.failing.store(true, Ordering::SeqCst);
+    failing.store(true, Ordering::SeqCst);
     ingestor.append(events(10..20, &ingestor)).await.unwrap();
     assert!(ingestor.flush().await.is_err());
     assert!(
@@ -171,7 +94,7 @@ async fn no_log_segment_is_deleted_before_its_files_are_stored_and_a_failed_flus
     drop(ingestor);
 
     // The next start (the disk back) stores the failed flush's events from the log, once.
-    watched.failing.store(false, Ordering::SeqCst);
+    failing.store(false, Ordering::SeqCst);
     let ingestor = Ingestor::start(storage.clone(), config).await.unwrap();
     ingestor.shutdown().await.unwrap();
     let expected: Vec<String> = {

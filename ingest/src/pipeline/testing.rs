@@ -1,6 +1,18 @@
-//! Rows and partitions for the pipeline's unit tests.
+//! Rows, partitions and a store with hooks for the pipeline's unit tests.
 
+use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+};
 
 use arrow_array::{RecordBatch, StringArray, TimestampMillisecondArray};
 use bytes::Bytes;
@@ -19,6 +31,21 @@ pub fn launches(first_id: usize, times: &[i64]) -> RecordBatch {
         rows.push_json(&line, &Default::default()).unwrap();
     }
     rows.finish().unwrap().batch
+}
+
+/// Rows of project `p` from `ingestor`, one event per id at time `ts` (ms), user `u<id>`.
+pub fn launch_rows(
+    ingestor: &super::Ingestor,
+    ts: i64,
+    ids: &[impl AsRef<str>],
+) -> crate::record::LaunchRows {
+    let mut rows = ingestor.rows("p");
+    for id in ids {
+        let id = id.as_ref();
+        let line = format!(r#"{{"event_id":"{id}","user_id":"u{id}","ts":{ts}}}"#);
+        rows.push_json(&line, &Default::default()).unwrap();
+    }
+    rows.finish().unwrap()
 }
 
 /// Partition `dt` of project `p`.
@@ -87,4 +114,123 @@ pub async fn stored_event_ids(storage: &crate::storage::Storage) -> Vec<String> 
     let mut ids: Vec<String> = rows.into_iter().map(|(id, _)| id).collect();
     ids.sort();
     ids
+}
+
+/// Runs before each put; an error fails the put.
+pub type BeforePut = Box<dyn Fn(&Path) -> object_store::Result<()> + Send + Sync>;
+/// Runs before each listing: the listing starts once the future is done; an error fails it.
+pub type BeforeList =
+    Box<dyn Fn(Option<&Path>) -> BoxFuture<'static, object_store::Result<()>> + Send + Sync>;
+
+/// A store that runs hooks around puts and before lists (to fail them, watch them, hold them).
+pub struct Hooked {
+    inner: Arc<dyn ObjectStore>,
+    pub before_put: BeforePut,
+    /// After each put that succeeded.
+    pub after_put: Box<dyn Fn(&Path) + Send + Sync>,
+    pub before_list: BeforeList,
+}
+
+impl Hooked {
+    /// Hooks that do nothing, to replace.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Hooked {
+        Hooked {
+            inner,
+            before_put: Box::new(|_| Ok(())),
+            after_put: Box::new(|_| {}),
+            before_list: Box::new(|_| Box::pin(async { Ok(()) })),
+        }
+    }
+}
+
+impl fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hooked({})", self.inner)
+    }
+}
+
+impl fmt::Display for Hooked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hooked({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Hooked {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        (self.before_put)(location)?;
+        let result = self.inner.put_opts(location, payload, opts).await?;
+        (self.after_put)(location);
+        Ok(result)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let wait = (self.before_list)(prefix);
+        let (inner, prefix) = (self.inner.clone(), prefix.cloned());
+        futures::stream::once(wait)
+            .flat_map(move |ready| match ready {
+                Ok(()) => inner.list(prefix.as_ref()),
+                Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+            })
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        (self.before_list)(prefix).await?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
 }
