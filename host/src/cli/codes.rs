@@ -9,6 +9,7 @@ use promolens::access::Outcome;
 use promolens::access::registry::OPERATOR;
 use promolens::codes::{BatchOutcome, Code, CodesError, NewCode};
 use promolens::codes::{CodesState, authorize_project};
+use promolens_ingest::Storage;
 
 #[derive(Subcommand)]
 pub enum CodesAction {
@@ -253,4 +254,74 @@ pub async fn run(state: CodesState, project: &str, action: CodesAction) -> anyho
         }
     }
     Ok(())
+}
+
+/// Code management settings (WeChat, credentials, the plugin).
+#[derive(clap::Args)]
+pub struct CodesArgs {
+    /// WeChat API base URL. With --demo and no URL, a local WeChat stand-in is started and
+    /// project `demo` is authorized against it.
+    #[arg(long, env = "PROMOLENS_WECHAT_URL")]
+    pub wechat_url: Option<String>,
+    /// 64 hexadecimal digits: the key that encrypts stored WeChat credentials.
+    #[arg(long, env = "PROMOLENS_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Folder of compiled plugin components (default ~/.cache/promolens/components).
+    #[arg(long, env = "PROMOLENS_COMPONENT_CACHE")]
+    pub component_cache: Option<PathBuf>,
+}
+
+impl CodesArgs {
+    pub async fn open(
+        self,
+        storage: &Storage,
+        demo: bool,
+    ) -> anyhow::Result<promolens::codes::CodesState> {
+        use promolens::codes::{self, credentials, standin};
+        let configured_key = match &self.secret_key {
+            Some(hex) => Some(credentials::parse_key(hex)?),
+            None => None,
+        };
+        let mut secret_key = configured_key;
+        let mut standin_url = None;
+        let wechat_url = match self.wechat_url {
+            Some(url) => url,
+            None if demo => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let url = format!("http://{}", listener.local_addr()?);
+                tokio::spawn(standin::serve(listener, standin::StandinConfig::default()));
+                tracing::info!(%url, "demo: WeChat stand-in started");
+                standin_url = Some(url.clone());
+                url
+            }
+            None => codes::wechat::DEFAULT_BASE_URL.to_string(),
+        };
+        if secret_key.is_none() && demo {
+            // A key for this run only: demo credentials are registered again at each start.
+            let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+            let mut key = [0u8; 32];
+            key[..16].copy_from_slice(a.as_bytes());
+            key[16..].copy_from_slice(b.as_bytes());
+            secret_key = Some(key);
+        }
+        let cache_dir = self.component_cache.or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/promolens/components"))
+        });
+        let config = codes::CodesConfig {
+            wechat_url,
+            secret_key,
+            cache_dir,
+            cache_key: configured_key,
+            limits: Default::default(),
+        };
+        let state = codes::open(storage, &config)?;
+        if standin_url.is_some() {
+            let (app_id, secret) = standin::StandinConfig::default().apps[0].clone();
+            codes::authorize_project(&state, "demo", app_id, secret)
+                .await
+                .map_err(|e| anyhow::anyhow!("authorizing the demo project: {e}"))?;
+        }
+        Ok(state)
+    }
 }

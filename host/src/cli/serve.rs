@@ -11,7 +11,8 @@ use chrono::Utc;
 use promolens::access::{Registry, Role};
 use promolens_ingest::{IngestConfig, Ingestor, ProjectZones, Storage};
 
-use crate::{CodesArgs, DEFAULT_TZ, registry};
+use super::codes::CodesArgs;
+use super::{DEFAULT_TZ, registry};
 
 pub async fn run(
     config: Option<&Path>,

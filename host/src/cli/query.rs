@@ -1,0 +1,85 @@
+//! `promolens acquisition` and `promolens sql`: the analyses of the HTTP API, on the data
+//! directory, as a table, CSV or JSON.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use promolens::acquisition::{AcquisitionQuery, parse_dimensions, parse_tz, window};
+use promolens::output::{self, Format};
+use promolens_ingest::ProjectZones;
+
+use super::{DEFAULT_TZ, DataArgs, registry};
+
+#[derive(clap::Args)]
+pub struct AcquisitionArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long)]
+    project: String,
+    /// Dimensions, comma-separated: utm_source, utm_medium, utm_campaign, utm_content,
+    /// utm_term, code_id, code_kind, scene, launch_type, path.
+    #[arg(long, default_value = "utm_source")]
+    by: String,
+    /// The N complete days before today (default 7).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    days: Option<u32>,
+    /// First day, YYYY-MM-DD (with --to).
+    #[arg(long, requires = "to")]
+    from: Option<NaiveDate>,
+    /// Last day, included.
+    #[arg(long, requires = "from")]
+    to: Option<NaiveDate>,
+    /// What "now" is, RFC 3339 (default: the clock).
+    #[arg(long)]
+    now: Option<DateTime<Utc>>,
+    /// Time zone of the days (default: the project's).
+    #[arg(long)]
+    tz: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+pub async fn acquisition(args: AcquisitionArgs) -> anyhow::Result<()> {
+    let storage = args.data.open()?;
+    let tz = match args.tz {
+        Some(name) => parse_tz(&name)?,
+        None => registry(&storage, &ProjectZones::new(DEFAULT_TZ))
+            .await?
+            .project(&args.project)
+            .map_or(DEFAULT_TZ, |p| p.zone()),
+    };
+    let ctx = promolens::tables::session(&storage).await?;
+    let now = args.now.unwrap_or_else(Utc::now);
+    let query = AcquisitionQuery {
+        project: args.project,
+        by: parse_dimensions(&args.by)?,
+        window: window(args.days, args.from, args.to, now, tz)?,
+    };
+    let batches = query.run(&ctx).await?;
+    if args.format == Format::Table {
+        println!(
+            "project {}, {} to {} ({})",
+            query.project,
+            query.window.from,
+            query.window.to,
+            query.window.tz.name()
+        );
+    }
+    output::write(&batches, args.format, &mut std::io::stdout().lock())?;
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    query: String,
+}
+
+pub async fn sql(args: SqlArgs) -> anyhow::Result<()> {
+    let storage = args.data.open()?;
+    let ctx = promolens::tables::session(&storage).await?;
+    let batches = promolens::sql::query(&ctx, &args.query).await?;
+    output::write(&batches, args.format, &mut std::io::stdout().lock())?;
+    Ok(())
+}
