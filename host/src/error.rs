@@ -34,6 +34,9 @@ pub enum Error {
     /// Reading or writing the data directory's records (projects, keys, audit log).
     #[error("storage: {0}")]
     Storage(String),
+    /// The process could not be set up as configured (the metrics recorder, a listener).
+    #[error("setting up: {0}")]
+    Setup(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

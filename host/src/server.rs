@@ -26,7 +26,7 @@ pub fn metrics_recorder() -> crate::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets(&BUCKETS)
         .and_then(|b| b.install_recorder())
-        .map_err(|e| Error::Storage(format!("installing the metrics recorder: {e}")))?;
+        .map_err(|e| Error::Setup(format!("installing the metrics recorder: {e}")))?;
     let upkeep = handle.clone();
     tokio::spawn(async move {
         loop {

@@ -363,14 +363,18 @@ fn a_key_of_one_project_reaches_nothing_of_another() {
         );
     }
     assert_eq!(sql(&w.demo.ingest, "SELECT 1").0, 403);
-    // A project that does not exist is 404 whoever asks.
-    let (status, answer) =
-        w.server
-            .ingest_with("ghost", &w.demo.ingest, event.as_bytes().to_vec(), false);
-    assert_eq!(
-        (status, answer["error"]["code"].as_str()),
-        (404, Some("not_found"))
-    );
+    // Whether another project exists is not for a key to learn: one that does not is refused
+    // as one that does (403), not 404.
+    for project in ["ghost", "other"] {
+        let (status, answer) =
+            w.server
+                .ingest_with(project, &w.demo.ingest, event.as_bytes().to_vec(), false);
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{project}"
+        );
+    }
 }
 
 #[test]

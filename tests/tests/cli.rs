@@ -266,15 +266,16 @@ fn http_errors_say_what_and_by_how_much() {
         "field `query.utm_campaign` is 2100 bytes, over the 2048-byte limit by 52 bytes"
     );
 
-    // A bad project name in the URL; a project that does not exist.
+    // A bad project name in the URL; a project that does not exist (refused as any other
+    // project is: the key learns nothing of it).
     let (status, answer) =
         server.ingest_with("bad.name", &keys.ingest, GOOD.as_bytes().to_vec(), false);
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["field"], "project");
     let (status, answer) =
         server.ingest_with("nowhere", &keys.ingest, GOOD.as_bytes().to_vec(), false);
-    assert_eq!(status, 404, "{answer}");
-    assert_eq!(answer["error"]["code"], "not_found");
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["error"]["code"], "forbidden");
 
     // Bad query arguments.
     let response = promolens_tests::http_client()

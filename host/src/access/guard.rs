@@ -1,8 +1,9 @@
 //! The door of every route: which permission each route needs ([`door`]), and the layer that
 //! checks the caller's key against it before the handler runs.
 //!
-//! Order of the checks: a valid key (401), the project of the route exists (404), the key is of
-//! that project (403), its role allows the route (403). A route missing from the table needs
+//! Order of the checks: a valid key (401), the key is of the route's project (403, whether that
+//! project exists or not: a key learns nothing of other projects), the project exists (404), its
+//! role allows the route (403). A route missing from the table needs
 //! the admin role, so a route added without a line here is closed, not open.
 
 use crate::api::ApiError;
@@ -119,6 +120,14 @@ async fn admit(
             }
             .into_response());
         }
+        // Another project's route is refused before looking it up: whether it exists is not
+        // for this key to learn (an ingest key is public).
+        if project != key.project {
+            return Err(refuse(format!(
+                "this key belongs to project {}, not {project}",
+                key.project
+            )));
+        }
         if access.registry.project(project).is_err() {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -126,12 +135,6 @@ async fn admit(
                 format!("project {project} does not exist"),
             )
             .into_response());
-        }
-        if project != key.project {
-            return Err(refuse(format!(
-                "this key belongs to project {}, not {project}",
-                key.project
-            )));
         }
     }
     if !key.role.allows(permission) {
