@@ -20,28 +20,23 @@ mod spill;
 #[cfg(test)]
 mod testing;
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arrow_array::RecordBatch;
 use chrono_tz::Tz;
-use object_store::{ObjectStoreExt, PutPayload};
 use promolens_schemas::Limits;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::dedupe::{DedupeIndex, load_partition_ids};
+use crate::dedupe::DedupeIndex;
 use crate::error::{Error, Result};
-use crate::first_seen::{self, StoredFirstSeen, earliest_per_user};
-use crate::internal_events::{FlushFailed, FlushStored, InternalEvent};
-use crate::parquet_io::{Table, write_parquet};
+use crate::first_seen::StoredFirstSeen;
 use crate::partition::{PartitionKey, PartitionResolver, ProjectZones};
 use crate::record::{LaunchRows, LaunchRowsBuilder};
 use crate::storage::Storage;
-use crate::wal::{Replay, Wal, delete_segments};
+use crate::wal::Wal;
 
 /// How the pipeline buffers and makes events durable.
 #[derive(Debug, Clone)]
@@ -138,7 +133,7 @@ pub struct Ingestor {
 use buffer::Buffer;
 use committer::Committer;
 use flusher::{run_flusher, run_spilling_flusher};
-use spill::{SPILL_BELOW_ROWS, Spill, write_files};
+use spill::Spill;
 
 struct FlushJob {
     generation: u64,
@@ -357,7 +352,7 @@ mod tests {
 
     /// Every `user_first_seen` row stored, as (user, first time), in file order.
     async fn first_seen_rows(storage: &Storage) -> Vec<(String, i64)> {
-        let folder = first_seen::relative_dir("p");
+        let folder = crate::first_seen::relative_dir("p");
         testing::stored_rows(storage, &folder, ["user_id", "first_time"]).await
     }
 

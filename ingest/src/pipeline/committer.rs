@@ -8,7 +8,21 @@
 
 use std::collections::HashSet;
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use super::buffer::Buffer;
+use super::{AppendOutcome, Command, FlushJob, IngestConfig};
+use crate::dedupe::{DedupeIndex, load_partition_ids};
+use crate::error::{Error, Result};
+use crate::partition::{PartitionKey, PartitionResolver};
+use crate::record::LaunchRows;
+use crate::storage::Storage;
+use crate::wal::{Replay, Wal};
 
 /// An append waiting for the stored ids of partitions being read.
 type Parked = (LaunchRows, oneshot::Sender<Result<AppendOutcome>>);

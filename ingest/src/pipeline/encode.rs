@@ -2,7 +2,15 @@
 //! `user_first_seen` rows that no stored file covers.
 
 use super::flusher::EncodedFlush;
-use super::*;
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+
+use super::buffer::Buffer;
+use crate::error::Result;
+use crate::first_seen::{self, StoredFirstSeen, earliest_per_user};
+use crate::parquet_io::{Table, write_parquet};
+use crate::partition::PartitionKey;
 
 /// Encodes one flush, its files named `name` in their folders. A project's `user_first_seen`
 /// file holds only the rows no stored file covers, and is left out when there are none.

@@ -3,7 +3,24 @@
 //! small pieces of a day to local disk first.
 
 use super::encode::{encode_first_seen, encode_flush};
-use super::*;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use object_store::{ObjectStoreExt, PutPayload};
+use tokio::sync::mpsc;
+
+use super::FlushJob;
+use super::spill::{SPILL_BELOW_ROWS, Spill, write_files};
+use crate::error::{Error, Result};
+use crate::first_seen::StoredFirstSeen;
+use crate::internal_events::{FlushFailed, FlushStored, InternalEvent};
+use crate::parquet_io::{Table, write_parquet};
+use crate::storage::Storage;
+use crate::wal::delete_segments;
 
 /// Flush jobs encoded at the same time (on blocking threads). Two keep both cores busy at the end
 /// of a backfill, when only encoding is left; their files are still stored in job order.
