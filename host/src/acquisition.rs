@@ -291,7 +291,12 @@ impl AcquisitionQuery {
     /// the first touches come from that one snapshot: a flush landing meanwhile cannot make users
     /// appear without their new users. (A window is at most a few hundred thousand rows of five
     /// narrow columns for a week of a busy mini-program.)
+    /// Runs the query (again once if compaction removed a file under it).
     pub async fn run(&self, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
+        crate::sql::again_if_files_vanished(|| self.run_once(ctx)).await
+    }
+
+    async fn run_once(&self, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
         promolens_schemas::event::validate_project_name(&self.project)
             .map_err(|m| Error::invalid("project", m))?;
         let project = ScalarValue::Utf8(Some(self.project.clone()));

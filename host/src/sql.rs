@@ -30,7 +30,43 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
 
 /// Runs `sql` and collects its result.
 pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    collect(plan(ctx, sql).await?).await
+    Ok(query_with_schema(ctx, sql).await?.1)
+}
+
+/// Runs `sql`: its result's schema (the columns, also of an empty result) and batches.
+pub async fn query_with_schema(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    again_if_files_vanished(|| async {
+        let frame = plan(ctx, sql).await?;
+        let schema = frame.schema().inner().clone();
+        Ok((schema, collect(frame).await?))
+    })
+    .await
+}
+
+/// Runs `attempt` once more when a file it was reading was removed under it: compaction removes
+/// the files it replaced after a grace period (60 s by default), and a query slower than that
+/// still held the old listing. The second attempt plans afresh, so it lists the new files.
+pub async fn again_if_files_vanished<T, F, A>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> A,
+    A: std::future::Future<Output = Result<T>>,
+{
+    match attempt().await {
+        Err(Error::Query(e)) if files_vanished(&e) => {
+            tracing::info!(error = %e, "a file was replaced during the query; running it again");
+            attempt().await
+        }
+        other => other,
+    }
+}
+
+/// Whether the error is object_store's "not found" for a file being read.
+fn files_vanished(error: &DataFusionError) -> bool {
+    let message = error.to_string();
+    message.contains("Object at location") && message.contains("not found")
 }
 
 /// Collects a result; an empty one is one empty batch, so that its columns still show.

@@ -142,14 +142,8 @@ async fn sql(
         tables.push(crate::access::audit::AUDIT_LOG);
     }
     let ctx = crate::tables::project_session(&state.ctx, &caller.project, &tables).await?;
-    let frame = crate::sql::plan(&ctx, &request.sql).await?;
-    let columns = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let batches = crate::sql::collect(frame).await?;
+    let (schema, batches) = crate::sql::query_with_schema(&ctx, &request.sql).await?;
+    let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
     Ok(Json(SqlAnswer {
         columns,
         rows: json_rows(&batches)?,
