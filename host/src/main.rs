@@ -86,6 +86,8 @@ enum Command {
     Sql(cli::query::SqlArgs),
     /// Generate realistic launch events as NDJSON (.gz compresses).
     Gen(cli::generate::GenArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` answers).
+    Openapi,
 }
 
 /// glibc's malloc serves blocks over 128 KiB (raising that bar as they are freed, up to 32 MiB)
@@ -179,6 +181,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Acquisition(args) => cli::query::acquisition(args).await?,
         Command::Sql(args) => cli::query::sql(args).await?,
         Command::Gen(args) => cli::generate::run(args).await?,
+        Command::Openapi => println!("{}", promolens::api::document().to_pretty_json()?),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -76,6 +76,11 @@ fn the_document_describes_every_route_its_roles_and_errors() {
     }
     operations.sort();
     assert_eq!(operations.len(), 27, "{operations:#?}");
+    // The same document without a server (the console's types are generated from it).
+    let printed = promolens_tests::promolens(&["openapi"]);
+    assert!(printed.status.success());
+    let printed: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(printed, doc);
     let code = &doc["paths"]["/v1/projects/{project}/codes"]["post"];
     assert_eq!(
         code["security"],

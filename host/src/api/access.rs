@@ -33,7 +33,8 @@ pub struct AccessState {
     pub tables: SessionContext,
 }
 
-pub fn router(state: AccessState) -> OpenApiRouter {
+/// The routes, before their state is given (the document is read off them without a server).
+pub fn routes() -> OpenApiRouter<AccessState> {
     OpenApiRouter::new()
         .routes(routes!(me))
         .routes(routes!(project))
@@ -43,7 +44,6 @@ pub fn router(state: AccessState) -> OpenApiRouter {
         .routes(routes!(revoke_invitation))
         .routes(routes!(accept))
         .routes(routes!(audit))
-        .with_state(state)
 }
 
 /// The caller's key (never the key itself) and its project.

@@ -101,7 +101,8 @@ impl From<CodesError> for ApiError {
     }
 }
 
-pub fn router(state: CodesState) -> OpenApiRouter {
+/// The routes, before their state is given (the document is read off them without a server).
+pub fn routes() -> OpenApiRouter<CodesState> {
     OpenApiRouter::new()
         .routes(routes!(authorization, authorize, revoke))
         .routes(routes!(create, list))
@@ -109,7 +110,6 @@ pub fn router(state: CodesState) -> OpenApiRouter {
         .routes(routes!(image))
         .routes(routes!(batch))
         .routes(routes!(preview))
-        .with_state(state)
 }
 
 fn check_project(project: &str) -> Result<(), ApiError> {

@@ -14,18 +14,15 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 
 #[derive(Clone)]
-struct EventsState {
-    ingestor: Arc<Ingestor>,
-    body_limit: usize,
+pub struct EventsState {
+    pub ingestor: Arc<Ingestor>,
+    /// Largest body, also once inflated.
+    pub body_limit: usize,
 }
 
-pub fn router(ingestor: Arc<Ingestor>, body_limit: usize) -> OpenApiRouter {
-    OpenApiRouter::new()
-        .routes(routes!(ingest_events))
-        .with_state(EventsState {
-            ingestor,
-            body_limit,
-        })
+/// The routes, before their state is given (the document is read off them without a server).
+pub fn routes() -> OpenApiRouter<EventsState> {
+    OpenApiRouter::new().routes(routes!(ingest_events))
 }
 
 /// One launch of the mini-program, as the SDK sends it (DESIGN.md, "Wire format limits"). This

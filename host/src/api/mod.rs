@@ -47,19 +47,40 @@ pub fn router(
     access: Access,
     metrics: PrometheusHandle,
 ) -> Router {
-    let access_routes = access::router(access::AccessState {
+    let access_state = access::AccessState {
         access: access.clone(),
         tables: query.ctx.clone(),
-    });
-    let (routes, paths) = queries::router(query)
-        .merge(probes::router(ingestor.clone(), metrics))
-        .merge(events::router(ingestor, limits.body_bytes))
-        .merge(codes::router(codes))
-        .merge(access_routes)
-        .split_for_parts();
-    let document = openapi::document(paths);
-    let routes = routes
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", document))
+    };
+    let probes_state = probes::ProbesState {
+        ingestor: ingestor.clone(),
+        metrics,
+    };
+    let events_state = events::EventsState {
+        ingestor,
+        body_limit: limits.body_bytes,
+    };
+    let routes = Router::new()
+        .merge(queries::routes().split_for_parts().0.with_state(query))
+        .merge(
+            probes::routes()
+                .split_for_parts()
+                .0
+                .with_state(probes_state),
+        )
+        .merge(
+            events::routes()
+                .split_for_parts()
+                .0
+                .with_state(events_state),
+        )
+        .merge(codes::routes().split_for_parts().0.with_state(codes))
+        .merge(
+            access::routes()
+                .split_for_parts()
+                .0
+                .with_state(access_state),
+        )
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", document()))
         // After routing, so the door sees which route was matched.
         .route_layer(axum::middleware::from_fn_with_state(
             access,
@@ -67,6 +88,17 @@ pub fn router(
         ))
         .route_layer(axum::middleware::from_fn(answer_names_its_route));
     with_common_layers(routes, limits.concurrent_requests)
+}
+
+/// The OpenAPI document of every route, read off the routes (no server needed:
+/// `promolens openapi` prints it, and the console's types are generated from it).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut paths = queries::routes().split_for_parts().1;
+    paths.merge(probes::routes().split_for_parts().1);
+    paths.merge(events::routes().split_for_parts().1);
+    paths.merge(codes::routes().split_for_parts().1);
+    paths.merge(access::routes().split_for_parts().1);
+    openapi::document(paths)
 }
 
 /// How long a request may take before it is answered 503 (a query over years of events on a
@@ -181,9 +213,15 @@ mod tests {
         let storage = promolens_ingest::Storage::open("memory://").unwrap();
         let config = promolens_ingest::IngestConfig::new(chrono_tz::UTC);
         let ingestor = Arc::new(Ingestor::start(storage, config).await.unwrap());
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
         let router = Router::new()
             .route("/readyz", get(probes::readyz))
-            .with_state(ingestor.clone());
+            .with_state(probes::ProbesState {
+                ingestor: ingestor.clone(),
+                metrics,
+            });
         let (status, answer) = call(router.clone(), "GET", "/readyz").await;
         assert_eq!(
             (status, answer["status"].as_str()),

@@ -15,17 +15,18 @@ use utoipa_axum::routes;
 
 use super::ApiError;
 
-pub fn router(ingestor: Arc<Ingestor>, metrics: PrometheusHandle) -> OpenApiRouter {
-    let readiness = OpenApiRouter::new()
-        .routes(routes!(readyz))
-        .with_state(ingestor);
-    let exposition = OpenApiRouter::new()
-        .routes(routes!(render_metrics))
-        .with_state(metrics);
+#[derive(Clone)]
+pub struct ProbesState {
+    pub ingestor: Arc<Ingestor>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The routes, before their state is given (the document is read off them without a server).
+pub fn routes() -> OpenApiRouter<ProbesState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
-        .merge(readiness)
-        .merge(exposition)
+        .routes(routes!(readyz))
+        .routes(routes!(render_metrics))
 }
 
 /// What a probe answers when all is well.
@@ -49,8 +50,8 @@ async fn healthz() -> Json<Probe> {
         (status = 200, description = "The ingest pipeline runs (`status`: `ready`)", body = Probe),
         (status = 503, description = "The committer or the flusher has stopped", body = super::error::ErrorBody),
     ))]
-pub(super) async fn readyz(State(ingestor): State<Arc<Ingestor>>) -> Result<Json<Probe>, ApiError> {
-    if ingestor.is_running() {
+pub(super) async fn readyz(State(s): State<ProbesState>) -> Result<Json<Probe>, ApiError> {
+    if s.ingestor.is_running() {
         Ok(Json(Probe { status: "ready" }))
     } else {
         Err(ApiError::new(
@@ -65,12 +66,12 @@ pub(super) async fn readyz(State(ingestor): State<Arc<Ingestor>>) -> Result<Json
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4",
         content_type = "text/plain", body = String)))]
-async fn render_metrics(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
+async fn render_metrics(State(s): State<ProbesState>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        handle.render(),
+        s.metrics.render(),
     )
 }

@@ -25,11 +25,11 @@ pub struct QueryState {
     pub zones: ProjectZones,
 }
 
-pub fn router(state: QueryState) -> OpenApiRouter {
+/// The routes, before their state is given (the document is read off them without a server).
+pub fn routes() -> OpenApiRouter<QueryState> {
     OpenApiRouter::new()
         .routes(routes!(acquisition))
         .routes(routes!(sql))
-        .with_state(state)
 }
 
 #[derive(Deserialize, IntoParams)]
