@@ -1,4 +1,5 @@
-//! Embeds the plugin component in the binary, so that `promolens` is one file.
+//! Embeds the plugin component and the web console (`web/dist`) in the binary, so that
+//! `promolens` is one file.
 //!
 //! `PROMOLENS_PLUGIN_WASM` names an already built component (scripts/test builds it once for
 //! the tests and passes it here). Otherwise this builds `plugin/` for `wasm32-wasip2` with a
@@ -28,6 +29,56 @@ fn main() {
     println!("cargo:rerun-if-changed={}", wasm.display());
     std::fs::copy(&wasm, out.join("promolens_plugin.wasm"))
         .unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
+    embed_console(&root.join("web/dist"), &out.join("console_assets.rs"));
+}
+
+/// Writes `CONSOLE_ASSETS`: each file of the built console (committed in `web/dist`), by its
+/// path, with its media type and bytes.
+fn embed_console(dist: &Path, generated: &Path) {
+    println!("cargo:rerun-if-changed={}", dist.display());
+    let mut files = Vec::new();
+    collect_files(dist, &mut files);
+    files.sort();
+    let mut code = String::from("pub static CONSOLE_ASSETS: &[(&str, &str, &[u8])] = &[\n");
+    for file in files {
+        let name = file
+            .strip_prefix(dist)
+            .expect("under dist")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let media_type = match file.extension().and_then(|e| e.to_str()) {
+            Some("html") => "text/html; charset=utf-8",
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            Some("svg") => "image/svg+xml",
+            Some("png") => "image/png",
+            Some("ico") => "image/x-icon",
+            Some("json") => "application/json",
+            Some("woff2") => "font/woff2",
+            _ => "application/octet-stream",
+        };
+        code.push_str(&format!(
+            "    ({name:?}, {media_type:?}, include_bytes!({:?})),\n",
+            file.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    std::fs::write(generated, code).expect("writing the console's asset table");
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            println!("cargo:rerun-if-changed={}", path.display());
+            collect_files(&path, files);
+        } else {
+            files.push(path);
+        }
+    }
 }
 
 fn build_plugin(root: &Path, out: &Path) -> PathBuf {

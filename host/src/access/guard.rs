@@ -19,7 +19,8 @@ use super::roles::{Permission, Role};
 /// What a route asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Door {
-    /// No key: probes, the API's description, accepting an invitation (its token is the key).
+    /// No key: probes, the API's description, the console's page and assets, accepting an
+    /// invitation (its token is the key).
     Open,
     Needs(Permission),
 }
@@ -36,6 +37,8 @@ pub fn door(method: &Method, route: &str) -> Door {
         | "/docs"
         | "/docs/"
         | "/docs/{*rest}"
+        | "/"
+        | "/assets/{*file}"
         | "/v1/invitations:accept" => return Door::Open,
         "/v1/me" | "/v1/projects/{project}" => P::ReadProject,
         "/v1/projects/{project}/events" => P::SendEvents,

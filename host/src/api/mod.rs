@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod codes;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -81,6 +82,7 @@ pub fn router(
                 .with_state(access_state),
         )
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", document()))
+        .merge(console::router())
         // After routing, so the door sees which route was matched.
         .route_layer(axum::middleware::from_fn_with_state(
             access,

@@ -1,0 +1,44 @@
+// The console's only way to the server: the public HTTP API, typed from /openapi.json
+// (schema.d.ts is generated from web/openapi.json by `npm run types`).
+import type { components } from './schema';
+
+export type Schemas = components['schemas'];
+export type ErrorDetail = Schemas['ErrorDetail'];
+
+/** An answer that is not 2xx: the API's JSON error. */
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public detail: ErrorDetail,
+  ) {
+    super(detail.message);
+  }
+}
+
+export class Api {
+  constructor(private key: string) {}
+
+  async get<T>(path: string): Promise<T> {
+    return this.send<T>('GET', path);
+  }
+
+  async send<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.key}` };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    const value = text ? JSON.parse(text) : undefined;
+    if (!response.ok) {
+      const detail: ErrorDetail = value?.error ?? {
+        code: 'http_error',
+        message: `${response.status} ${response.statusText}`,
+      };
+      throw new ApiError(response.status, detail);
+    }
+    return value as T;
+  }
+}

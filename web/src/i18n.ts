@@ -1,0 +1,95 @@
+// The console's words in English and Simplified Chinese: the language comes from the browser,
+// can be switched, and is remembered. `zh` has every key of `en` (its type says so): no string
+// can be left untranslated.
+
+const en = {
+  'app.title': 'promolens',
+  'nav.codes': 'Acquisition management',
+  'nav.signOut': 'Sign out',
+  'lang.switch': '中文',
+  'signIn.title': 'Sign in',
+  'signIn.key': 'API key',
+  'signIn.hint': 'The key your administrator gave you (plk_…), or the one `promolens serve --demo` printed.',
+  'signIn.submit': 'Sign in',
+  'signIn.ingestRefused':
+    'This is an ingest key: it only sends events from the mini-program and cannot open the console. Ask your administrator for a key of your own.',
+  'signIn.bad': 'This key was not accepted: {message}',
+  'role.admin': 'Administrator',
+  'role.marketer': 'Marketer',
+  'role.analyst': 'Analyst',
+  'role.ingest': 'Ingest',
+  'codes.title': 'Promotion codes',
+  'codes.authorized': 'Authorized mini-program: {appId}',
+  'codes.notAuthorized':
+    'No mini-program is authorized yet. For the account’s security, an administrator authorizes it first (its AppID and AppSecret); then codes can be made.',
+  'codes.quota': 'A and C codes: {used} of {limit} used',
+  'codes.quotaWarning': 'Over 90% of the A and C quota is used: make B codes, which are unlimited.',
+  'codes.empty': 'No codes yet.',
+  'codes.name': 'Name',
+  'codes.kind': 'Kind',
+  'codes.page': 'Page',
+  'codes.source': 'Source',
+  'codes.campaign': 'Campaign',
+  'codes.created': 'Created',
+  'codes.newUsers7': 'New users, past 7 days',
+  'codes.headline': 'New users in the past 7 days from promotion codes: {n}',
+  'error.load': 'Could not load: {message}',
+  'loading': 'Loading…',
+} as const;
+
+export type Key = keyof typeof en;
+
+const zh: Record<Key, string> = {
+  'app.title': 'promolens',
+  'nav.codes': '获客管理',
+  'nav.signOut': '退出',
+  'lang.switch': 'English',
+  'signIn.title': '登录',
+  'signIn.key': 'API 密钥',
+  'signIn.hint': '管理员给你的密钥（plk_…），或 `promolens serve --demo` 打印的密钥。',
+  'signIn.submit': '登录',
+  'signIn.ingestRefused':
+    '这是上报密钥：它只用于小程序上报事件，不能登录控制台。请向管理员申请你自己的密钥。',
+  'signIn.bad': '密钥无效：{message}',
+  'role.admin': '管理员',
+  'role.marketer': '运营',
+  'role.analyst': '分析师',
+  'role.ingest': '上报',
+  'codes.title': '推广码',
+  'codes.authorized': '已授权小程序：{appId}',
+  'codes.notAuthorized':
+    '尚未授权小程序。为了账号安全，请先由管理员授权（AppID 和 AppSecret），之后即可生成推广码。',
+  'codes.quota': 'A、C 类码：已用 {used} / {limit}',
+  'codes.quotaWarning': 'A、C 类码额度已用超过 90%：请改用不限量的 B 类码。',
+  'codes.empty': '还没有推广码。',
+  'codes.name': '名称',
+  'codes.kind': '类型',
+  'codes.page': '页面',
+  'codes.source': '来源',
+  'codes.campaign': '活动',
+  'codes.created': '创建时间',
+  'codes.newUsers7': '近 7 天新增用户',
+  'codes.headline': '近 7 天推广码带来的新增用户：{n}',
+  'error.load': '加载失败：{message}',
+  'loading': '加载中…',
+};
+
+export type Lang = 'en' | 'zh';
+
+const dictionaries: Record<Lang, Record<Key, string>> = { en, zh };
+
+export function initialLang(): Lang {
+  const saved = localStorage.getItem('promolens.lang');
+  if (saved === 'en' || saved === 'zh') return saved;
+  return navigator.language.toLowerCase().startsWith('zh') ? 'zh' : 'en';
+}
+
+export function rememberLang(lang: Lang) {
+  localStorage.setItem('promolens.lang', lang);
+  document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+}
+
+/** The text of `key` in `lang`, with `{name}` placeholders filled in. */
+export function translate(lang: Lang, key: Key, values: Record<string, string | number> = {}): string {
+  return dictionaries[lang][key].replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? `{${name}}`));
+}

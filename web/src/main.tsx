@@ -1,0 +1,158 @@
+// The promolens console: sign in with an API key, then acquisition management (获客管理).
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { Api, ApiError, type Schemas } from './api/client';
+import { initialLang, rememberLang, translate, type Key, type Lang } from './i18n';
+import './style.css';
+
+type Me = Schemas['Me'];
+type T = (key: Key, values?: Record<string, string | number>) => string;
+
+const KEY_STORAGE = 'promolens.key';
+
+function App() {
+  const [lang, setLang] = useState<Lang>(initialLang);
+  const [session, setSession] = useState<{ api: Api; me: Me } | null>(null);
+  const t: T = (key, values) => translate(lang, key, values);
+  useEffect(() => rememberLang(lang), [lang]);
+  useEffect(() => {
+    const saved = sessionStorage.getItem(KEY_STORAGE);
+    if (saved) signIn(saved).then(setSession, () => sessionStorage.removeItem(KEY_STORAGE));
+  }, []);
+  const signOut = () => {
+    sessionStorage.removeItem(KEY_STORAGE);
+    setSession(null);
+  };
+  return (
+    <>
+      <header class="bar">
+        <strong>{t('app.title')}</strong>
+        {session && <span>{session.me.project.name} · {t(`role.${session.me.key?.role ?? 'ingest'}` as Key)}</span>}
+        <span class="spacer" />
+        <button type="button" onClick={() => setLang(lang === 'zh' ? 'en' : 'zh')}>
+          {t('lang.switch')}
+        </button>
+        {session && (
+          <button type="button" onClick={signOut}>
+            {t('nav.signOut')}
+          </button>
+        )}
+      </header>
+      <main>{session ? <Codes api={session.api} t={t} lang={lang} /> : <SignIn t={t} onSignedIn={setSession} />}</main>
+    </>
+  );
+}
+
+/** Checks a key with `GET /v1/me`; an ingest key cannot open the console. */
+async function signIn(key: string): Promise<{ api: Api; me: Me }> {
+  const api = new Api(key);
+  const me = await api.get<Me>('/v1/me');
+  if (me.key?.role === 'ingest') throw new ApiError(403, { code: 'ingest_key', message: '' });
+  return { api, me };
+}
+
+function SignIn({ t, onSignedIn }: { t: T; onSignedIn: (s: { api: Api; me: Me }) => void }) {
+  const [key, setKey] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    setError(null);
+    try {
+      const session = await signIn(key.trim());
+      sessionStorage.setItem(KEY_STORAGE, key.trim());
+      onSignedIn(session);
+    } catch (e) {
+      if (e instanceof ApiError && e.detail.code === 'ingest_key') setError(t('signIn.ingestRefused'));
+      else setError(t('signIn.bad', { message: e instanceof Error ? e.message : String(e) }));
+    }
+  };
+  return (
+    <form class="card sign-in" onSubmit={submit}>
+      <h1>{t('signIn.title')}</h1>
+      <label for="key">{t('signIn.key')}</label>
+      <input id="key" type="password" autocomplete="off" value={key} onInput={(e) => setKey(e.currentTarget.value)} required />
+      <p class="hint">{t('signIn.hint')}</p>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      <button type="submit">{t('signIn.submit')}</button>
+    </form>
+  );
+}
+
+type CodeList = Schemas['CodeList'];
+type AuthorizationAnswer = Schemas['AuthorizationAnswer'];
+
+function Codes({ api, t, lang }: { api: Api; t: T; lang: Lang }) {
+  const [state, setState] = useState<{ codes: CodeList; authorization: AuthorizationAnswer } | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    api
+      .get<Me>('/v1/me')
+      .then(async (me) => {
+        const project = encodeURIComponent(me.project.name);
+        const [codes, authorization] = await Promise.all([
+          api.get<CodeList>(`/v1/projects/${project}/codes`),
+          api.get<AuthorizationAnswer>(`/v1/projects/${project}/authorization`),
+        ]);
+        setState({ codes, authorization });
+      })
+      .catch((e) => setError(t('error.load', { message: e instanceof Error ? e.message : String(e) })));
+  }, [api]);
+  if (error) return <p class="error" role="alert">{error}</p>;
+  if (!state) return <p aria-busy="true">{t('loading')}</p>;
+  const { codes, authorization } = state;
+  const newUsers = codes.codes.reduce((sum, c) => sum + c.past_7_days.new_users, 0);
+  const created = (ms: number) => new Date(ms).toLocaleDateString(lang === 'zh' ? 'zh-CN' : 'en');
+  return (
+    <section>
+      <h1>{t('nav.codes')}</h1>
+      <p>
+        {authorization.authorization
+          ? t('codes.authorized', { appId: authorization.authorization.app_id })
+          : t('codes.notAuthorized')}
+      </p>
+      <p class="headline">{t('codes.headline', { n: newUsers })}</p>
+      <p>
+        {t('codes.quota', { used: codes.quota.used, limit: codes.quota.limit })}
+        {codes.quota.warning && <span class="warning"> {t('codes.quotaWarning')}</span>}
+      </p>
+      <h2>{t('codes.title')}</h2>
+      {codes.codes.length === 0 ? (
+        <p>{t('codes.empty')}</p>
+      ) : (
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">{t('codes.name')}</th>
+              <th scope="col">{t('codes.kind')}</th>
+              <th scope="col">{t('codes.page')}</th>
+              <th scope="col">{t('codes.source')}</th>
+              <th scope="col">{t('codes.campaign')}</th>
+              <th scope="col">{t('codes.created')}</th>
+              <th scope="col" class="number">{t('codes.newUsers7')}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {codes.codes.map((code) => (
+              <tr key={code.id}>
+                <td>{code.name}</td>
+                <td>{code.kind}</td>
+                <td>{code.page}</td>
+                <td>{code.utm.source ?? ''}</td>
+                <td>{code.utm.campaign ?? ''}</td>
+                <td>{created(code.created_at_ms)}</td>
+                <td class="number">{code.past_7_days.new_users}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+const root = document.getElementById('app');
+if (root) render(<App />, root);
