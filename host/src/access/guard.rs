@@ -38,6 +38,7 @@ pub fn door(method: &Method, route: &str) -> Door {
         | "/docs/"
         | "/docs/{*rest}"
         | "/"
+        | "/favicon.svg"
         | "/assets/{*file}"
         | "/v1/invitations:accept" => return Door::Open,
         "/v1/me" | "/v1/projects/{project}" => P::ReadProject,

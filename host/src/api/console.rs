@@ -1,5 +1,5 @@
 //! The web console (`web/`), built into the binary: `GET /` is its page, `GET /assets/…` its
-//! scripts and styles. Open without a key: they hold no data; the page asks for a key and then
+//! scripts and styles, `GET /favicon.svg` its icon. Open without a key: they hold no data; the page asks for a key and then
 //! talks to the same public API as everyone else.
 
 use axum::Router;
@@ -20,6 +20,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: 
 pub fn router() -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/favicon.svg", get(favicon))
         .route("/assets/{*file}", get(asset))
 }
 
@@ -50,13 +51,24 @@ async fn page() -> Response {
     response
 }
 
+async fn favicon() -> Response {
+    asset_named("favicon.svg", "public, max-age=86400")
+}
+
 async fn asset(Path(file): Path<String>) -> Response {
-    match find(&format!("assets/{file}")) {
+    // Their names carry a hash of their content.
+    asset_named(
+        &format!("assets/{file}"),
+        "public, max-age=31536000, immutable",
+    )
+}
+
+fn asset_named(name: &str, cache_control: &'static str) -> Response {
+    match find(name) {
         Some((media_type, bytes)) => (
             [
                 (header::CONTENT_TYPE, media_type),
-                // Their names carry a hash of their content.
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                (header::CACHE_CONTROL, cache_control),
             ],
             bytes,
         )
