@@ -141,6 +141,11 @@ fn codes_are_created_downloaded_renamed_and_softly_deleted_over_http() {
             .contains("56 characters, 24 over the limit of 32"),
         "{err}"
     );
+    // The same as numbers, for a form to say in its own language.
+    assert_eq!(
+        err["error"]["over_limit"],
+        json!({"limit": 32, "actual": 56, "over": 24, "unit": "characters"})
+    );
     // An id no record can have (upper case) is not found, as an unknown one is: it used to
     // reach the record store as a key it refuses, and came back 500.
     for (method, path) in [

@@ -94,8 +94,18 @@ impl From<CodesError> for ApiError {
             }
             PluginError::Host(_) => (StatusCode::INTERNAL_SERVER_ERROR, "host_error", None),
         };
+        let over_limit = match plugin {
+            PluginError::TooLong(t) => Some(crate::api::error::OverLimit {
+                limit: t.limit.into(),
+                actual: t.actual.into(),
+                over: t.over.into(),
+                unit: t.unit.clone(),
+            }),
+            _ => None,
+        };
         ApiError {
             field,
+            over_limit,
             ..ApiError::new(status, code, describe(plugin))
         }
     }

@@ -15,6 +15,18 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// For a value over a limit: the limit and by how much, as numbers (a form shows them).
+    pub over_limit: Option<OverLimit>,
+}
+
+/// A value over a limit, as numbers: `actual` `unit` where `limit` are allowed, `over` too many.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OverLimit {
+    pub limit: u64,
+    pub actual: u64,
+    pub over: u64,
+    /// `bytes` or `characters`.
+    pub unit: String,
 }
 
 impl ApiError {
@@ -24,6 +36,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            over_limit: None,
         }
     }
 
@@ -87,6 +100,9 @@ pub struct ErrorDetail {
     /// The request field at fault, when one is (`project`, `to`, `utm.source`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For a value over a limit (`too_long`): the limit and by how much.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub over_limit: Option<OverLimit>,
 }
 
 impl From<ApiError> for ErrorDetail {
@@ -95,6 +111,7 @@ impl From<ApiError> for ErrorDetail {
             code: e.code,
             message: e.message,
             field: e.field,
+            over_limit: e.over_limit,
         }
     }
 }

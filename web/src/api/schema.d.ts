@@ -551,6 +551,7 @@ export interface components {
             message: string;
             /** @description The request field at fault, when one is (`project`, `to`, `utm.source`). */
             field?: string | null;
+            over_limit?: components["schemas"]["OverLimit"] | null;
         };
         Figures: {
             /**
@@ -761,6 +762,17 @@ export interface components {
          * @enum {string}
          */
         Outcome: "ok" | "failed";
+        /** @description A value over a limit, as numbers: `actual` `unit` where `limit` are allowed, `over` too many. */
+        OverLimit: {
+            /** Format: int64 */
+            limit: number;
+            /** Format: int64 */
+            actual: number;
+            /** Format: int64 */
+            over: number;
+            /** @description `bytes` or `characters`. */
+            unit: string;
+        };
         /** @description What a probe answers when all is well. */
         Probe: {
             /** @example ok */
