@@ -3,6 +3,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { Api, ApiError, type Schemas } from './api/client';
 import { initialLang, rememberLang, translate, type Key, type Lang } from './i18n';
+import { NewCodeForm } from './NewCode';
 import './style.css';
 
 type Me = Schemas['Me'];
@@ -38,7 +39,7 @@ function App() {
           </button>
         )}
       </header>
-      <main>{session ? <Codes api={session.api} t={t} lang={lang} /> : <SignIn t={t} onSignedIn={setSession} />}</main>
+      <main>{session ? <Codes api={session.api} me={session.me} t={t} lang={lang} /> : <SignIn t={t} onSignedIn={setSession} />}</main>
     </>
   );
 }
@@ -85,22 +86,21 @@ function SignIn({ t, onSignedIn }: { t: T; onSignedIn: (s: { api: Api; me: Me })
 type CodeList = Schemas['CodeList'];
 type AuthorizationAnswer = Schemas['AuthorizationAnswer'];
 
-function Codes({ api, t, lang }: { api: Api; t: T; lang: Lang }) {
+function Codes({ api, me, t, lang }: { api: Api; me: Me; t: T; lang: Lang }) {
   const [state, setState] = useState<{ codes: CodeList; authorization: AuthorizationAnswer } | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [creating, setCreating] = useState(false);
+  const [loads, setLoads] = useState(0);
+  const mayWrite = me.key?.role === 'admin' || me.key?.role === 'marketer';
   useEffect(() => {
-    api
-      .get<Me>('/v1/me')
-      .then(async (me) => {
-        const project = encodeURIComponent(me.project.name);
-        const [codes, authorization] = await Promise.all([
-          api.get<CodeList>(`/v1/projects/${project}/codes`),
-          api.get<AuthorizationAnswer>(`/v1/projects/${project}/authorization`),
-        ]);
-        setState({ codes, authorization });
-      })
+    const project = encodeURIComponent(me.project.name);
+    Promise.all([
+      api.get<CodeList>(`/v1/projects/${project}/codes`),
+      api.get<AuthorizationAnswer>(`/v1/projects/${project}/authorization`),
+    ])
+      .then(([codes, authorization]) => setState({ codes, authorization }))
       .catch((e) => setError(t('error.load', { message: e instanceof Error ? e.message : String(e) })));
-  }, [api]);
+  }, [api, loads]);
   if (error) return <p class="error" role="alert">{error}</p>;
   if (!state) return <p aria-busy="true">{t('loading')}</p>;
   const { codes, authorization } = state;
@@ -120,6 +120,14 @@ function Codes({ api, t, lang }: { api: Api; t: T; lang: Lang }) {
         {codes.quota.warning && <span class="warning"> {t('codes.quotaWarning')}</span>}
       </p>
       <h2>{t('codes.title')}</h2>
+      {mayWrite && authorization.authorization && !creating && (
+        <button type="button" onClick={() => setCreating(true)}>
+          {t('new.open')}
+        </button>
+      )}
+      {creating && (
+        <NewCodeForm api={api} project={me.project.name} t={t} onMade={() => setLoads(loads + 1)} onClose={() => setCreating(false)} />
+      )}
       {codes.codes.length === 0 ? (
         <p>{t('codes.empty')}</p>
       ) : (

@@ -22,6 +22,16 @@ export class Api {
     return this.send<T>('GET', path);
   }
 
+  /** A binary answer (a code's image). */
+  async blob(path: string): Promise<Blob> {
+    const response = await fetch(path, { headers: { authorization: `Bearer ${this.key}` } });
+    if (!response.ok) {
+      const value = await response.json().catch(() => undefined);
+      throw new ApiError(response.status, value?.error ?? { code: 'http_error', message: `${response.status}` });
+    }
+    return response.blob();
+  }
+
   async send<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.key}` };
     if (body !== undefined) headers['content-type'] = 'application/json';

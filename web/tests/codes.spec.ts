@@ -1,0 +1,30 @@
+// Making a code through the form: the live counter, Generate, the image.
+import { expect, test } from '@playwright/test';
+
+test.beforeEach(async ({ page }) => {
+  await page.addInitScript(() => {
+    if (!localStorage.getItem('promolens.lang')) localStorage.setItem('promolens.lang', 'en');
+  });
+  await page.goto('/');
+  await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+});
+
+test('the counter follows each keystroke and Generate makes the code and shows its image', async ({ page }) => {
+  await page.getByRole('button', { name: 'New code' }).click();
+  await page.getByLabel('Name', { exact: true }).fill('Poster, Nanjing Road');
+  await page.getByLabel('Page', { exact: true }).fill('pages/index/index');
+  // What WeChat gets: the page, then the code's reference (an id of 8 characters).
+  const path = `pages/index/index?c=${'x'.repeat(8)}`;
+  await expect(page.getByRole('status')).toHaveText(`${path.length} of 128 bytes used`);
+  await page.getByLabel('Source (utm_source)').fill('poster');
+  const withSource = `${path}&utm_source=poster`;
+  await expect(page.getByRole('status')).toHaveText(`${withSource.length} of 128 bytes used`);
+  await page.getByRole('button', { name: 'Generate' }).click();
+  await expect(page.getByText(/^Made code [0-9a-z]{8}\.$/)).toBeVisible();
+  const image = page.getByRole('img', { name: 'The code “Poster, Nanjing Road”' });
+  await expect(image).toBeVisible();
+  expect(await image.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
+  await expect(page.getByRole('cell', { name: 'Poster, Nanjing Road' })).toBeVisible();
+  await page.screenshot({ path: 'test-results/screens/codes-new-en.png', fullPage: true });
+});
