@@ -58,7 +58,14 @@ pub async fn run(
     ingest.flush_rows = config.flush_rows;
     let ingestor = Arc::new(Ingestor::start(storage.clone(), ingest).await?);
     if demo {
-        match promolens::demo::load(&ingestor, Utc::now()).await? {
+        // Without the stand-in (a real WeChat URL), the demo may not be authorized: no codes.
+        let demo_codes = promolens::demo::seed_codes(&codes.codes)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the demo's codes were not made");
+                Vec::new()
+            });
+        match promolens::demo::load(&ingestor, &demo_codes, Utc::now()).await? {
             Some(n) => {
                 tracing::info!(events = n, project = "demo", "loaded the demo events")
             }
