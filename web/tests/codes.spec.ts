@@ -28,3 +28,19 @@ test('the counter follows each keystroke and Generate makes the code and shows i
   await expect(page.getByRole('cell', { name: 'Poster, Nanjing Road' })).toBeVisible();
   await page.screenshot({ path: 'test-results/screens/codes-new-en.png', fullPage: true });
 });
+
+test('an analyst sees the codes and their numbers but no button to make one', async ({ page, request }) => {
+  // A key of role analyst, made by the admin through the API.
+  const made = await request.post('/v1/projects/demo/keys', {
+    headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` },
+    data: { role: 'analyst', label: 'browser test' },
+  });
+  expect(made.status()).toBe(201);
+  const { token } = await made.json();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('API key').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByText('demo · Analyst')).toBeVisible();
+  await expect(page.getByRole('cell', { name: '公众号菜单 Official account menu' })).toBeVisible();
+  await expect(page.getByRole('button', { name: 'New code' })).toHaveCount(0);
+});
