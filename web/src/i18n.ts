@@ -61,6 +61,20 @@ const en = {
   'new.made': 'Made code {id}.',
   'new.download': 'Download the image',
   'new.image': 'The code “{name}”',
+  'codes.actions': 'Actions',
+  'row.download': 'Download',
+  'row.downloadOf': 'Download the image of “{name}”',
+  'row.rename': 'Rename',
+  'row.renameOf': 'Rename “{name}”',
+  'row.newName': 'New name',
+  'row.save': 'Save',
+  'row.cancel': 'Cancel',
+  'row.delete': 'Delete',
+  'row.deleteOf': 'Delete “{name}”',
+  'row.deleteWhat':
+    'Delete “{name}”? Its image can no longer be downloaded and it leaves this list. Scans of codes already printed still count, and its data stays in the analyses. WeChat does not give A and C codes back to the quota.',
+  'row.deleteConfirm': 'Delete the code',
+  'row.keep': 'Keep it',
 } as const;
 
 export type Key = keyof typeof en;
@@ -124,6 +138,20 @@ const zh: Record<Key, string> = {
   'new.made': '已生成推广码 {id}。',
   'new.download': '下载图片',
   'new.image': '推广码“{name}”',
+  'codes.actions': '操作',
+  'row.download': '下载',
+  'row.downloadOf': '下载“{name}”的图片',
+  'row.rename': '重命名',
+  'row.renameOf': '重命名“{name}”',
+  'row.newName': '新名称',
+  'row.save': '保存',
+  'row.cancel': '取消',
+  'row.delete': '删除',
+  'row.deleteOf': '删除“{name}”',
+  'row.deleteWhat':
+    '删除“{name}”？删除后不能再下载它的图片，它也不再出现在列表中。已印出的码被扫描仍会计数，数据仍保留在分析中。微信不会把 A、C 类码的额度还回来。',
+  'row.deleteConfirm': '删除推广码',
+  'row.keep': '保留',
 };
 
 export type Lang = 'en' | 'zh';

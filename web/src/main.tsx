@@ -3,6 +3,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { Api, ApiError, type Schemas } from './api/client';
 import { initialLang, rememberLang, translate, type Key, type Lang } from './i18n';
+import { CodeRow } from './CodeRow';
 import { NewCodeForm } from './NewCode';
 import './style.css';
 
@@ -141,19 +142,21 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: T; lang: Lang }) {
               <th scope="col">{t('codes.campaign')}</th>
               <th scope="col">{t('codes.created')}</th>
               <th scope="col" class="number">{t('codes.newUsers7')}</th>
+              <th scope="col">{t('codes.actions')}</th>
             </tr>
           </thead>
           <tbody>
             {codes.codes.map((code) => (
-              <tr key={code.id}>
-                <td>{code.name}</td>
-                <td>{code.kind}</td>
-                <td>{code.page}</td>
-                <td>{code.utm.source ?? ''}</td>
-                <td>{code.utm.campaign ?? ''}</td>
-                <td>{created(code.created_at_ms)}</td>
-                <td class="number">{code.past_7_days.new_users}</td>
-              </tr>
+              <CodeRow
+                key={code.id}
+                api={api}
+                project={me.project.name}
+                code={code}
+                mayWrite={mayWrite}
+                created={created(code.created_at_ms)}
+                t={t}
+                onChanged={() => setLoads(loads + 1)}
+              />
             ))}
           </tbody>
         </table>

@@ -1,4 +1,5 @@
 // Making a code through the form: the live counter, Generate, the image.
+import { readFileSync } from 'node:fs';
 import { expect, test } from '@playwright/test';
 
 test.beforeEach(async ({ page }) => {
@@ -25,7 +26,7 @@ test('the counter follows each keystroke and Generate makes the code and shows i
   const image = page.getByRole('img', { name: 'The code “Poster, Nanjing Road”' });
   await expect(image).toBeVisible();
   expect(await image.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
-  await expect(page.getByRole('cell', { name: 'Poster, Nanjing Road' })).toBeVisible();
+  await expect(page.getByRole('cell', { name: 'Poster, Nanjing Road', exact: true })).toBeVisible();
   await page.screenshot({ path: 'test-results/screens/codes-new-en.png', fullPage: true });
 });
 
@@ -41,6 +42,29 @@ test('an analyst sees the codes and their numbers but no button to make one', as
   await page.getByLabel('API key').fill(token);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page.getByText('demo · Analyst')).toBeVisible();
-  await expect(page.getByRole('cell', { name: '公众号菜单 Official account menu' })).toBeVisible();
+  await expect(page.getByRole('cell', { name: '公众号菜单 Official account menu', exact: true })).toBeVisible();
   await expect(page.getByRole('button', { name: 'New code' })).toHaveCount(0);
+});
+
+test('a code is downloaded, renamed inline, and deleted after a confirmation that says what it does', async ({ page }) => {
+  const row = (name: string) => page.getByRole('row').filter({ has: page.getByRole('cell', { name, exact: true }) });
+  const name = '合作伙伴 Partner leaflet';
+  const downloading = page.waitForEvent('download');
+  await page.getByRole('button', { name: `Download the image of “${name}”` }).click();
+  const download = await downloading;
+  const path = await download.path();
+  const bytes = readFileSync(path);
+  expect(bytes.subarray(1, 4).toString()).toBe('PNG');
+  expect(download.suggestedFilename()).toMatch(/^[0-9a-z]{8}-.+\.png$/);
+
+  await page.getByRole('button', { name: `Rename “${name}”` }).click();
+  await page.getByLabel('New name').fill('Partner leaflet, autumn');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expect(row('Partner leaflet, autumn')).toHaveCount(1);
+
+  await page.getByRole('button', { name: 'Delete “Partner leaflet, autumn”' }).click();
+  const dialog = page.getByRole('alertdialog');
+  await expect(dialog).toContainText('Scans of codes already printed still count');
+  await dialog.getByRole('button', { name: 'Delete the code' }).click();
+  await expect(row('Partner leaflet, autumn')).toHaveCount(0);
 });
