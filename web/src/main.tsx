@@ -3,6 +3,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { Api, ApiError, type Schemas } from './api/client';
 import { initialLang, rememberLang, translate, type Key, type Lang } from './i18n';
+import { AcceptInvitation, Authorize } from './Authorize';
 import { CodeRow } from './CodeRow';
 import { NewCodeForm } from './NewCode';
 import './style.css';
@@ -21,6 +22,13 @@ function App() {
     const saved = sessionStorage.getItem(KEY_STORAGE);
     if (saved) signIn(saved).then(setSession, () => sessionStorage.removeItem(KEY_STORAGE));
   }, []);
+  const invitation = location.hash.match(/^#\/accept\/(pli_[0-9a-f_]+)$/)?.[1];
+  const useKey = (key: string) =>
+    signIn(key).then((s) => {
+      sessionStorage.setItem(KEY_STORAGE, key);
+      history.replaceState(null, '', '/');
+      setSession(s);
+    });
   const signOut = () => {
     sessionStorage.removeItem(KEY_STORAGE);
     setSession(null);
@@ -40,7 +48,15 @@ function App() {
           </button>
         )}
       </header>
-      <main>{session ? <Codes api={session.api} me={session.me} t={t} lang={lang} /> : <SignIn t={t} onSignedIn={setSession} />}</main>
+      <main>
+        {session ? (
+          <Codes api={session.api} me={session.me} t={t} lang={lang} />
+        ) : invitation ? (
+          <AcceptInvitation token={invitation} t={t} onKey={useKey} />
+        ) : (
+          <SignIn t={t} onSignedIn={setSession} />
+        )}
+      </main>
     </>
   );
 }
@@ -110,11 +126,11 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: T; lang: Lang }) {
   return (
     <section>
       <h1>{t('nav.codes')}</h1>
-      <p>
-        {authorization.authorization
-          ? t('codes.authorized', { appId: authorization.authorization.app_id })
-          : t('codes.notAuthorized')}
-      </p>
+      {authorization.authorization ? (
+        <p>{t('codes.authorized', { appId: authorization.authorization.app_id })}</p>
+      ) : (
+        <Authorize api={api} project={me.project.name} isAdmin={me.key?.role === 'admin'} t={t} onAuthorized={() => setLoads(loads + 1)} />
+      )}
       <p class="headline">{t('codes.headline', { n: newUsers })}</p>
       <p>
         {t('codes.quota', { used: codes.quota.used, limit: codes.quota.limit })}
