@@ -1,8 +1,10 @@
 // The promolens console: sign in with an API key, then acquisition management (获客管理).
-import { render } from 'preact';
+import { render, type ComponentType } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { Api, ApiError, type Schemas } from './api/client';
 import { initialLang, rememberLang, translate, type Key, type Lang } from './i18n';
+import type { AnalysisProps } from './Analysis';
+import { parseSpec, specQuery, type Spec } from './spec';
 import { AcceptInvitation, Authorize } from './Authorize';
 import { CodeRow } from './CodeRow';
 import { NewCodeForm } from './NewCode';
@@ -22,6 +24,7 @@ function App() {
     const saved = sessionStorage.getItem(KEY_STORAGE);
     if (saved) signIn(saved).then(setSession, () => sessionStorage.removeItem(KEY_STORAGE));
   }, []);
+  const route = useHashRoute();
   const invitation = location.hash.match(/^#\/accept\/(pli_[0-9a-f_]+)$/)?.[1];
   const useKey = (key: string) =>
     signIn(key).then((s) => {
@@ -38,6 +41,16 @@ function App() {
       <header class="bar">
         <strong>{t('app.title')}</strong>
         {session && <span>{session.me.project.name} · {t(`role.${session.me.key?.role ?? 'ingest'}` as Key)}</span>}
+        {session && (
+          <nav class="nav">
+            <a href="#/" aria-current={route.page === 'codes' ? 'page' : undefined}>
+              {t('nav.codes')}
+            </a>
+            <a href="#/analysis?by=utm_source&days=7" aria-current={route.page === 'analysis' ? 'page' : undefined}>
+              {t('nav.analysis')}
+            </a>
+          </nav>
+        )}
         <span class="spacer" />
         <button type="button" onClick={() => setLang(lang === 'zh' ? 'en' : 'zh')}>
           {t('lang.switch')}
@@ -49,7 +62,16 @@ function App() {
         )}
       </header>
       <main>
-        {session ? (
+        {session && route.page === 'analysis' ? (
+          <LazyAnalysis
+            api={session.api}
+            project={session.me.project.name}
+            spec={route.spec}
+            t={t}
+            lang={lang}
+            onSpec={(spec: Spec) => (location.hash = `#/analysis?${specQuery(spec)}`)}
+          />
+        ) : session ? (
           <Codes api={session.api} me={session.me} t={t} lang={lang} />
         ) : invitation ? (
           <AcceptInvitation token={invitation} t={t} onKey={useKey} />
@@ -59,6 +81,28 @@ function App() {
       </main>
     </>
   );
+}
+
+/** The analysis page, loaded when first opened: its charts are most of the script's weight, and
+ * the codes list should not wait for them. */
+function LazyAnalysis(props: AnalysisProps) {
+  const [Page, setPage] = useState<ComponentType<AnalysisProps> | null>(null);
+  useEffect(() => {
+    import('./Analysis').then((module) => setPage(() => module.Analysis));
+  }, []);
+  return Page ? <Page {...props} /> : <p aria-busy="true">…</p>;
+}
+
+/** The page the URL's hash names: `#/analysis?…` (its spec), else the codes. */
+function useHashRoute(): { page: 'codes' } | { page: 'analysis'; spec: Spec } {
+  const [hash, setHash] = useState(location.hash);
+  useEffect(() => {
+    const changed = () => setHash(location.hash);
+    addEventListener('hashchange', changed);
+    return () => removeEventListener('hashchange', changed);
+  }, []);
+  const analysis = hash.match(/^#\/analysis\??(.*)$/);
+  return analysis ? { page: 'analysis', spec: parseSpec(analysis[1]) } : { page: 'codes' };
 }
 
 /** Checks a key with `GET /v1/me`; an ingest key cannot open the console. */
@@ -131,7 +175,9 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: T; lang: Lang }) {
       ) : (
         <Authorize api={api} project={me.project.name} isAdmin={me.key?.role === 'admin'} t={t} onAuthorized={() => setLoads(loads + 1)} />
       )}
-      <p class="headline">{t('codes.headline', { n: newUsers })}</p>
+      <p class="headline">
+        <a href="#/analysis?by=code&days=7">{t('codes.headline', { n: newUsers })}</a>
+      </p>
       <p>
         {t('codes.quota', { used: codes.quota.used, limit: codes.quota.limit })}
         {codes.quota.warning && <span class="warning"> {t('codes.quotaWarning')}</span>}

@@ -1,0 +1,186 @@
+// The analysis page: acquisition by ordered dimensions over past N days or from/to, a table and
+// a bar chart, click a row to drill into the next dimension within that row's values, CSV export.
+// Everything the page shows is in its URL (#/analysis?…), so an analysis is shared as a link.
+// Dimensions and metrics are data (the lists below), not code: the workbench adds to them.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import * as echarts from 'echarts/core';
+import { BarChart } from 'echarts/charts';
+import { GridComponent, TooltipComponent } from 'echarts/components';
+import { CanvasRenderer } from 'echarts/renderers';
+import type { Api, Schemas } from './api/client';
+import type { Key, Lang } from './i18n';
+import { DIMENSIONS, METRICS, specQuery, type Spec } from './spec';
+
+echarts.use([BarChart, GridComponent, TooltipComponent, CanvasRenderer]);
+
+type T = (key: Key, values?: Record<string, string | number>) => string;
+type Row = Record<string, string | number | null>;
+
+export type AnalysisProps = { api: Api; project: string; spec: Spec; t: T; lang: Lang; onSpec: (s: Spec) => void };
+
+export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps) {
+  const [answer, setAnswer] = useState<Schemas['AcquisitionAnswer'] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  // Filters are drill-downs: their dimensions are asked for too, and the rows kept are theirs.
+  const filterDims = Object.keys(spec.filters);
+  const asked = [...filterDims, ...spec.by.filter((d) => !filterDims.includes(d))];
+  useEffect(() => {
+    const params = new URLSearchParams({ by: asked.join(',') });
+    if (spec.days != null) params.set('days', String(spec.days));
+    else if (spec.from && spec.to) {
+      params.set('from', spec.from);
+      params.set('to', spec.to);
+    }
+    setError(null);
+    api
+      .get<Schemas['AcquisitionAnswer']>(`/v1/projects/${encodeURIComponent(project)}/acquisition?${params}`)
+      .then(setAnswer, (e) => setError(t('error.load', { message: e instanceof Error ? e.message : String(e) })));
+  }, [specQuery(spec)]);
+  const rows = ((answer?.rows ?? []) as unknown as Row[]).filter((row) =>
+    Object.entries(spec.filters).every(([dim, value]) => String(row[dim] ?? '') === value),
+  );
+  const shown = spec.by.filter((d) => !filterDims.includes(d));
+  const label = (row: Row) => shown.map((d) => (row[d] == null ? t('analysis.none') : String(row[d]))).join(' · ');
+  const remaining = DIMENSIONS.filter((d) => !spec.by.includes(d) && !filterDims.includes(d));
+  const drill = (row: Row) => {
+    const next = remaining[0];
+    if (!next) return;
+    const filters = { ...spec.filters };
+    for (const d of shown) filters[d] = String(row[d] ?? '');
+    onSpec({ ...spec, by: [next], filters });
+  };
+  const move = (i: number, by: number) => {
+    const dims = [...spec.by];
+    const [d] = dims.splice(i, 1);
+    dims.splice(i + by, 0, d);
+    onSpec({ ...spec, by: dims });
+  };
+  return (
+    <section class="analysis">
+      <h1>{t('analysis.title')}</h1>
+      <div class="card controls">
+        <fieldset>
+          <legend>{t('analysis.dimensions')}</legend>
+          <ol class="dims">
+            {spec.by.map((d, i) => (
+              <li key={d}>
+                {t(`dim.${d}` as Key)}
+                <button type="button" disabled={i === 0} onClick={() => move(i, -1)} aria-label={t('analysis.up', { name: t(`dim.${d}` as Key) })}>↑</button>
+                <button type="button" disabled={i === spec.by.length - 1} onClick={() => move(i, 1)} aria-label={t('analysis.down', { name: t(`dim.${d}` as Key) })}>↓</button>
+                <button type="button" disabled={spec.by.length === 1} onClick={() => onSpec({ ...spec, by: spec.by.filter((x) => x !== d) })} aria-label={t('analysis.remove', { name: t(`dim.${d}` as Key) })}>×</button>
+              </li>
+            ))}
+          </ol>
+          {remaining.length > 0 && (
+            <label>
+              {t('analysis.add')}{' '}
+              <select value="" onChange={(e) => e.currentTarget.value && onSpec({ ...spec, by: [...spec.by, e.currentTarget.value] })}>
+                <option value="">—</option>
+                {remaining.map((d) => (
+                  <option key={d} value={d}>
+                    {t(`dim.${d}` as Key)}
+                  </option>
+                ))}
+              </select>
+            </label>
+          )}
+        </fieldset>
+        <fieldset>
+          <legend>{t('analysis.range')}</legend>
+          <label>
+            {t('analysis.pastDays')}{' '}
+            <select value={spec.days ?? ''} onChange={(e) => onSpec({ ...spec, days: Number(e.currentTarget.value), from: null, to: null })}>
+              {spec.days == null && <option value="">—</option>}
+              {[7, 14, 30, 90].map((n) => (
+                <option key={n} value={n}>
+                  {t('analysis.days', { n })}
+                </option>
+              ))}
+            </select>
+          </label>
+        </fieldset>
+        {filterDims.length > 0 && (
+          <p class="filters">
+            {Object.entries(spec.filters).map(([d, v]) => (
+              <span key={d} class="chip">
+                {t(`dim.${d}` as Key)} = {v || t('analysis.none')}
+              </span>
+            ))}
+            <button type="button" onClick={() => onSpec({ ...spec, filters: {}, by: [...filterDims, ...shown] })}>
+              {t('analysis.clearFilters')}
+            </button>
+          </p>
+        )}
+      </div>
+      {error && <p class="error" role="alert">{error}</p>}
+      {answer && (
+        <>
+          <p class="window">{t('analysis.window', { from: answer.window.from, to: answer.window.to, tz: answer.window.tz })}</p>
+          <Chart rows={rows.slice(0, 20)} label={label} t={t} />
+          <table>
+            <thead>
+              <tr>
+                {shown.map((d) => (
+                  <th scope="col" key={d}>{t(`dim.${d}` as Key)}</th>
+                ))}
+                {METRICS.map((m) => (
+                  <th scope="col" class="number" key={m}>{t(`metric.${m}` as Key)}</th>
+                ))}
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((row, i) => (
+                <tr key={i} class={remaining.length ? 'drillable' : ''} onClick={() => drill(row)} tabIndex={remaining.length ? 0 : -1} onKeyDown={(e) => e.key === 'Enter' && drill(row)}>
+                  {shown.map((d) => (
+                    <td key={d}>{row[d] == null ? t('analysis.none') : String(row[d])}</td>
+                  ))}
+                  {METRICS.map((m) => (
+                    <td class="number" key={m}>{Number(row[m] ?? 0).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en')}</td>
+                  ))}
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <button type="button" onClick={() => downloadCsv(shown, rows)}>
+            {t('analysis.csv')}
+          </button>
+        </>
+      )}
+    </section>
+  );
+}
+
+function Chart({ rows, label, t }: { rows: Row[]; label: (r: Row) => string; t: T }) {
+  const element = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (!element.current) return;
+    const chart = echarts.init(element.current, undefined, { renderer: 'canvas' });
+    chart.setOption({
+      // Drawn in the canvas: an HTML tooltip would need inline styles, which the page's CSP refuses.
+      // Numbers at once: the chart is read, not watched.
+      animation: false,
+      tooltip: { trigger: 'axis', renderMode: 'richText' },
+      grid: { left: 8, right: 8, top: 24, bottom: 8, containLabel: true },
+      xAxis: { type: 'category', data: rows.map(label), axisLabel: { interval: 0, rotate: rows.length > 6 ? 30 : 0 } },
+      yAxis: { type: 'value', name: t('metric.new_users') },
+      series: [{ type: 'bar', name: t('metric.new_users'), data: rows.map((r) => Number(r.new_users ?? 0)) }],
+    });
+    return () => chart.dispose();
+  }, [rows]);
+  return <div ref={element} class="chart" role="img" aria-label={t('analysis.chart')} />;
+}
+
+function downloadCsv(dims: string[], rows: Row[]) {
+  const columns = [...dims, ...METRICS];
+  const cell = (v: unknown) => {
+    const text = v == null ? '' : String(v);
+    return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+  };
+  const csv = [columns.join(','), ...rows.map((r) => columns.map((c) => cell(r[c])).join(','))].join('\n') + '\n';
+  const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv;charset=utf-8' }));
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = 'acquisition.csv';
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}

@@ -1,0 +1,48 @@
+// The analysis page: the numbers are the HTTP API's for the same question, a dimension is
+// added, a row drilled into, and the page reloaded from its URL shows the same.
+import { expect, test } from '@playwright/test';
+
+test('acquisition by source, a dimension added and removed, a source drilled into by medium, survives a reload', async ({ page, request }) => {
+  await page.addInitScript(() => {
+    if (!localStorage.getItem('promolens.lang')) localStorage.setItem('promolens.lang', 'en');
+  });
+  const failed: string[] = [];
+  page.on('console', (message) => message.type() === 'error' && failed.push(message.text()));
+  await page.goto('/');
+  await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('link', { name: 'Analysis' }).click();
+  await expect(page.getByRole('heading', { name: 'Acquisition analysis' })).toBeVisible();
+
+  // The same question over HTTP.
+  const api = async (query: string) => {
+    const response = await request.get(`/v1/projects/demo/acquisition?${query}`, {
+      headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` },
+    });
+    return (await response.json()).rows as Record<string, string | number | null>[];
+  };
+  const bySource = await api('by=utm_source&days=7');
+  expect(bySource.length).toBeGreaterThan(1);
+  const body = page.locator('tbody tr');
+  await expect(body).toHaveCount(bySource.length);
+  const first = bySource[0];
+  await expect(body.first()).toHaveText(
+    `${first.utm_source ?? '(none)'}${[first.new_users, first.users, first.launches].map((n) => Number(n).toLocaleString('en')).join('')}`,
+  );
+
+  // Drill into the first source: the next dimension, medium, within it.
+  await page.getByLabel('Add a dimension').selectOption('utm_campaign');
+  await page.getByRole('button', { name: 'Remove Campaign' }).click();
+  await body.first().click();
+  await expect(page.getByText(`Source = ${first.utm_source}`)).toBeVisible();
+  const byMedium = (await api('by=utm_source,utm_medium&days=7')).filter((r) => r.utm_source === first.utm_source);
+  await expect(body).toHaveCount(byMedium.length);
+  const url = page.url();
+  expect(url).toContain('f.utm_source=');
+
+  await page.reload();
+  await expect(page.getByText(`Source = ${first.utm_source}`)).toBeVisible();
+  await expect(body).toHaveCount(byMedium.length);
+  await page.screenshot({ path: 'test-results/screens/analysis-en.png', fullPage: true });
+  expect(failed).toEqual([]);
+});
