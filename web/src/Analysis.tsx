@@ -21,6 +21,7 @@ export type AnalysisProps = { api: Api; project: string; spec: Spec; t: T; lang:
 export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps) {
   const [answer, setAnswer] = useState<Schemas['AcquisitionAnswer'] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const asking = useRef(0);
   // Filters are drill-downs: their dimensions are asked for too, and the rows kept are theirs.
   const filterDims = Object.keys(spec.filters);
   const asked = [...filterDims, ...spec.by.filter((d) => !filterDims.includes(d))];
@@ -32,9 +33,12 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
       params.set('to', spec.to);
     }
     setError(null);
-    api
-      .get<Schemas['AcquisitionAnswer']>(`/v1/projects/${encodeURIComponent(project)}/acquisition?${params}`)
-      .then(setAnswer, (e) => setError(t('error.load', { message: e instanceof Error ? e.message : String(e) })));
+    // Only the answer to the latest question is shown: an earlier one may come back later.
+    const question = ++asking.current;
+    api.get<Schemas['AcquisitionAnswer']>(`/v1/projects/${encodeURIComponent(project)}/acquisition?${params}`).then(
+      (answer) => question === asking.current && setAnswer(answer),
+      (e) => question === asking.current && setError(t('error.load', { message: e instanceof Error ? e.message : String(e) })),
+    );
   }, [specQuery(spec)]);
   const rows = ((answer?.rows ?? []) as unknown as Row[]).filter((row) =>
     Object.entries(spec.filters).every(([dim, value]) => String(row[dim] ?? '') === value),
@@ -42,9 +46,12 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
   const shown = spec.by.filter((d) => !filterDims.includes(d));
   const label = (row: Row) => shown.map((d) => (row[d] == null ? t('analysis.none') : String(row[d]))).join(' · ');
   const remaining = DIMENSIONS.filter((d) => !spec.by.includes(d) && !filterDims.includes(d));
+  // The answer to an earlier question stays on screen until the new one comes (no layout
+  // shift), but its rows are not the ones asked for: no drilling into them.
+  const stale = !answer || answer.by.join(',') !== asked.join(',');
   const drill = (row: Row) => {
     const next = remaining[0];
-    if (!next) return;
+    if (!next || stale) return;
     const filters = { ...spec.filters };
     for (const d of shown) filters[d] = String(row[d] ?? '');
     onSpec({ ...spec, by: [next], filters });
@@ -117,7 +124,7 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
         <>
           <p class="window">{t('analysis.window', { from: answer.window.from, to: answer.window.to, tz: answer.window.tz })}</p>
           <Chart rows={rows.slice(0, 20)} label={label} t={t} />
-          <table>
+          <table aria-busy={stale}>
             <thead>
               <tr>
                 {shown.map((d) => (

@@ -33,6 +33,8 @@ test('acquisition by source, a dimension added and removed, a source drilled int
   // Drill into the first source: the next dimension, medium, within it.
   await page.getByLabel('Add a dimension').selectOption('utm_campaign');
   await page.getByRole('button', { name: 'Remove Campaign' }).click();
+  // The answer to the new question is on screen: one dimension and three metrics.
+  await expect(page.locator('table[aria-busy="false"] thead th')).toHaveCount(4);
   await body.first().click();
   await expect(page.getByText(`Source = ${first.utm_source}`)).toBeVisible();
   const byMedium = (await api('by=utm_source,utm_medium&days=7')).filter((r) => r.utm_source === first.utm_source);
