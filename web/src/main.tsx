@@ -152,6 +152,8 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: T; lang: Lang }) {
   const [error, setError] = useState<string | null>(null);
   const [creating, setCreating] = useState(false);
   const [loads, setLoads] = useState(0);
+  const [search, setSearch] = useState('');
+  const [sort, setSort] = useState<{ by: SortKey; descending: boolean }>({ by: 'created', descending: true });
   const mayWrite = me.key?.role === 'admin' || me.key?.role === 'marketer';
   useEffect(() => {
     const project = encodeURIComponent(me.project.name);
@@ -191,24 +193,30 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: T; lang: Lang }) {
       {creating && (
         <NewCodeForm api={api} project={me.project.name} t={t} onMade={() => setLoads(loads + 1)} onClose={() => setCreating(false)} />
       )}
+      {codes.codes.length > 0 && (
+        <label class="search">
+          {t('codes.search')}{' '}
+          <input type="search" value={search} onInput={(e) => setSearch(e.currentTarget.value)} />
+        </label>
+      )}
       {codes.codes.length === 0 ? (
         <p>{t('codes.empty')}</p>
       ) : (
         <table>
           <thead>
             <tr>
-              <th scope="col">{t('codes.name')}</th>
+              <SortableHeader label={t('codes.name')} by="name" sort={sort} onSort={setSort} />
               <th scope="col">{t('codes.kind')}</th>
               <th scope="col">{t('codes.page')}</th>
               <th scope="col">{t('codes.source')}</th>
               <th scope="col">{t('codes.campaign')}</th>
-              <th scope="col">{t('codes.created')}</th>
-              <th scope="col" class="number">{t('codes.newUsers7')}</th>
+              <SortableHeader label={t('codes.created')} by="created" sort={sort} onSort={setSort} />
+              <SortableHeader label={t('codes.newUsers7')} by="new_users" sort={sort} onSort={setSort} number />
               <th scope="col">{t('codes.actions')}</th>
             </tr>
           </thead>
           <tbody>
-            {codes.codes.map((code) => (
+            {sorted(codes.codes, search, sort).map((code) => (
               <CodeRow
                 key={code.id}
                 api={api}
@@ -224,6 +232,36 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: T; lang: Lang }) {
         </table>
       )}
     </section>
+  );
+}
+
+type SortKey = 'name' | 'created' | 'new_users';
+type Listed = Schemas['ListedCode'];
+
+/** The codes whose name, page or UTM values contain `search` (any case), in the chosen order. */
+function sorted(codes: Listed[], search: string, sort: { by: SortKey; descending: boolean }): Listed[] {
+  const needle = search.trim().toLowerCase();
+  const kept = codes.filter((code) =>
+    [code.name, code.page, code.id, ...Object.values(code.utm)].some((text) => text?.toLowerCase().includes(needle)),
+  );
+  const key = (code: Listed): string | number =>
+    sort.by === 'name' ? code.name : sort.by === 'created' ? code.created_at_ms : code.past_7_days.new_users;
+  return kept.sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    const order = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+    return sort.descending ? -order : order;
+  });
+}
+
+function SortableHeader({ label, by, sort, onSort, number }: { label: string; by: SortKey; sort: { by: SortKey; descending: boolean }; onSort: (s: { by: SortKey; descending: boolean }) => void; number?: boolean }) {
+  const active = sort.by === by;
+  return (
+    <th scope="col" class={number ? 'number' : ''} aria-sort={active ? (sort.descending ? 'descending' : 'ascending') : 'none'}>
+      <button type="button" class="sort" onClick={() => onSort({ by, descending: active ? !sort.descending : by !== 'name' })}>
+        {label}
+        {active ? (sort.descending ? ' ↓' : ' ↑') : ''}
+      </button>
+    </th>
   );
 }
 

@@ -68,3 +68,17 @@ test('a code is downloaded, renamed inline, and deleted after a confirmation tha
   await dialog.getByRole('button', { name: 'Delete the code' }).click();
   await expect(row('Partner leaflet, autumn')).toHaveCount(0);
 });
+
+test('the list is searched and sorted by new users, both ways', async ({ page }) => {
+  const names = () => page.locator('tbody tr td:first-child').allInnerTexts();
+  const figures = () => page.locator('tbody tr td:nth-child(7)').allInnerTexts();
+  await page.getByRole('button', { name: 'New users, past 7 days' }).click();
+  const down = (await figures()).map(Number);
+  expect(down).toEqual([...down].sort((a, b) => b - a));
+  await page.getByRole('button', { name: /New users, past 7 days/ }).click();
+  const up = (await figures()).map(Number);
+  expect(up).toEqual([...up].sort((a, b) => a - b));
+  await page.getByLabel('Search codes').fill('GZH');
+  // The demo's two codes placed in the official account (utm_source gzh), whatever their names.
+  expect((await names()).sort()).toEqual(['公众号文章 Article, Double 11', '公众号菜单 Official account menu']);
+});
