@@ -105,6 +105,7 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
               ))}
             </select>
           </label>
+          <RangeForm spec={spec} t={t} onSpec={onSpec} />
         </fieldset>
         {filterDims.length > 0 && (
           <p class="filters">
@@ -154,6 +155,25 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
         </>
       )}
     </section>
+  );
+}
+
+/** From one day to another (whole days in the project's zone), applied together. */
+function RangeForm({ spec, t, onSpec }: { spec: Spec; t: T; onSpec: (s: Spec) => void }) {
+  const [from, setFrom] = useState(spec.from ?? '');
+  const [to, setTo] = useState(spec.to ?? '');
+  return (
+    <span class="range">
+      <label>
+        {t('analysis.from')} <input type="date" value={from} onInput={(e) => setFrom(e.currentTarget.value)} />
+      </label>
+      <label>
+        {t('analysis.to')} <input type="date" value={to} onInput={(e) => setTo(e.currentTarget.value)} />
+      </label>
+      <button type="button" disabled={!from || !to} onClick={() => onSpec({ ...spec, days: null, from, to })}>
+        {t('analysis.apply')}
+      </button>
+    </span>
   );
 }
 

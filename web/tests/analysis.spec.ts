@@ -48,3 +48,29 @@ test('acquisition by source, a dimension added and removed, a source drilled int
   await page.screenshot({ path: 'test-results/screens/analysis-en.png', fullPage: true });
   expect(failed).toEqual([]);
 });
+
+test('a range from one day to another is the HTTP API answer for those days, and in the URL', async ({ page, request }) => {
+  await page.addInitScript(() => {
+    if (!localStorage.getItem('promolens.lang')) localStorage.setItem('promolens.lang', 'en');
+  });
+  await page.goto('/');
+  await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('link', { name: 'Analysis' }).click();
+  // The last 30 days of the demo's sample end yesterday: take the 20 days before the last 10.
+  const day = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString().slice(0, 10);
+  const [from, to] = [day(30), day(10)];
+  await page.getByLabel('From').fill(from);
+  await page.getByLabel('to', { exact: true }).fill(to);
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await expect(page.getByText(new RegExp(`^${from} to ${to} `))).toBeVisible();
+  expect(page.url()).toContain(`from=${from}&to=${to}`);
+  const response = await request.get(`/v1/projects/demo/acquisition?by=utm_source&from=${from}&to=${to}`, {
+    headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` },
+  });
+  const rows = (await response.json()).rows as Record<string, number | string | null>[];
+  const shown = await page.locator('table[aria-busy="false"] tbody tr').allInnerTexts();
+  expect(shown.map((r) => r.split('\t').slice(1).map((n) => Number(n.replace(/,/g, ''))))).toEqual(
+    rows.map((r) => [Number(r.new_users), Number(r.users), Number(r.launches)]),
+  );
+});
