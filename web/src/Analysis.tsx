@@ -8,15 +8,15 @@ import { BarChart } from 'echarts/charts';
 import { GridComponent, TooltipComponent } from 'echarts/components';
 import { CanvasRenderer } from 'echarts/renderers';
 import type { Api, Schemas } from './api/client';
-import type { Key, Lang } from './i18n';
+import type { Key, Lang, Translate } from './i18n';
+import { saveBlob } from './save';
 import { DIMENSIONS, METRICS, specQuery, type Spec } from './spec';
 
 echarts.use([BarChart, GridComponent, TooltipComponent, CanvasRenderer]);
 
-type T = (key: Key, values?: Record<string, string | number>) => string;
 type Row = Record<string, string | number | null>;
 
-export type AnalysisProps = { api: Api; project: string; spec: Spec; t: T; lang: Lang; onSpec: (s: Spec) => void };
+export type AnalysisProps = { api: Api; project: string; spec: Spec; t: Translate; lang: Lang; onSpec: (s: Spec) => void };
 
 export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps) {
   const [answer, setAnswer] = useState<Schemas['AcquisitionAnswer'] | null>(null);
@@ -26,12 +26,7 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
   const filterDims = Object.keys(spec.filters);
   const asked = [...filterDims, ...spec.by.filter((d) => !filterDims.includes(d))];
   useEffect(() => {
-    const params = new URLSearchParams({ by: asked.join(',') });
-    if (spec.days != null) params.set('days', String(spec.days));
-    else if (spec.from && spec.to) {
-      params.set('from', spec.from);
-      params.set('to', spec.to);
-    }
+    const params = specQuery({ ...spec, by: asked, filters: {} });
     setError(null);
     // Only the answer to the latest question is shown: an earlier one may come back later.
     const question = ++asking.current;
@@ -159,7 +154,7 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
 }
 
 /** From one day to another (whole days in the project's zone), applied together. */
-function RangeForm({ spec, t, onSpec }: { spec: Spec; t: T; onSpec: (s: Spec) => void }) {
+function RangeForm({ spec, t, onSpec }: { spec: Spec; t: Translate; onSpec: (s: Spec) => void }) {
   const [from, setFrom] = useState(spec.from ?? '');
   const [to, setTo] = useState(spec.to ?? '');
   return (
@@ -177,7 +172,7 @@ function RangeForm({ spec, t, onSpec }: { spec: Spec; t: T; onSpec: (s: Spec) =>
   );
 }
 
-function Chart({ rows, label, t }: { rows: Row[]; label: (r: Row) => string; t: T }) {
+function Chart({ rows, label, t }: { rows: Row[]; label: (r: Row) => string; t: Translate }) {
   const element = useRef<HTMLDivElement>(null);
   useEffect(() => {
     if (!element.current) return;
@@ -204,10 +199,5 @@ function downloadCsv(dims: string[], rows: Row[]) {
     return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
   };
   const csv = [columns.join(','), ...rows.map((r) => columns.map((c) => cell(r[c])).join(','))].join('\n') + '\n';
-  const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv;charset=utf-8' }));
-  const link = document.createElement('a');
-  link.href = url;
-  link.download = 'acquisition.csv';
-  link.click();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  saveBlob(new Blob([csv], { type: 'text/csv;charset=utf-8' }), 'acquisition.csv');
 }

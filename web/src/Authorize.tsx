@@ -3,11 +3,9 @@
 // one-time link. Other roles are told who can do it.
 import { useState } from 'preact/hooks';
 import { Api, ApiError, type Schemas } from './api/client';
-import type { Key } from './i18n';
+import type { Translate } from './i18n';
 
-type T = (key: Key, values?: Record<string, string | number>) => string;
-
-export function Authorize({ api, project, isAdmin, t, onAuthorized }: { api: Api; project: string; isAdmin: boolean; t: T; onAuthorized: () => void }) {
+export function Authorize({ api, project, isAdmin, t, onAuthorized }: { api: Api; project: string; isAdmin: boolean; t: Translate; onAuthorized: () => void }) {
   const [appId, setAppId] = useState('');
   const [secret, setSecret] = useState('');
   const [error, setError] = useState<{ message: string; field?: string | null } | null>(null);
@@ -74,7 +72,7 @@ export function Authorize({ api, project, isAdmin, t, onAuthorized }: { api: Api
 }
 
 /** The page an invitation link opens: exchanges its token for a key of one's own. */
-export function AcceptInvitation({ token, t, onKey }: { token: string; t: T; onKey: (key: string) => void }) {
+export function AcceptInvitation({ token, t, onKey }: { token: string; t: Translate; onKey: (key: string) => void }) {
   const [label, setLabel] = useState('');
   const [key, setKey] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);

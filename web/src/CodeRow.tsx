@@ -2,9 +2,9 @@
 // rename inline and delete with a confirmation for those who write codes).
 import { useState } from 'preact/hooks';
 import { Api, ApiError, type Schemas } from './api/client';
-import type { Key } from './i18n';
+import type { Translate } from './i18n';
+import { saveBlob } from './save';
 
-type T = (key: Key, values?: Record<string, string | number>) => string;
 type Listed = Schemas['ListedCode'];
 
 export function CodeRow({ api, project, code, mayWrite, created, t, onChanged }: {
@@ -13,7 +13,7 @@ export function CodeRow({ api, project, code, mayWrite, created, t, onChanged }:
   code: Listed;
   mayWrite: boolean;
   created: string;
-  t: T;
+  t: Translate;
   onChanged: () => void;
 }) {
   const [mode, setMode] = useState<'view' | 'rename' | 'delete'>('view');
@@ -24,12 +24,8 @@ export function CodeRow({ api, project, code, mayWrite, created, t, onChanged }:
 
   const download = async () => {
     try {
-      const image = URL.createObjectURL(await api.blob(`${url}/image`));
-      const link = document.createElement('a');
-      link.href = image;
-      link.download = `${code.id}-${code.name}.${code.content_type === 'image/jpeg' ? 'jpg' : 'png'}`;
-      link.click();
-      setTimeout(() => URL.revokeObjectURL(image), 10_000);
+      const extension = code.content_type === 'image/jpeg' ? 'jpg' : 'png';
+      saveBlob(await api.blob(`${url}/image`), `${code.id}-${code.name}.${extension}`);
     } catch (e) {
       failed(e);
     }

@@ -3,9 +3,8 @@
 // "Generate" and the image with a download link.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { Api, ApiError, type Schemas } from './api/client';
-import type { Key } from './i18n';
+import type { Key, Translate } from './i18n';
 
-type T = (key: Key, values?: Record<string, string | number>) => string;
 type NewCode = Schemas['NewCode'];
 type Kind = Schemas['CodeKind'];
 const UTM = ['utm_source', 'utm_medium', 'utm_campaign', 'utm_content', 'utm_term'] as const;
@@ -14,7 +13,7 @@ type Counter =
   | { state: 'fits'; encoding: Schemas['Encoding'] }
   | { state: 'error'; detail: Schemas['ErrorDetail'] };
 
-export function NewCodeForm({ api, project, t, onMade, onClose }: { api: Api; project: string; t: T; onMade: () => void; onClose: () => void }) {
+export function NewCodeForm({ api, project, t, onMade, onClose }: { api: Api; project: string; t: Translate; onMade: () => void; onClose: () => void }) {
   const [form, setForm] = useState<NewCode>({ name: '', kind: 'A', page: 'pages/index/index' });
   const [counter, setCounter] = useState<Counter | null>(null);
   const [made, setMade] = useState<{ code: Schemas['Code']; image: string } | null>(null);
@@ -98,7 +97,7 @@ export function NewCodeForm({ api, project, t, onMade, onClose }: { api: Api; pr
   );
 }
 
-function CounterText({ counter, t }: { counter: Counter; t: T }) {
+function CounterText({ counter, t }: { counter: Counter; t: Translate }) {
   if (counter.state === 'error') {
     const over = counter.detail.over_limit;
     if (over) {

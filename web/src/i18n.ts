@@ -255,6 +255,9 @@ const zh: Record<Key, string> = {
 
 export type Lang = 'en' | 'zh';
 
+/** The words of the current language: what every component gets as `t`. */
+export type Translate = (key: Key, values?: Record<string, string | number>) => string;
+
 const dictionaries: Record<Lang, Record<Key, string>> = { en, zh };
 
 export function initialLang(): Lang {

@@ -2,7 +2,7 @@
 import { render, type ComponentType } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { Api, ApiError, type Schemas } from './api/client';
-import { initialLang, rememberLang, translate, type Key, type Lang } from './i18n';
+import { initialLang, rememberLang, translate, type Key, type Lang, type Translate } from './i18n';
 import type { AnalysisProps } from './Analysis';
 import { parseSpec, specQuery, type Spec } from './spec';
 import { AcceptInvitation, Authorize } from './Authorize';
@@ -11,14 +11,12 @@ import { NewCodeForm } from './NewCode';
 import './style.css';
 
 type Me = Schemas['Me'];
-type T = (key: Key, values?: Record<string, string | number>) => string;
-
 const KEY_STORAGE = 'promolens.key';
 
 function App() {
   const [lang, setLang] = useState<Lang>(initialLang);
   const [session, setSession] = useState<{ api: Api; me: Me } | null>(null);
-  const t: T = (key, values) => translate(lang, key, values);
+  const t: Translate = (key, values) => translate(lang, key, values);
   useEffect(() => rememberLang(lang), [lang]);
   useEffect(() => {
     const saved = sessionStorage.getItem(KEY_STORAGE);
@@ -28,7 +26,6 @@ function App() {
   const invitation = location.hash.match(/^#\/accept\/(pli_[0-9a-f_]+)$/)?.[1];
   const useKey = (key: string) =>
     signIn(key).then((s) => {
-      sessionStorage.setItem(KEY_STORAGE, key);
       history.replaceState(null, '', '/');
       setSession(s);
     });
@@ -105,24 +102,24 @@ function useHashRoute(): { page: 'codes' } | { page: 'analysis'; spec: Spec } {
   return analysis ? { page: 'analysis', spec: parseSpec(analysis[1]) } : { page: 'codes' };
 }
 
-/** Checks a key with `GET /v1/me`; an ingest key cannot open the console. */
+/** Checks a key with `GET /v1/me` (an ingest key cannot open the console) and keeps it for the
+ * tab's life. */
 async function signIn(key: string): Promise<{ api: Api; me: Me }> {
   const api = new Api(key);
   const me = await api.get<Me>('/v1/me');
   if (me.key?.role === 'ingest') throw new ApiError(403, { code: 'ingest_key', message: '' });
+  sessionStorage.setItem(KEY_STORAGE, key);
   return { api, me };
 }
 
-function SignIn({ t, onSignedIn }: { t: T; onSignedIn: (s: { api: Api; me: Me }) => void }) {
+function SignIn({ t, onSignedIn }: { t: Translate; onSignedIn: (s: { api: Api; me: Me }) => void }) {
   const [key, setKey] = useState('');
   const [error, setError] = useState<string | null>(null);
   const submit = async (event: Event) => {
     event.preventDefault();
     setError(null);
     try {
-      const session = await signIn(key.trim());
-      sessionStorage.setItem(KEY_STORAGE, key.trim());
-      onSignedIn(session);
+      onSignedIn(await signIn(key.trim()));
     } catch (e) {
       if (e instanceof ApiError && e.detail.code === 'ingest_key') setError(t('signIn.ingestRefused'));
       else setError(t('signIn.bad', { message: e instanceof Error ? e.message : String(e) }));
@@ -147,7 +144,7 @@ function SignIn({ t, onSignedIn }: { t: T; onSignedIn: (s: { api: Api; me: Me })
 type CodeList = Schemas['CodeList'];
 type AuthorizationAnswer = Schemas['AuthorizationAnswer'];
 
-function Codes({ api, me, t, lang }: { api: Api; me: Me; t: T; lang: Lang }) {
+function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lang }) {
   const [state, setState] = useState<{ codes: CodeList; authorization: AuthorizationAnswer } | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [creating, setCreating] = useState(false);
