@@ -18,6 +18,11 @@ export function NewCodeForm({ api, project, t, onMade, onClose }: { api: Api; pr
   const [counter, setCounter] = useState<Counter | null>(null);
   const [made, setMade] = useState<{ code: Schemas['Code']; image: string } | null>(null);
   const [busy, setBusy] = useState(false);
+  const [paramsText, setParamsText] = useState('');
+  const setParams = (text: string) => {
+    setParamsText(text);
+    setForm({ ...form, params: parseParams(text) });
+  };
   const asked = useRef(0);
   const base = `/v1/projects/${encodeURIComponent(project)}/codes`;
 
@@ -73,6 +78,28 @@ export function NewCodeForm({ api, project, t, onMade, onClose }: { api: Api; pr
           <input id={`code-${field}`} value={(form[field] as string | undefined) ?? ''} onInput={set(field)} />
         </>
       ))}
+      <details class="more">
+        <summary>{t('new.more')}</summary>
+        <label for="code-params">{t('new.params')}</label>
+        <input id="code-params" value={paramsText} onInput={(e) => setParams(e.currentTarget.value)} aria-describedby="code-params-hint" />
+        <p class="hint" id="code-params-hint">{t('new.paramsHint')}</p>
+        <label for="code-width">{t('new.width')}</label>
+        <input id="code-width" type="number" min={280} max={1280} step={1} value={form.width ?? ''} placeholder="430" onInput={(e) => setForm({ ...form, width: e.currentTarget.value ? Number(e.currentTarget.value) : null })} />
+        <label class="choice">
+          <input type="checkbox" checked={form.line_color != null} onChange={(e) => setForm({ ...form, line_color: e.currentTarget.checked ? [0, 0, 0] : null })} />
+          {t('new.ownColour')}
+        </label>
+        {form.line_color != null && (
+          <>
+            <label for="code-colour">{t('new.colour')}</label>
+            <input id="code-colour" type="color" value={hexOf(form.line_color)} onInput={(e) => setForm({ ...form, line_color: rgbOf(e.currentTarget.value) })} />
+          </>
+        )}
+        <label class="choice">
+          <input type="checkbox" checked={form.is_hyaline ?? false} onChange={(e) => setForm({ ...form, is_hyaline: e.currentTarget.checked })} />
+          {t('new.transparent')}
+        </label>
+      </details>
       <p class="counter" role="status" aria-live="polite">
         {counter && <CounterText counter={counter} t={t} />}
       </p>
@@ -119,6 +146,23 @@ function CounterText({ counter, t }: { counter: Counter; t: Translate }) {
 /** The request without empty optional fields (an empty UTM value is no value). */
 function withoutEmpty(form: NewCode): NewCode {
   const request: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(form)) if (value !== '' && value != null) request[key] = value;
+  for (const [key, value] of Object.entries(form)) {
+    const empty = value === '' || value == null || (Array.isArray(value) && value.length === 0);
+    if (!empty) request[key] = value;
+  }
   return request as NewCode;
 }
+
+/** `key=value&key=value`, as typed (the plugin percent-encodes what the code carries). */
+function parseParams(text: string): [string, string][] {
+  return text
+    .split('&')
+    .filter((pair) => pair !== '')
+    .map((pair) => {
+      const at = pair.indexOf('=');
+      return at < 0 ? [pair, ''] : [pair.slice(0, at), pair.slice(at + 1)];
+    });
+}
+
+const hexOf = (rgb: number[]) => `#${rgb.map((c) => c.toString(16).padStart(2, '0')).join('')}`;
+const rgbOf = (hex: string) => [1, 3, 5].map((at) => parseInt(hex.slice(at, at + 2), 16));

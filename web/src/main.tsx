@@ -165,6 +165,7 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lan
   if (!state) return <p aria-busy="true">{t('loading')}</p>;
   const { codes, authorization } = state;
   const newUsers = codes.codes.reduce((sum, c) => sum + c.past_7_days.new_users, 0);
+  const number = (n: number) => n.toLocaleString(lang === 'zh' ? 'zh-CN' : 'en');
   const created = (ms: number) => new Date(ms).toLocaleDateString(lang === 'zh' ? 'zh-CN' : 'en');
   return (
     <section>
@@ -178,7 +179,7 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lan
         <a href="#/analysis?by=code&days=7">{t('codes.headline', { n: newUsers })}</a>
       </p>
       <p>
-        {t('codes.quota', { used: codes.quota.used, limit: codes.quota.limit })}
+        {t('codes.quota', { used: number(codes.quota.used), limit: number(codes.quota.limit) })}
         {codes.quota.warning && <span class="warning"> {t('codes.quotaWarning')}</span>}
       </p>
       <h2>{t('codes.title')}</h2>

@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 export default async function globalSetup() {
   const bin = process.env.PROMOLENS_BIN ?? '../target/debug/promolens';
   const data = mkdtempSync(join(tmpdir(), 'promolens-console-'));
+  process.env.PROMOLENS_DATA = data;
   const server = spawn(bin, ['serve', '--demo', '--data', data, '--listen', '127.0.0.1:0'], {
     env: { ...process.env, RUST_LOG: 'warn', PROMOLENS_COMPONENT_CACHE: join(data, 'components') },
     stdio: ['ignore', 'pipe', 'inherit'],
