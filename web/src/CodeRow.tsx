@@ -7,7 +7,7 @@ import { saveBlob } from './save';
 
 type Listed = Schemas['ListedCode'];
 
-export function CodeRow({ api, project, code, mayWrite, created, t, onChanged }: {
+export function CodeRow({ api, project, code, mayWrite, created, t, onChanged, onOpen }: {
   api: Api;
   project: string;
   code: Listed;
@@ -15,6 +15,7 @@ export function CodeRow({ api, project, code, mayWrite, created, t, onChanged }:
   created: string;
   t: Translate;
   onChanged: () => void;
+  onOpen: () => void;
 }) {
   const [mode, setMode] = useState<'view' | 'rename' | 'delete'>('view');
   const [name, setName] = useState(code.name);
@@ -65,7 +66,9 @@ export function CodeRow({ api, project, code, mayWrite, created, t, onChanged }:
               </button>
             </form>
           ) : (
-            code.name
+            <button type="button" class="link" onClick={onOpen}>
+              {code.name}
+            </button>
           )}
         </td>
         <td>{code.kind}</td>

@@ -6,6 +6,8 @@ import { initialLang, rememberLang, translate, type Key, type Lang, type Transla
 import type { AnalysisProps } from './Analysis';
 import { parseSpec, specQuery, type Spec } from './spec';
 import { AcceptInvitation, Authorize } from './Authorize';
+import { BatchForm } from './Batch';
+import { CodePanel } from './CodePanel';
 import { CodeRow } from './CodeRow';
 import { NewCodeForm } from './NewCode';
 import './style.css';
@@ -147,7 +149,8 @@ type AuthorizationAnswer = Schemas['AuthorizationAnswer'];
 function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lang }) {
   const [state, setState] = useState<{ codes: CodeList; authorization: AuthorizationAnswer } | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [creating, setCreating] = useState(false);
+  const [adding, setAdding] = useState<'code' | 'batch' | null>(null);
+  const [opened, setOpened] = useState<string | null>(null);
   const [loads, setLoads] = useState(0);
   const [search, setSearch] = useState('');
   const [sort, setSort] = useState<{ by: SortKey; descending: boolean }>({ by: 'created', descending: true });
@@ -164,6 +167,7 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lan
   if (error) return <p class="error" role="alert">{error}</p>;
   if (!state) return <p aria-busy="true">{t('loading')}</p>;
   const { codes, authorization } = state;
+  const openedCode = codes.codes.find((code) => code.id === opened);
   const newUsers = codes.codes.reduce((sum, c) => sum + c.past_7_days.new_users, 0);
   const number = (n: number) => n.toLocaleString(lang === 'zh' ? 'zh-CN' : 'en');
   const created = (ms: number) => new Date(ms).toLocaleDateString(lang === 'zh' ? 'zh-CN' : 'en');
@@ -183,13 +187,24 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lan
         {codes.quota.warning && <span class="warning"> {t('codes.quotaWarning')}</span>}
       </p>
       <h2>{t('codes.title')}</h2>
-      {mayWrite && authorization.authorization && !creating && (
-        <button type="button" onClick={() => setCreating(true)}>
-          {t('new.open')}
-        </button>
+      {mayWrite && authorization.authorization && !adding && (
+        <div class="actions">
+          <button type="button" onClick={() => setAdding('code')}>
+            {t('new.open')}
+          </button>
+          <button type="button" onClick={() => setAdding('batch')}>
+            {t('batch.open')}
+          </button>
+        </div>
       )}
-      {creating && (
-        <NewCodeForm api={api} project={me.project.name} t={t} onMade={() => setLoads(loads + 1)} onClose={() => setCreating(false)} />
+      {adding === 'code' && (
+        <NewCodeForm api={api} project={me.project.name} t={t} onMade={() => setLoads(loads + 1)} onClose={() => setAdding(null)} />
+      )}
+      {adding === 'batch' && (
+        <BatchForm api={api} project={me.project.name} t={t} onMade={() => setLoads(loads + 1)} onClose={() => setAdding(null)} />
+      )}
+      {openedCode && (
+        <CodePanel api={api} project={me.project.name} code={openedCode} t={t} formatDate={created} onClose={() => setOpened(null)} />
       )}
       {codes.codes.length > 0 && (
         <label class="search">
@@ -224,6 +239,7 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lan
                 created={created(code.created_at_ms)}
                 t={t}
                 onChanged={() => setLoads(loads + 1)}
+                onOpen={() => setOpened(code.id)}
               />
             ))}
           </tbody>

@@ -169,3 +169,53 @@ test('the A and C quota warns from 90% on', async ({ page, request }) => {
     writeFileSync(record, JSON.stringify({ ...before, used: before.used + 1 }));
   }
 });
+
+test('a code’s side panel shows every parameter, what the code carries and its numbers, as the API has them', async ({ page, request }) => {
+  const headers = { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` };
+  const listed = await (await request.get('/v1/projects/demo/codes', { headers })).json();
+  const code = listed.codes.find((c: { name: string }) => c.name === '公众号菜单 Official account menu');
+  await page.getByRole('button', { name: code.name, exact: true }).click();
+  const panel = page.getByRole('complementary', { name: code.name });
+  await expect(panel).toBeVisible();
+  const value = (label: string) => panel.locator('dt', { hasText: new RegExp(`^${label}$`) }).locator('xpath=following-sibling::dd');
+  await expect(value('Id')).toHaveText(code.id);
+  await expect(value(/What the code carries \(\w+\)/.source)).toHaveText(code.encoding.path ?? code.encoding.scene);
+  await expect(value('Source \\(utm_source\\)')).toHaveText(code.utm.source);
+  await expect(value('New users')).toHaveText(code.past_7_days.new_users.toLocaleString('en'));
+  await expect(value('Launches')).toHaveText(code.past_7_days.launches.toLocaleString('en'));
+  await expect(panel.getByRole('img', { name: `The code “${code.name}”` })).toBeVisible();
+  await page.screenshot({ path: 'test-results/screens/codes-panel-en.png', fullPage: true });
+  await page.keyboard.press('Escape');
+  await expect(panel).toHaveCount(0);
+});
+
+test('codes are made from a CSV: the template downloads, a bad row is listed with its line, the others are made', async ({ page, request }) => {
+  await page.getByRole('button', { name: 'Create from a CSV' }).click();
+  const downloading = page.waitForEvent('download');
+  await page.getByRole('button', { name: 'Download the template' }).click();
+  const template = readFileSync(await (await downloading).path(), 'utf8');
+  expect(template.replace(/^\ufeff/, '').split('\n')[0]).toBe('name,kind,page,utm_source,utm_medium,utm_campaign,utm_content,utm_term,params,width');
+
+  const csv = [
+    'name,kind,page,utm_source,utm_campaign,params',
+    'Shop 31 counter,C,pages/index/index,shop,spring,shop=31',
+    'Shop 32 counter,D,pages/index/index,shop,spring,shop=32',
+    'Shop 33 counter,B,pages/index/index,shop,spring,shop=33',
+    `Shop 34 counter,A,pages/${'p'.repeat(120)},shop,spring,`,
+  ].join('\n');
+  await page.getByLabel('CSV file', { exact: true }).setInputFiles({ name: 'shops.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+  await page.getByRole('button', { name: 'Create the codes' }).click();
+  await expect(page.getByRole('status')).toHaveText('2 made, 2 refused');
+  const result = (line: number) => page.locator('.batch tbody tr').filter({ has: page.getByRole('cell', { name: String(line), exact: true }) });
+  await expect(result(2)).toContainText(/made: [0-9a-z]{8}/);
+  await expect(result(3)).toContainText('kind: `D` is not a code kind: A, B or C');
+  await expect(result(4)).toContainText(/made: [0-9a-z]{8}/);
+  await expect(result(5)).toContainText('page is 137 bytes, 9 over the limit of 128');
+  await page.screenshot({ path: 'test-results/screens/codes-batch-en.png', fullPage: true });
+
+  const listed = await (await request.get('/v1/projects/demo/codes', { headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` } })).json();
+  const names = listed.codes.map((c: { name: string }) => c.name);
+  expect(names).toEqual(expect.arrayContaining(['Shop 31 counter', 'Shop 33 counter']));
+  expect(names).not.toEqual(expect.arrayContaining(['Shop 32 counter']));
+  for (const name of ['Shop 31 counter', 'Shop 33 counter']) await expect(page.getByRole('button', { name, exact: true })).toBeVisible();
+});

@@ -32,13 +32,14 @@ export class Api {
     return response.blob();
   }
 
-  async send<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** A request with a JSON body, or with `body` as it is when its `contentType` is given. */
+  async send<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.key}` };
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (body !== undefined) headers['content-type'] = contentType ?? 'application/json';
     const response = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : contentType ? (body as string) : JSON.stringify(body),
     });
     const text = await response.text();
     const value = text ? JSON.parse(text) : undefined;
