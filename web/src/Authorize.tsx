@@ -12,10 +12,14 @@ export function Authorize({ api, project, isAdmin, t, onAuthorized }: { api: Api
   const [link, setLink] = useState<string | null>(null);
   const base = `/v1/projects/${encodeURIComponent(project)}`;
   if (!isAdmin) {
+    // Only an administrator may invite (an invitation can make an administrator): others get a
+    // message to send to theirs, with the link to the console.
     return (
-      <div class="card">
+      <div class="card authorize">
         <p>{t('codes.notAuthorized')}</p>
         <p>{t('auth.askAdmin')}</p>
+        <label for="ask-admin">{t('auth.askAdminLabel')}</label>
+        <textarea id="ask-admin" readOnly rows={3} value={t('auth.askAdminMessage', { project, link: `${location.origin}/` })} onFocus={(e) => e.currentTarget.select()} />
       </div>
     );
   }

@@ -10,6 +10,7 @@ import { BatchForm } from './Batch';
 import { CodePanel } from './CodePanel';
 import { CodeRow } from './CodeRow';
 import { NewCodeForm } from './NewCode';
+import { Settings } from './Settings';
 import './style.css';
 
 type Me = Schemas['Me'];
@@ -48,6 +49,11 @@ function App() {
             <a href="#/analysis?by=utm_source&days=7" aria-current={route.page === 'analysis' ? 'page' : undefined}>
               {t('nav.analysis')}
             </a>
+            {session.me.key?.role === 'admin' && (
+              <a href="#/settings" aria-current={route.page === 'settings' ? 'page' : undefined}>
+                {t('nav.settings')}
+              </a>
+            )}
           </nav>
         )}
         <span class="spacer" />
@@ -70,6 +76,8 @@ function App() {
             lang={lang}
             onSpec={(spec: Spec) => (location.hash = `#/analysis?${specQuery(spec)}`)}
           />
+        ) : session && route.page === 'settings' && session.me.key?.role === 'admin' ? (
+          <Settings api={session.api} project={session.me.project.name} ownKey={session.me.key?.id} t={t} formatTime={(iso) => new Date(iso).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en')} />
         ) : session ? (
           <Codes api={session.api} me={session.me} t={t} lang={lang} />
         ) : invitation ? (
@@ -92,8 +100,8 @@ function LazyAnalysis(props: AnalysisProps) {
   return Page ? <Page {...props} /> : <p aria-busy="true">…</p>;
 }
 
-/** The page the URL's hash names: `#/analysis?…` (its spec), else the codes. */
-function useHashRoute(): { page: 'codes' } | { page: 'analysis'; spec: Spec } {
+/** The page the URL's hash names: `#/analysis?…` (its spec), `#/settings`, else the codes. */
+function useHashRoute(): { page: 'codes' | 'settings' } | { page: 'analysis'; spec: Spec } {
   const [hash, setHash] = useState(location.hash);
   useEffect(() => {
     const changed = () => setHash(location.hash);
@@ -101,7 +109,8 @@ function useHashRoute(): { page: 'codes' } | { page: 'analysis'; spec: Spec } {
     return () => removeEventListener('hashchange', changed);
   }, []);
   const analysis = hash.match(/^#\/analysis\??(.*)$/);
-  return analysis ? { page: 'analysis', spec: parseSpec(analysis[1]) } : { page: 'codes' };
+  if (analysis) return { page: 'analysis', spec: parseSpec(analysis[1]) };
+  return { page: hash === '#/settings' ? 'settings' : 'codes' };
 }
 
 /** Checks a key with `GET /v1/me` (an ingest key cannot open the console) and keeps it for the

@@ -12,7 +12,23 @@ test('an admin is asked to authorize, invites the mini-program administrator, wh
   const admin = { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` };
   // The demo project starts authorized: undo it, as a project that never was.
   expect((await request.delete('/v1/projects/demo/authorization', { headers: admin })).status()).toBe(204);
-  await page.goto('/');
+
+  // A marketer cannot authorize: they get a message for their administrator, with the link.
+  const made = await request.post('/v1/projects/demo/keys', { headers: admin, data: { role: 'marketer', label: 'Li Na, marketing' } });
+  const marketer = await (await browser.newContext()).newPage();
+  await marketer.addInitScript(() => localStorage.setItem('promolens.lang', 'en'));
+  await marketer.goto('/');
+  await marketer.getByLabel('API key').fill((await made.json()).token);
+  await marketer.getByRole('button', { name: 'Sign in' }).click();
+  await expect(marketer.getByText('Only an administrator of this project can authorize it')).toBeVisible();
+  await expect(marketer.getByLabel('AppID')).toHaveCount(0);
+  await expect(marketer.getByRole('button', { name: 'New code' })).toHaveCount(0);
+  const message = await marketer.getByLabel('Message to your administrator').inputValue();
+  expect(message).toContain('(project demo)');
+  const consoleLink = message.match(/https?:\/\/\S+\//)![0];
+  expect(new URL(consoleLink).origin).toBe(new URL(process.env.PROMOLENS_CONSOLE_URL!).origin);
+
+  await page.goto(consoleLink);
   await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page.getByRole('heading', { name: 'Authorize the mini-program' })).toBeVisible();
