@@ -119,31 +119,34 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
       {answer && (
         <>
           <p class="window">{t('analysis.window', { from: answer.window.from, to: answer.window.to, tz: answer.window.tz })}</p>
+          {rows.length === 0 && <p class="empty">{t('analysis.empty')}</p>}
           <Chart rows={rows.slice(0, 20)} label={label} t={t} />
-          <table aria-busy={stale}>
-            <thead>
-              <tr>
-                {shown.map((d) => (
-                  <th scope="col" key={d}>{t(`dim.${d}` as Key)}</th>
-                ))}
-                {METRICS.map((m) => (
-                  <th scope="col" class="number" key={m}>{t(`metric.${m}` as Key)}</th>
-                ))}
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((row, i) => (
-                <tr key={i} class={remaining.length ? 'drillable' : ''} onClick={() => drill(row)} tabIndex={remaining.length ? 0 : -1} onKeyDown={(e) => e.key === 'Enter' && drill(row)}>
+          <div class="scroll">
+            <table aria-busy={stale}>
+              <thead>
+                <tr>
                   {shown.map((d) => (
-                    <td key={d}>{row[d] == null ? t('analysis.none') : String(row[d])}</td>
+                    <th scope="col" key={d}>{t(`dim.${d}` as Key)}</th>
                   ))}
                   {METRICS.map((m) => (
-                    <td class="number" key={m}>{Number(row[m] ?? 0).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en')}</td>
+                    <th scope="col" class="number" key={m}>{t(`metric.${m}` as Key)}</th>
                   ))}
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {rows.map((row, i) => (
+                  <tr key={i} class={remaining.length ? 'drillable' : ''} onClick={() => drill(row)} tabIndex={remaining.length ? 0 : -1} onKeyDown={(e) => e.key === 'Enter' && drill(row)}>
+                    {shown.map((d) => (
+                      <td key={d}>{row[d] == null ? t('analysis.none') : String(row[d])}</td>
+                    ))}
+                    {METRICS.map((m) => (
+                      <td class="number" key={m}>{Number(row[m] ?? 0).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en')}</td>
+                    ))}
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
           <button type="button" onClick={() => downloadCsv(shown, rows)}>
             {t('analysis.csv')}
           </button>

@@ -57,24 +57,26 @@ export function BatchForm({ api, project, t, onMade, onClose }: { api: Api; proj
       {answer && (
         <>
           <p role="status">{t('batch.result', { created: answer.created, failed: answer.failed })}</p>
-          <table>
-            <thead>
-              <tr>
-                <th scope="col" class="number">{t('batch.line')}</th>
-                <th scope="col">{t('codes.name')}</th>
-                <th scope="col">{t('batch.outcome')}</th>
-              </tr>
-            </thead>
-            <tbody>
-              {answer.rows.map((row) => (
-                <tr key={row.line}>
-                  <td class="number">{row.line}</td>
-                  <td>{row.name}</td>
-                  <td class={row.error ? 'error' : ''}>{row.code ? t('batch.made', { id: row.code.id }) : row.error ? describe(row.error) : ''}</td>
+          <div class="scroll">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col" class="number">{t('batch.line')}</th>
+                  <th scope="col">{t('codes.name')}</th>
+                  <th scope="col">{t('batch.outcome')}</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {answer.rows.map((row) => (
+                  <tr key={row.line}>
+                    <td class="number">{row.line}</td>
+                    <td>{row.name}</td>
+                    <td class={row.error ? 'error' : ''}>{row.code ? t('batch.made', { id: row.code.id }) : row.error ? describe(row.error) : ''}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
         </>
       )}
     </form>

@@ -71,12 +71,12 @@ export function CodeRow({ api, project, code, mayWrite, created, t, onChanged, o
             </button>
           )}
         </td>
-        <td>{code.kind}</td>
-        <td>{code.page}</td>
-        <td>{code.utm.source ?? ''}</td>
-        <td>{code.utm.campaign ?? ''}</td>
-        <td>{created}</td>
-        <td class="number">{code.past_7_days.new_users}</td>
+        <td data-label={t('codes.kind')}>{code.kind}</td>
+        <td data-label={t('codes.page')}>{code.page}</td>
+        <td data-label={t('codes.source')}>{code.utm.source ?? ''}</td>
+        <td data-label={t('codes.campaign')}>{code.utm.campaign ?? ''}</td>
+        <td data-label={t('codes.created')}>{created}</td>
+        <td class="number" data-label={t('codes.newUsers7')}>{code.past_7_days.new_users}</td>
         <td class="row-actions">
           <button type="button" onClick={download} aria-label={t('row.downloadOf', { name: code.name })}>
             {t('row.download')}

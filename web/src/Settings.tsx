@@ -48,35 +48,37 @@ export function Settings({ api, project, ownKey, t, formatTime }: { api: Api; pr
           return made.token;
         }}
       />
-      <table aria-labelledby="keys-title">
-        <thead>
-          <tr>
-            <th scope="col">{t('settings.label')}</th>
-            <th scope="col">{t('settings.role')}</th>
-            <th scope="col">{t('settings.created')}</th>
-            <th scope="col">{t('settings.lastUsed')}</th>
-            <th scope="col">{t('settings.expires')}</th>
-            <th scope="col">{t('settings.state')}</th>
-            <th scope="col">{t('codes.actions')}</th>
-          </tr>
-        </thead>
-        <tbody>
-          {state.keys.map((key) => (
-            <tr key={key.id}>
-              <td>
-                {key.label ?? key.id}
-                {key.id === ownKey && <span class="chip"> {t('settings.yours')}</span>}
-              </td>
-              <td>{t(`role.${key.role}` as Key)}</td>
-              <td>{formatTime(key.created_at)}</td>
-              <td>{key.last_used_at ? formatTime(key.last_used_at) : '—'}</td>
-              <td>{key.expires_at ? formatTime(key.expires_at) : t('settings.never')}</td>
-              <td>{status(key)}</td>
-              <td>{!key.revoked_at && <Revoke t={t} what={key.label ?? key.id} onRevoke={() => api.send('DELETE', `${base}/keys/${key.id}`).then(reload)} />}</td>
+      <div class="scroll">
+        <table aria-labelledby="keys-title">
+          <thead>
+            <tr>
+              <th scope="col">{t('settings.label')}</th>
+              <th scope="col">{t('settings.role')}</th>
+              <th scope="col">{t('settings.created')}</th>
+              <th scope="col">{t('settings.lastUsed')}</th>
+              <th scope="col">{t('settings.expires')}</th>
+              <th scope="col">{t('settings.state')}</th>
+              <th scope="col">{t('codes.actions')}</th>
             </tr>
-          ))}
-        </tbody>
-      </table>
+          </thead>
+          <tbody>
+            {state.keys.map((key) => (
+              <tr key={key.id}>
+                <td>
+                  {key.label ?? key.id}
+                  {key.id === ownKey && <span class="chip"> {t('settings.yours')}</span>}
+                </td>
+                <td>{t(`role.${key.role}` as Key)}</td>
+                <td>{formatTime(key.created_at)}</td>
+                <td>{key.last_used_at ? formatTime(key.last_used_at) : '—'}</td>
+                <td>{key.expires_at ? formatTime(key.expires_at) : t('settings.never')}</td>
+                <td>{status(key)}</td>
+                <td>{!key.revoked_at && <Revoke t={t} what={key.label ?? key.id} onRevoke={() => api.send('DELETE', `${base}/keys/${key.id}`).then(reload)} />}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
 
       <h2 id="invitations-title">{t('settings.invitations')}</h2>
       <p class="hint">{t('settings.invitationsWhat')}</p>
@@ -92,59 +94,63 @@ export function Settings({ api, project, ownKey, t, formatTime }: { api: Api; pr
       {state.invitations.length === 0 ? (
         <p>{t('settings.noInvitations')}</p>
       ) : (
-        <table aria-labelledby="invitations-title">
+        <div class="scroll">
+          <table aria-labelledby="invitations-title">
+            <thead>
+              <tr>
+                <th scope="col">{t('settings.role')}</th>
+                <th scope="col">{t('settings.created')}</th>
+                <th scope="col">{t('settings.expires')}</th>
+                <th scope="col">{t('settings.state')}</th>
+                <th scope="col">{t('codes.actions')}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {state.invitations.map((invitation) => (
+                <tr key={invitation.id}>
+                  <td>{t(`role.${invitation.role}` as Key)}</td>
+                  <td>{formatTime(invitation.created_at)}</td>
+                  <td>{formatTime(invitation.expires_at)}</td>
+                  <td>{status(invitation)}</td>
+                  <td>
+                    {!invitation.revoked_at && !invitation.used_at && (
+                      <Revoke t={t} what={invitation.id} onRevoke={() => api.send('DELETE', `${base}/invitations/${invitation.id}`).then(reload)} />
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+
+      <h2 id="audit-title">{t('settings.audit')}</h2>
+      <div class="scroll">
+        <table aria-labelledby="audit-title">
           <thead>
             <tr>
-              <th scope="col">{t('settings.role')}</th>
-              <th scope="col">{t('settings.created')}</th>
-              <th scope="col">{t('settings.expires')}</th>
-              <th scope="col">{t('settings.state')}</th>
-              <th scope="col">{t('codes.actions')}</th>
+              <th scope="col">{t('settings.time')}</th>
+              <th scope="col">{t('settings.by')}</th>
+              <th scope="col">{t('settings.action')}</th>
+              <th scope="col">{t('settings.target')}</th>
+              <th scope="col">{t('batch.outcome')}</th>
             </tr>
           </thead>
           <tbody>
-            {state.invitations.map((invitation) => (
-              <tr key={invitation.id}>
-                <td>{t(`role.${invitation.role}` as Key)}</td>
-                <td>{formatTime(invitation.created_at)}</td>
-                <td>{formatTime(invitation.expires_at)}</td>
-                <td>{status(invitation)}</td>
+            {state.audit.map((record, i) => (
+              <tr key={i}>
+                <td>{formatTime(record.time)}</td>
+                <td>{state.keys.find((k) => k.id === record.key_id)?.label ?? record.key_id}</td>
                 <td>
-                  {!invitation.revoked_at && !invitation.used_at && (
-                    <Revoke t={t} what={invitation.id} onRevoke={() => api.send('DELETE', `${base}/invitations/${invitation.id}`).then(reload)} />
-                  )}
+                  <code>{record.action}</code>
                 </td>
+                <td>{record.target}</td>
+                <td class={record.outcome === 'failed' ? 'error' : ''}>{t(`settings.outcome.${record.outcome}`)}</td>
               </tr>
             ))}
           </tbody>
         </table>
-      )}
-
-      <h2 id="audit-title">{t('settings.audit')}</h2>
-      <table aria-labelledby="audit-title">
-        <thead>
-          <tr>
-            <th scope="col">{t('settings.time')}</th>
-            <th scope="col">{t('settings.by')}</th>
-            <th scope="col">{t('settings.action')}</th>
-            <th scope="col">{t('settings.target')}</th>
-            <th scope="col">{t('batch.outcome')}</th>
-          </tr>
-        </thead>
-        <tbody>
-          {state.audit.map((record, i) => (
-            <tr key={i}>
-              <td>{formatTime(record.time)}</td>
-              <td>{state.keys.find((k) => k.id === record.key_id)?.label ?? record.key_id}</td>
-              <td>
-                <code>{record.action}</code>
-              </td>
-              <td>{record.target}</td>
-              <td class={record.outcome === 'failed' ? 'error' : ''}>{t(`settings.outcome.${record.outcome}`)}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      </div>
     </section>
   );
 }

@@ -173,7 +173,16 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lan
       .then(([codes, authorization]) => setState({ codes, authorization }))
       .catch((e) => setError(t('error.load', { message: e instanceof Error ? e.message : String(e) })));
   }, [api, loads]);
-  if (error) return <p class="error" role="alert">{error}</p>;
+  if (error) {
+    return (
+      <div class="error" role="alert">
+        <p>{error}</p>
+        <button type="button" onClick={() => (setError(null), setLoads(loads + 1))}>
+          {t('error.retry')}
+        </button>
+      </div>
+    );
+  }
   if (!state) return <p aria-busy="true">{t('loading')}</p>;
   const { codes, authorization } = state;
   const openedCode = codes.codes.find((code) => code.id === opened);
@@ -222,9 +231,9 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lan
         </label>
       )}
       {codes.codes.length === 0 ? (
-        <p>{t('codes.empty')}</p>
+        <p class="empty">{t(mayWrite ? 'codes.empty' : 'codes.emptyReadOnly')}</p>
       ) : (
-        <table>
+        <table class="codes">
           <thead>
             <tr>
               <SortableHeader label={t('codes.name')} by="name" sort={sort} onSort={setSort} />

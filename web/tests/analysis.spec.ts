@@ -74,3 +74,13 @@ test('a range from one day to another is the HTTP API answer for those days, and
     rows.map((r) => [Number(r.new_users), Number(r.users), Number(r.launches)]),
   );
 });
+
+test('a range without launches says so and what to do next', async ({ page }) => {
+  await page.addInitScript(() => localStorage.setItem('promolens.lang', 'en'));
+  await page.goto('/');
+  await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.goto('/#/analysis?by=utm_source&from=2020-01-01&to=2020-01-07');
+  await expect(page.getByText('No launches in this range.')).toBeVisible();
+  await expect(page.locator('tbody tr')).toHaveCount(0);
+});

@@ -219,3 +219,14 @@ test('codes are made from a CSV: the template downloads, a bad row is listed wit
   expect(names).not.toEqual(expect.arrayContaining(['Shop 32 counter']));
   for (const name of ['Shop 31 counter', 'Shop 33 counter']) await expect(page.getByRole('button', { name, exact: true })).toBeVisible();
 });
+
+test('when the list cannot be loaded the page says what to do, and trying again works', async ({ page }) => {
+  // The server unreachable for a moment (the browser's request aborted), then back.
+  await page.route('**/v1/projects/demo/codes', (route) => route.abort('connectionrefused'));
+  await page.reload();
+  await expect(page.getByRole('alert')).toContainText('Check that the server is running');
+  await page.unroute('**/v1/projects/demo/codes');
+  await page.getByRole('button', { name: 'Try again' }).click();
+  await expect(page.getByRole('heading', { name: 'Promotion codes' })).toBeVisible();
+  await expect(page.locator('tbody tr').first()).toBeVisible();
+});
