@@ -32,14 +32,17 @@ fn main() {
     embed_console(&root.join("web/dist"), &out.join("console_assets.rs"));
 }
 
-/// Writes `CONSOLE_ASSETS`: each file of the built console (committed in `web/dist`), by its
-/// path, with its media type and bytes.
+/// Writes `CONSOLE_ASSETS` (of `api::console::Embedded`): each file of the built console (committed in `web/dist`), by its
+/// path, with its media type, its bytes, and the same gzipped when that is smaller (scripts,
+/// styles, the page; not images): compressed once here rather than on every request.
 fn embed_console(dist: &Path, generated: &Path) {
     println!("cargo:rerun-if-changed={}", dist.display());
     let mut files = Vec::new();
     collect_files(dist, &mut files);
     files.sort();
-    let mut code = String::from("pub static CONSOLE_ASSETS: &[(&str, &str, &[u8])] = &[\n");
+    let gzipped_dir = generated.with_file_name("console_gzip");
+    std::fs::create_dir_all(&gzipped_dir).expect("creating the folder of gzipped assets");
+    let mut code = String::from("static CONSOLE_ASSETS: &[Embedded] = &[\n");
     for file in files {
         let name = file
             .strip_prefix(dist)
@@ -57,13 +60,31 @@ fn embed_console(dist: &Path, generated: &Path) {
             Some("woff2") => "font/woff2",
             _ => "application/octet-stream",
         };
+        let bytes =
+            std::fs::read(&file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        let gzipped = gzip(&bytes);
+        let gzipped = if gzipped.len() < bytes.len() * 9 / 10 {
+            let path = gzipped_dir.join(format!("{}.gz", name.replace('/', "__")));
+            std::fs::write(&path, gzipped).expect("writing a gzipped asset");
+            format!("Some(include_bytes!({:?}))", path.display().to_string())
+        } else {
+            "None".to_string()
+        };
         code.push_str(&format!(
-            "    ({name:?}, {media_type:?}, include_bytes!({:?})),\n",
+            "    Embedded {{ path: {name:?}, media_type: {media_type:?}, bytes: include_bytes!({:?}), \
+             gzipped: {gzipped} }},\n",
             file.display().to_string()
         ));
     }
     code.push_str("];\n");
     std::fs::write(generated, code).expect("writing the console's asset table");
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).expect("gzip in memory");
+    encoder.finish().expect("gzip in memory")
 }
 
 fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) {

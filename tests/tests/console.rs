@@ -55,3 +55,56 @@ fn the_console_is_served_from_the_binary_with_nothing_from_elsewhere() {
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
 }
+
+#[test]
+fn the_console_is_sent_gzipped_to_browsers_that_accept_it_and_plain_to_others() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    provision(data, "demo");
+    let server = Server::start(data, &[], &[]);
+    let get = |path: &str, accept: Option<&str>| {
+        let mut request = http_client().get(format!("{}{path}", server.url));
+        if let Some(accept) = accept {
+            request = request.header("accept-encoding", accept);
+        }
+        request.send().unwrap()
+    };
+    let html = get("/", None).text().unwrap();
+    let script = html
+        .split('"')
+        .find(|s| s.starts_with("/assets/") && s.ends_with(".js"))
+        .unwrap()
+        .to_string();
+    let plain = get(&script, None);
+    assert_eq!(plain.headers().get("content-encoding"), None);
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
+    let plain = plain.bytes().unwrap();
+
+    for accept in ["gzip", "br, gzip;q=0.8", "*"] {
+        let zipped = get(&script, Some(accept));
+        assert_eq!(zipped.headers()["content-encoding"], "gzip", "{accept}");
+        let zipped = zipped.bytes().unwrap();
+        assert!(
+            zipped.len() < plain.len() / 2,
+            "{} of {}",
+            zipped.len(),
+            plain.len()
+        );
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&zipped[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, plain, "{accept}");
+    }
+    for refused in ["gzip;q=0", "br", "identity"] {
+        let response = get(&script, Some(refused));
+        assert_eq!(
+            response.headers().get("content-encoding"),
+            None,
+            "{refused}"
+        );
+        assert_eq!(response.bytes().unwrap(), plain, "{refused}");
+    }
+}
