@@ -80,25 +80,27 @@ export function NewCodeForm({ api, project, t, onMade, onClose }: { api: Api; pr
       ))}
       <details class="more">
         <summary>{t('new.more')}</summary>
-        <label for="code-params">{t('new.params')}</label>
-        <input id="code-params" value={paramsText} onInput={(e) => setParams(e.currentTarget.value)} aria-describedby="code-params-hint" />
-        <p class="hint" id="code-params-hint">{t('new.paramsHint')}</p>
-        <label for="code-width">{t('new.width')}</label>
-        <input id="code-width" type="number" min={280} max={1280} step={1} value={form.width ?? ''} placeholder="430" onInput={(e) => setForm({ ...form, width: e.currentTarget.value ? Number(e.currentTarget.value) : null })} />
-        <label class="choice">
-          <input type="checkbox" checked={form.line_color != null} onChange={(e) => setForm({ ...form, line_color: e.currentTarget.checked ? [0, 0, 0] : null })} />
-          {t('new.ownColour')}
-        </label>
-        {form.line_color != null && (
-          <>
-            <label for="code-colour">{t('new.colour')}</label>
-            <input id="code-colour" type="color" value={hexOf(form.line_color)} onInput={(e) => setForm({ ...form, line_color: rgbOf(e.currentTarget.value) })} />
-          </>
-        )}
-        <label class="choice">
-          <input type="checkbox" checked={form.is_hyaline ?? false} onChange={(e) => setForm({ ...form, is_hyaline: e.currentTarget.checked })} />
-          {t('new.transparent')}
-        </label>
+        <div class="fields">
+          <label for="code-params">{t('new.params')}</label>
+          <input id="code-params" value={paramsText} onInput={(e) => setParams(e.currentTarget.value)} aria-describedby="code-params-hint" />
+          <p class="hint" id="code-params-hint">{t('new.paramsHint')}</p>
+          <label for="code-width">{t('new.width')}</label>
+          <input id="code-width" type="number" min={280} max={1280} step={1} value={form.width ?? ''} placeholder="430" onInput={(e) => setForm({ ...form, width: e.currentTarget.value ? Number(e.currentTarget.value) : null })} />
+          <label class="choice">
+            <input type="checkbox" checked={form.line_color != null} onChange={(e) => setForm({ ...form, line_color: e.currentTarget.checked ? [0, 0, 0] : null })} />
+            {t('new.ownColour')}
+          </label>
+          {form.line_color != null && (
+            <>
+              <label for="code-colour">{t('new.colour')}</label>
+              <input id="code-colour" type="color" value={hexOf(form.line_color)} onInput={(e) => setForm({ ...form, line_color: rgbOf(e.currentTarget.value) })} />
+            </>
+          )}
+          <label class="choice">
+            <input type="checkbox" checked={form.is_hyaline ?? false} onChange={(e) => setForm({ ...form, is_hyaline: e.currentTarget.checked })} />
+            {t('new.transparent')}
+          </label>
+        </div>
       </details>
       <p class="counter" role="status" aria-live="polite">
         {counter && <CounterText counter={counter} t={t} />}
