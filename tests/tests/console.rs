@@ -3,13 +3,19 @@
 
 use promolens_tests::{Server, http_client, provision};
 
-#[test]
-fn the_console_is_served_from_the_binary_with_nothing_from_elsewhere() {
+/// A server on a new data directory with project `demo` (the directory lives as long as it).
+fn demo_server() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
     provision(data, "demo");
     let server = Server::start(data, &[], &[]);
+    (dir, server)
+}
+
+#[test]
+fn the_console_is_served_from_the_binary_with_nothing_from_elsewhere() {
+    let (_dir, server) = demo_server();
 
     let page = http_client().get(&server.url).send().unwrap();
     assert_eq!(page.status().as_u16(), 200);
@@ -59,11 +65,7 @@ fn the_console_is_served_from_the_binary_with_nothing_from_elsewhere() {
 #[test]
 fn the_console_is_sent_gzipped_to_browsers_that_accept_it_and_plain_to_others() {
     use std::io::Read;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data = data.to_str().unwrap();
-    provision(data, "demo");
-    let server = Server::start(data, &[], &[]);
+    let (_dir, server) = demo_server();
     let get = |path: &str, accept: Option<&str>| {
         let mut request = http_client().get(format!("{}{path}", server.url));
         if let Some(accept) = accept {

@@ -1,16 +1,12 @@
 // The analysis page: the numbers are the HTTP API's for the same question, a dimension is
 // added, a row drilled into, and the page reloaded from its URL shows the same.
 import { expect, test } from '@playwright/test';
+import { signIn } from './session';
 
 test('acquisition by source, a dimension added and removed, a source drilled into by medium, survives a reload', async ({ page, request }) => {
-  await page.addInitScript(() => {
-    if (!localStorage.getItem('promolens.lang')) localStorage.setItem('promolens.lang', 'en');
-  });
   const failed: string[] = [];
   page.on('console', (message) => message.type() === 'error' && failed.push(message.text()));
-  await page.goto('/');
-  await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await signIn(page);
   await page.getByRole('link', { name: 'Analysis' }).click();
   await expect(page.getByRole('heading', { name: 'Acquisition analysis' })).toBeVisible();
 
@@ -50,12 +46,7 @@ test('acquisition by source, a dimension added and removed, a source drilled int
 });
 
 test('a range from one day to another is the HTTP API answer for those days, and in the URL', async ({ page, request }) => {
-  await page.addInitScript(() => {
-    if (!localStorage.getItem('promolens.lang')) localStorage.setItem('promolens.lang', 'en');
-  });
-  await page.goto('/');
-  await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await signIn(page);
   await page.getByRole('link', { name: 'Analysis' }).click();
   // The last 30 days of the demo's sample end yesterday: take the 20 days before the last 10.
   const day = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString().slice(0, 10);
@@ -76,10 +67,7 @@ test('a range from one day to another is the HTTP API answer for those days, and
 });
 
 test('a range without launches says so and what to do next', async ({ page }) => {
-  await page.addInitScript(() => localStorage.setItem('promolens.lang', 'en'));
-  await page.goto('/');
-  await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await signIn(page);
   await page.goto('/#/analysis?by=utm_source&from=2020-01-01&to=2020-01-07');
   await expect(page.getByText('No launches in this range.')).toBeVisible();
   await expect(page.locator('tbody tr')).toHaveCount(0);

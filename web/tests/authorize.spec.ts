@@ -1,6 +1,7 @@
 // The authorize step: refused credentials say which is wrong; the mini-program's administrator
 // is invited with a one-time link, accepts it, and authorizes.
 import { expect, test } from '@playwright/test';
+import { adminKey, makeKey, signIn } from './session';
 
 test.beforeEach(async ({ page }) => {
   await page.addInitScript(() => {
@@ -14,12 +15,8 @@ test('an admin is asked to authorize, invites the mini-program administrator, wh
   expect((await request.delete('/v1/projects/demo/authorization', { headers: admin })).status()).toBe(204);
 
   // A marketer cannot authorize: they get a message for their administrator, with the link.
-  const made = await request.post('/v1/projects/demo/keys', { headers: admin, data: { role: 'marketer', label: 'Li Na, marketing' } });
   const marketer = await (await browser.newContext()).newPage();
-  await marketer.addInitScript(() => localStorage.setItem('promolens.lang', 'en'));
-  await marketer.goto('/');
-  await marketer.getByLabel('API key').fill((await made.json()).token);
-  await marketer.getByRole('button', { name: 'Sign in' }).click();
+  await signIn(marketer, await makeKey(request, 'marketer', 'Li Na, marketing'));
   await expect(marketer.getByText('Only an administrator of this project can authorize it')).toBeVisible();
   await expect(marketer.getByLabel('AppID')).toHaveCount(0);
   await expect(marketer.getByRole('button', { name: 'New code' })).toHaveCount(0);
@@ -28,9 +25,7 @@ test('an admin is asked to authorize, invites the mini-program administrator, wh
   const consoleLink = message.match(/https?:\/\/\S+\//)![0];
   expect(new URL(consoleLink).origin).toBe(new URL(process.env.PROMOLENS_CONSOLE_URL!).origin);
 
-  await page.goto(consoleLink);
-  await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await signIn(page, adminKey(), consoleLink);
   await expect(page.getByRole('heading', { name: 'Authorize the mini-program' })).toBeVisible();
 
   await page.getByLabel('AppID').fill('wx0123456789abcdef');

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import jsQR from 'jsqr';
 import { PNG } from 'pngjs';
+import { makeKey, signIn, switchKey } from './session';
 
 /** The text of the QR symbol in a PNG, read by jsQR (not by anything of ours). */
 function decodeQr(bytes: Buffer): string {
@@ -25,14 +26,7 @@ async function generateAndDecode(page: Page): Promise<{ id: string; decoded: str
   return { id, decoded: decodeQr(readFileSync(file)) };
 }
 
-test.beforeEach(async ({ page }) => {
-  await page.addInitScript(() => {
-    if (!localStorage.getItem('promolens.lang')) localStorage.setItem('promolens.lang', 'en');
-  });
-  await page.goto('/');
-  await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-});
+test.beforeEach(({ page }) => signIn(page));
 
 test('the counter follows each keystroke and Generate makes the code and shows its image', async ({ page }) => {
   await page.getByRole('button', { name: 'New code' }).click();
@@ -54,16 +48,7 @@ test('the counter follows each keystroke and Generate makes the code and shows i
 });
 
 test('an analyst sees the codes and their numbers but no button to make one', async ({ page, request }) => {
-  // A key of role analyst, made by the admin through the API.
-  const made = await request.post('/v1/projects/demo/keys', {
-    headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` },
-    data: { role: 'analyst', label: 'browser test' },
-  });
-  expect(made.status()).toBe(201);
-  const { token } = await made.json();
-  await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.getByLabel('API key').fill(token);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await switchKey(page, await makeKey(request, 'analyst', 'browser test'));
   await expect(page.getByText('demo · Analyst')).toBeVisible();
   await expect(page.getByRole('cell', { name: '公众号菜单 Official account menu', exact: true })).toBeVisible();
   await expect(page.getByRole('button', { name: 'New code' })).toHaveCount(0);

@@ -1,14 +1,10 @@
 // Project settings, for administrators: a key made (shown once) works against the API until it
 // is revoked; an invitation link is made; the audit log records both, newest first.
 import { expect, test } from '@playwright/test';
+import { makeKey, signIn, switchKey } from './session';
 
 test.beforeEach(async ({ page }) => {
-  await page.addInitScript(() => {
-    if (!localStorage.getItem('promolens.lang')) localStorage.setItem('promolens.lang', 'en');
-  });
-  await page.goto('/');
-  await page.getByLabel('API key').fill(process.env.PROMOLENS_ADMIN_KEY!);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await signIn(page);
   await page.getByRole('link', { name: 'Project settings' }).click();
   await expect(page.getByRole('heading', { name: 'Project settings' })).toBeVisible();
 });
@@ -57,13 +53,7 @@ test('an invitation link is made, listed, and revoked', async ({ page, request }
 });
 
 test('only an administrator sees the settings', async ({ page, request }) => {
-  const made = await request.post('/v1/projects/demo/keys', {
-    headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` },
-    data: { role: 'marketer', label: 'Zhang Min (settings test)' },
-  });
-  await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.getByLabel('API key').fill((await made.json()).token);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await switchKey(page, await makeKey(request, 'marketer', 'Zhang Min (settings test)'));
   await expect(page.getByText('demo · Marketer')).toBeVisible();
   await expect(page.getByRole('link', { name: 'Project settings' })).toHaveCount(0);
   await page.goto('/#/settings');
