@@ -67,6 +67,7 @@ pub async fn serve(
         .map_err(|e| Error::io("reading the listening address", e))?;
     tracing::info!(address = %local, "promolens is serving");
     println!("promolens listening on http://{local}");
+    println!("the web console: open http://{local}/ in a browser and sign in with a key");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

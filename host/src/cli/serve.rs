@@ -141,7 +141,8 @@ async fn demo_keys(registry: &Registry, listen: SocketAddr) -> anyhow::Result<()
     }
     let (admin, ingest) = (&tokens[0], &tokens[1]);
     println!(
-        "demo project `demo`; keys for this run:\n  admin key:  {admin}\n  ingest key: {ingest}\ntry:\n  \
+        "demo project `demo`; keys for this run:\n  admin key:  {admin}\n  ingest key: {ingest}\n\
+         sign in to the web console with the admin key; or try:\n  \
          curl -H 'authorization: Bearer {admin}' 'http://{listen}/v1/projects/demo/acquisition?by=utm_source,utm_campaign&days=7'\n  \
          curl -H 'authorization: Bearer {admin}' -X POST http://{listen}/v1/sql -H 'content-type: application/json' -d '{{\"sql\":\"SELECT utm_source, count(*) FROM launch_events GROUP BY 1 ORDER BY 2 DESC\"}}'\n  \
          curl -H 'authorization: Bearer {admin}' -X POST http://{listen}/v1/projects/demo/codes -H 'content-type: application/json' -d '{{\"name\":\"Poster\",\"kind\":\"A\",\"page\":\"pages/index/index\",\"utm_source\":\"poster\"}}'"
