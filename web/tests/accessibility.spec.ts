@@ -39,3 +39,32 @@ for (const lang of ['en', 'zh'] as const) {
     expect(await violations(page), 'analysis').toEqual([]);
   });
 }
+
+/** Presses Tab until the focused element's text is `text` (at most 60 times). */
+async function tabTo(page: Page, text: RegExp) {
+  for (let i = 0; i < 60; i++) {
+    await page.keyboard.press('Tab');
+    const focused = await page.evaluate(() => document.activeElement?.textContent?.trim() ?? '');
+    if (text.test(focused)) return;
+  }
+  throw new Error(`Tab never reached ${text}`);
+}
+
+test('the console is usable from the keyboard alone', async ({ page }) => {
+  await page.addInitScript(() => localStorage.setItem('promolens.lang', 'en'));
+  await page.goto('/');
+  await tabTo(page, /^$/); // the key's field (an input has no text)
+  await page.keyboard.type(process.env.PROMOLENS_ADMIN_KEY!);
+  await page.keyboard.press('Enter');
+  await expect(page.getByRole('heading', { name: 'Acquisition management' })).toBeVisible();
+  await tabTo(page, /^New code$/);
+  await page.keyboard.press('Enter');
+  await expect(page.getByRole('heading', { name: 'New promotion code' })).toBeVisible();
+  await tabTo(page, /^Analysis$/);
+  await page.keyboard.press('Enter');
+  await expect(page.locator('main table tbody tr').first()).toBeVisible();
+  // A row of the table drilled into with Enter.
+  await tabTo(page, /^gzh/);
+  await page.keyboard.press('Enter');
+  await expect(page).toHaveURL(/f\.utm_source=gzh/);
+});

@@ -1,12 +1,15 @@
-// The analysis page: the numbers are the HTTP API's for the same question, a dimension is
-// added, a row drilled into, and the page reloaded from its URL shows the same.
+// The analysis page, as an analyst: the numbers are the HTTP API's for the same question, a
+// dimension is added, a row drilled into, and the page reloaded from its URL shows the same.
 import { expect, test } from '@playwright/test';
-import { signIn } from './session';
+import { makeKey, signIn } from './session';
 
 test('acquisition by source, a dimension added and removed, a source drilled into by medium, survives a reload', async ({ page, request }) => {
   const failed: string[] = [];
   page.on('console', (message) => message.type() === 'error' && failed.push(message.text()));
-  await signIn(page);
+  await signIn(page, await makeKey(request, 'analyst', 'Wang Fang (analysis test)'));
+  await expect(page.getByRole('button', { name: 'New code' })).toHaveCount(0);
+  await page.getByRole('link', { name: /New users in the past 7 days/ }).click();
+  await expect(page).toHaveURL(/#\/analysis\?by=code&days=7$/);
   await page.getByRole('link', { name: 'Analysis' }).click();
   await expect(page.getByRole('heading', { name: 'Acquisition analysis' })).toBeVisible();
 
@@ -46,7 +49,7 @@ test('acquisition by source, a dimension added and removed, a source drilled int
 });
 
 test('a range from one day to another is the HTTP API answer for those days, and in the URL', async ({ page, request }) => {
-  await signIn(page);
+  await signIn(page, await makeKey(request, 'analyst', 'Wang Fang (range test)'));
   await page.getByRole('link', { name: 'Analysis' }).click();
   // The last 30 days of the demo's sample end yesterday: take the 20 days before the last 10.
   const day = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString().slice(0, 10);
