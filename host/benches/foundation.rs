@@ -357,6 +357,7 @@ fn query_round(corpus: &Corpus, data: &Path, compacted: bool) {
             chrono_tz::Asia::Shanghai,
         )
         .expect("window"),
+        filters: Vec::new(),
     };
     let mut ours = Vec::new();
     let mut answer = Vec::new();

@@ -19,7 +19,7 @@ use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -28,7 +28,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use promolens_ingest::partition::start_of_day;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::code_links::{CodeLinks, SCAN_KEY_FUNCTION, code_links};
 use crate::error::{Error, Result};
@@ -47,6 +47,106 @@ pub const DIMENSIONS: [&str; 11] = [
     "launch_type",
     "path",
 ];
+
+/// Dimensions computed from a launch's time in the window's time zone: `day` (`2026-11-23`),
+/// `week` (the date of its Monday), `month` (`2026-11`). Unlike the others they also split the
+/// `(unattributed)` row.
+pub const TIME_DIMENSIONS: [&str; 3] = ["day", "week", "month"];
+
+/// Whether `name` is a dimension a query can be split or filtered by.
+pub fn is_dimension(name: &str) -> bool {
+    DIMENSIONS.contains(&name) || TIME_DIMENSIONS.contains(&name)
+}
+
+/// A condition on a dimension's value: its value before labels (no value is NULL, not
+/// `(not set)`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Condition {
+    Equals {
+        value: String,
+    },
+    In {
+        values: Vec<String>,
+    },
+    /// Launches with none of the values, those without a value included.
+    NotIn {
+        values: Vec<String>,
+    },
+    /// The value contains this text (case-sensitive).
+    Contains {
+        value: String,
+    },
+    IsNull,
+}
+
+/// Keeps the launches whose `dimension` meets the condition (for new users: whose first launch
+/// does).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct Filter {
+    pub dimension: String,
+    #[serde(flatten)]
+    pub condition: Condition,
+}
+
+/// Most values one filter may list.
+const MAX_FILTER_VALUES: usize = 1000;
+
+impl Filter {
+    fn check(&self) -> Result<()> {
+        if !is_dimension(&self.dimension) {
+            return Err(Error::invalid(
+                "filters",
+                format!(
+                    "unknown dimension `{}`; choose from {}, {}",
+                    self.dimension,
+                    DIMENSIONS.join(", "),
+                    TIME_DIMENSIONS.join(", ")
+                ),
+            ));
+        }
+        if let Condition::In { values } | Condition::NotIn { values } = &self.condition
+            && (values.is_empty() || values.len() > MAX_FILTER_VALUES)
+        {
+            return Err(Error::invalid(
+                "filters",
+                format!(
+                    "a filter on `{}` lists 1 to {MAX_FILTER_VALUES} values, got {}",
+                    self.dimension,
+                    values.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The SQL condition on column `column`; its values become parameters `$3`… (after the
+    /// project and the window's start), pushed onto `params`.
+    fn sql(&self, column: &str, params: &mut Vec<ScalarValue>) -> String {
+        let mut param = |value: &str| {
+            params.push(ScalarValue::Utf8(Some(value.to_string())));
+            format!("${}", params.len() + 2)
+        };
+        match &self.condition {
+            Condition::Equals { value } => format!("{column} = {}", param(value)),
+            Condition::In { values } => {
+                let list: Vec<String> = values.iter().map(|v| param(v)).collect();
+                format!("{column} IN ({})", list.join(", "))
+            }
+            Condition::NotIn { values } => {
+                let list: Vec<String> = values.iter().map(|v| param(v)).collect();
+                format!(
+                    "({column} IS NULL OR {column} NOT IN ({}))",
+                    list.join(", ")
+                )
+            }
+            Condition::Contains { value } => {
+                format!("coalesce(strpos({column}, {}) > 0, false)", param(value))
+            }
+            Condition::IsNull => format!("{column} IS NULL"),
+        }
+    }
+}
 
 /// Label of the row of launches without a `utm_source` or code.
 pub const UNATTRIBUTED: &str = "(unattributed)";
@@ -163,12 +263,13 @@ pub fn parse_dimensions(by: &str) -> Result<Vec<String>> {
         ));
     }
     for d in &dims {
-        if !DIMENSIONS.contains(&d.as_str()) {
+        if !is_dimension(d) {
             return Err(Error::invalid(
                 "by",
                 format!(
-                    "unknown dimension `{d}`; choose from {}",
-                    DIMENSIONS.join(", ")
+                    "unknown dimension `{d}`; choose from {}, {}",
+                    DIMENSIONS.join(", "),
+                    TIME_DIMENSIONS.join(", ")
                 ),
             ));
         }
@@ -190,9 +291,11 @@ pub fn parse_dimensions(by: &str) -> Result<Vec<String>> {
 #[derive(Debug, Clone)]
 pub struct AcquisitionQuery {
     pub project: String,
-    /// Dimensions from [`DIMENSIONS`], in output order.
+    /// Dimensions from [`DIMENSIONS`] and [`TIME_DIMENSIONS`], in output order.
     pub by: Vec<String>,
     pub window: Window,
+    /// Conditions every counted launch meets.
+    pub filters: Vec<Filter>,
 }
 
 impl AcquisitionQuery {
@@ -201,15 +304,23 @@ impl AcquisitionQuery {
     /// Dimension names come from [`DIMENSIONS`] only, never from the caller's text. `codes` is
     /// the table of [`CodeLinks`].
     fn window_sql(&self, codes: &str, links: &CodeLinks) -> String {
+        // Time dimensions are added to the snapshot in Rust (`add_time_columns`).
         let projected = self
             .by
             .iter()
             .enumerate()
+            .filter(|(_, dimension)| !is_time(dimension))
             .map(|(i, dimension)| {
-                format!("CASE WHEN {ATTRIBUTED} THEN CAST({dimension} AS VARCHAR) END AS d{i}")
+                format!(", CASE WHEN {ATTRIBUTED} THEN CAST({dimension} AS VARCHAR) END AS d{i}")
             })
-            .collect::<Vec<_>>()
-            .join(", ");
+            .chain(
+                self.filters
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| !is_time(&f.dimension))
+                    .map(|(j, f)| format!(", CAST({} AS VARCHAR) AS f{j}", f.dimension)),
+            )
+            .collect::<String>();
         let link = if links.has_scan_keys {
             format!(
                 "coalesce(l.code_id, CASE WHEN l.code_kind IN ('A', 'C') \
@@ -235,25 +346,43 @@ impl AcquisitionQuery {
                 WHERE l.project = $1 AND l.dt >= $4 AND l.dt <= $5
                   AND l.event_time >= $2 AND l.event_time < $3
             )
-            SELECT user_id, event_id, event_time, {ATTRIBUTED} AS attributed, {projected}
+            SELECT user_id, event_id, event_time, {ATTRIBUTED} AS attributed{projected}
             FROM resolved"
         )
     }
 
     /// The SQL of the answer over `window` (the rows of [`Self::window_sql`], held in memory),
-    /// with `$1` project and `$2` window start.
-    fn counts_sql(&self, window: &str) -> String {
+    /// with `$1` project, `$2` window start and the filters' values after them (pushed onto
+    /// `params`).
+    fn counts_sql(&self, window: &str, params: &mut Vec<ScalarValue>) -> String {
         let n = self.by.len();
         let d = |i: usize| format!("d{i}");
         let list = |f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>().join(", ");
         let dims = list(&d);
         let labelled = list(&|i| {
-            format!(
-                "CASE WHEN NOT attributed THEN '{UNATTRIBUTED}' ELSE coalesce({}, '{NOT_SET}') END AS \"{}\"",
-                d(i),
-                self.by[i]
-            )
+            if is_time(&self.by[i]) {
+                format!("{} AS \"{}\"", d(i), self.by[i])
+            } else {
+                format!(
+                    "CASE WHEN NOT attributed THEN '{UNATTRIBUTED}' ELSE coalesce({}, '{NOT_SET}') END AS \"{}\"",
+                    d(i),
+                    self.by[i]
+                )
+            }
         });
+        // Launches without attribution are a row of their own where a dimension is not a time
+        // (`(unattributed)`); split by time only, every launch of a day is in that day's row.
+        let keys = if self.by.iter().any(|d| !is_time(d)) {
+            format!("attributed, {dims}")
+        } else {
+            dims.clone()
+        };
+        let kept = self
+            .filters
+            .iter()
+            .enumerate()
+            .map(|(j, f)| format!(" AND {}", f.sql(&format!("f{j}"), params)))
+            .collect::<String>();
         format!(
             "WITH
             -- A user's first launch ever is in the window exactly when it is their first launch
@@ -261,30 +390,46 @@ impl AcquisitionQuery {
             -- never seen before the window: an anti-join against `user_first_seen` (one row per
             -- user and flush, kept at ingest) instead of the whole launch history.
             first_touch AS (
-                SELECT attributed, {dims}
+                SELECT {keys}
                 FROM {window} w
-                WHERE first_launch AND NOT EXISTS (
+                WHERE first_launch{kept} AND NOT EXISTS (
                     SELECT 1 FROM user_first_seen f
                     WHERE f.project = $1 AND f.first_time < $2 AND f.user_id = w.user_id
                 )
             ),
             counts AS (
-                SELECT attributed, {dims}, 0 AS new_users, count(DISTINCT user_id) AS users, count(*) AS launches
+                SELECT {keys}, 0 AS new_users, count(DISTINCT user_id) AS users, count(*) AS launches
                 FROM {window}
-                GROUP BY attributed, {dims}
+                WHERE true{kept}
+                GROUP BY {keys}
                 UNION ALL
-                SELECT attributed, {dims}, count(*) AS new_users, 0 AS users, 0 AS launches
+                SELECT {keys}, count(*) AS new_users, 0 AS users, 0 AS launches
                 FROM first_touch
-                GROUP BY attributed, {dims}
+                GROUP BY {keys}
             )
             SELECT {labelled},
                    CAST(sum(new_users) AS BIGINT) AS new_users,
                    CAST(sum(users) AS BIGINT) AS users,
                    CAST(sum(launches) AS BIGINT) AS launches
-            FROM counts GROUP BY attributed, {dims}
-            ORDER BY new_users DESC, users DESC, launches DESC, {dims_order}",
+            FROM counts GROUP BY {keys}
+            ORDER BY {time_order}new_users DESC, users DESC, launches DESC, {dims_order}",
+            // Split first by time, the rows follow the calendar.
+            time_order = if is_time(&self.by[0]) { format!("\"{}\", ", self.by[0]) } else { String::new() },
             dims_order = list(&|i| format!("\"{}\"", self.by[i])),
         )
+    }
+
+    /// The snapshot's columns computed from `event_time`: `d{i}` of time dimensions, `f{j}` of
+    /// filters on them.
+    fn time_columns(&self) -> Vec<(String, &str)> {
+        let dims = self
+            .by
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (format!("d{i}"), d.as_str()));
+        let filters =
+            (self.filters.iter().enumerate()).map(|(j, f)| (format!("f{j}"), f.dimension.as_str()));
+        dims.chain(filters).filter(|(_, d)| is_time(d)).collect()
     }
 
     /// Runs the query. The window's launches are read once, into memory, and both the counts and
@@ -299,6 +444,9 @@ impl AcquisitionQuery {
     async fn run_once(&self, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
         promolens_schemas::event::validate_project_name(&self.project)
             .map_err(|m| Error::invalid("project", m))?;
+        for filter in &self.filters {
+            filter.check()?;
+        }
         let project = ScalarValue::Utf8(Some(self.project.clone()));
         let start = utc(self.window.start_ms());
         // Names of their own per query: concurrent queries share the context's catalog.
@@ -341,12 +489,14 @@ impl AcquisitionQuery {
             ])?;
         let schema = window.schema().inner().clone();
         let (schema, rows) = mark_first_launches(&schema, window.collect().await?)?;
+        let (schema, rows) = add_time_columns(&schema, rows, &self.time_columns(), self.window.tz)?;
         ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
         let answer = async {
-            let frame = ctx
-                .sql(&self.counts_sql(name))
-                .await?
-                .with_param_values(vec![project, start])?;
+            let mut filter_values = Vec::new();
+            let sql = self.counts_sql(name, &mut filter_values);
+            let mut params = vec![project, start];
+            params.extend(filter_values);
+            let frame = ctx.sql(&sql).await?.with_param_values(params)?;
             crate::sql::collect(frame).await
         }
         .await;
@@ -415,6 +565,66 @@ fn mark_first_launches(
         })
         .collect::<std::result::Result<_, _>>()?;
     Ok((marked, batches))
+}
+
+fn is_time(dimension: &str) -> bool {
+    TIME_DIMENSIONS.contains(&dimension)
+}
+
+/// Appends to the window's rows each of `columns` (name, time dimension): the launch's day,
+/// week (its Monday) or month in `tz`, as text.
+fn add_time_columns(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    columns: &[(String, &str)],
+    tz: Tz,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    if columns.is_empty() {
+        return Ok((schema.clone(), batches));
+    }
+    let time_index = schema.index_of("event_time")?;
+    let mut fields = schema.fields().to_vec();
+    for (name, _) in columns {
+        fields.push(Arc::new(Field::new(name, DataType::Utf8, false)));
+    }
+    let extended = Arc::new(Schema::new(fields));
+    let batches = batches
+        .iter()
+        .map(|batch| {
+            let times = batch
+                .column(time_index)
+                .as_primitive::<TimestampMillisecondType>();
+            let days: Vec<NaiveDate> = (0..batch.num_rows())
+                .map(|row| {
+                    DateTime::from_timestamp_millis(times.value(row))
+                        .unwrap_or_default()
+                        .with_timezone(&tz)
+                        .date_naive()
+                })
+                .collect();
+            let mut out = batch.columns().to_vec();
+            for (_, dimension) in columns {
+                let text: StringArray = days
+                    .iter()
+                    .map(|day| Some(bucket(*day, dimension)))
+                    .collect();
+                out.push(Arc::new(text));
+            }
+            RecordBatch::try_new(extended.clone(), out)
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    Ok((extended, batches))
+}
+
+/// The label of `day`'s bucket for a time dimension.
+fn bucket(day: NaiveDate, dimension: &str) -> String {
+    match dimension {
+        "week" => (day - Days::new(u64::from(day.weekday().num_days_from_monday())))
+            .format("%Y-%m-%d")
+            .to_string(),
+        "month" => day.format("%Y-%m").to_string(),
+        _ => day.format("%Y-%m-%d").to_string(),
+    }
 }
 
 fn utc(ms: i64) -> ScalarValue {

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod acquisition;
+pub mod analysis;
 pub mod api;
 pub mod code_links;
 pub mod codes;

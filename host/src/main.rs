@@ -82,6 +82,9 @@ enum Command {
     Backfill(cli::backfill::BackfillArgs),
     /// Acquisition by UTM dimension: new users (first touch), users, launches.
     Acquisition(cli::query::AcquisitionArgs),
+    /// Run an analysis spec (JSON, as `POST /v1/projects/{p}/analyses:run` takes it): metrics
+    /// by dimensions, filtered, over a range or preset.
+    Analyze(cli::query::AnalyzeArgs),
     /// Run a read-only SQL query over the tables (launch_events).
     Sql(cli::query::SqlArgs),
     /// Generate realistic launch events as NDJSON (.gz compresses).
@@ -179,6 +182,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Backfill(args) => return cli::backfill::run(args).await,
         Command::Compact(args) => cli::compact::run(args).await?,
         Command::Acquisition(args) => cli::query::acquisition(args).await?,
+        Command::Analyze(args) => cli::query::analyze(args).await?,
         Command::Sql(args) => cli::query::sql(args).await?,
         Command::Gen(args) => cli::generate::run(args).await?,
         Command::Openapi => println!("{}", promolens::api::document().to_pretty_json()?),

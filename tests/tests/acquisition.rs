@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use promolens_tests::{Server, gzip, promolens, python_json, stdout_of};
+use promolens_tests::{Server, gzip, percent_encode as encode, promolens, python_json, stdout_of};
 use serde_json::{Value, json};
 
 /// 2025-11-17 00:00 and 2025-11-24 00:00 in Asia/Shanghai: the past 7 days on 2025-11-24.
@@ -14,20 +14,6 @@ const WINDOW_END: i64 = 1_763_913_600_000;
 const NOW: &str = "2025-11-24T10:00:00+08:00";
 /// 2025-11-01 00:00 +08:00.
 const HISTORY_START: i64 = 1_761_926_400_000;
-
-/// `encodeURIComponent` for the test's own use (every byte but ASCII letters and digits).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
 
 fn launch(id: &str, user: &str, ts: i64, source: Option<&str>, campaign: Option<&str>) -> String {
     let mut query = serde_json::Map::new();

@@ -323,6 +323,7 @@ async fn list(
             project: project.clone(),
             by: vec!["code_id".into()],
             window,
+            filters: Vec::new(),
         };
         for row in crate::output::json_rows(&query.run(ctx).await?)? {
             if let Some(id) = row.get("code_id").and_then(|v| v.as_str()) {

@@ -1,5 +1,6 @@
 //! The analysis routes:
 //! - `GET /v1/projects/{project}/acquisition?by=…&days=…|from=…&to=…[&now=…][&tz=…]`;
+//! - `POST /v1/projects/{project}/analyses:run` with an [`AnalysisSpec`];
 //! - `POST /v1/sql` with `{"sql": "SELECT …"}`: read-only SQL over the key's project.
 
 use axum::extract::{Path, State};
@@ -15,6 +16,7 @@ use utoipa_axum::routes;
 use super::{ApiError, ApiJson, ApiQuery};
 use crate::access::{Caller, Permission};
 use crate::acquisition::{AcquisitionQuery, Window, parse_dimensions, parse_tz, window};
+use crate::analysis::{AnalysisAnswer, AnalysisSpec};
 use crate::output::json_rows;
 
 /// What the query routes share.
@@ -29,6 +31,7 @@ pub struct QueryState {
 pub fn routes() -> OpenApiRouter<QueryState> {
     OpenApiRouter::new()
         .routes(routes!(acquisition))
+        .routes(routes!(run_analysis))
         .routes(routes!(sql))
 }
 
@@ -94,6 +97,7 @@ async fn acquisition(
         project: project.clone(),
         by: by.clone(),
         window: window.clone(),
+        filters: Vec::new(),
     };
     let batches = query.run(&state.ctx).await?;
     Ok(Json(AcquisitionAnswer {
@@ -102,6 +106,34 @@ async fn acquisition(
         window,
         rows: json_rows(&batches)?,
     }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RunParams {
+    /// The moment "today" is taken from (default: now).
+    now: Option<DateTime<Utc>>,
+}
+
+/// Runs an analysis: its metrics by its dimensions over its range, filtered; each row with the
+/// spec of its drill-down.
+#[utoipa::path(post, path = "/v1/projects/{project}/analyses:run", tag = "analysis",
+    params(("project" = String, Path, description = "The project"), RunParams),
+    request_body = AnalysisSpec,
+    responses(
+        (status = 200, description = "The rows, largest `new_users` first", body = AnalysisAnswer),
+        (status = 400, description = "A bad spec (`field` names the part)", body = super::error::ErrorBody),
+    ))]
+async fn run_analysis(
+    State(state): State<QueryState>,
+    Path(project): Path<String>,
+    ApiQuery(params): ApiQuery<RunParams>,
+    ApiJson(spec): ApiJson<AnalysisSpec>,
+) -> Result<Json<AnalysisAnswer>, ApiError> {
+    let now = params.now.unwrap_or_else(Utc::now);
+    let query = spec.query(&project, now, state.zones.get(&project))?;
+    let batches = query.run(&state.ctx).await?;
+    Ok(Json(spec.answer(query, &batches)?))
 }
 
 #[derive(Deserialize, ToSchema)]

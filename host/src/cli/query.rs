@@ -1,10 +1,12 @@
-//! `promolens acquisition` and `promolens sql`: the analyses of the HTTP API, on the data
-//! directory, as a table, CSV or JSON.
+//! `promolens acquisition`, `promolens analyze` and `promolens sql`: the analyses of the HTTP
+//! API, on the data directory, as a table, CSV or JSON.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use promolens::acquisition::{AcquisitionQuery, parse_dimensions, parse_tz, window};
+use promolens::analysis::AnalysisSpec;
 use promolens::output::{self, Format};
 use promolens_ingest::ProjectZones;
+use std::io::Write;
 
 use super::{DEFAULT_TZ, DataArgs, registry};
 
@@ -37,14 +39,22 @@ pub struct AcquisitionArgs {
     format: Format,
 }
 
+/// The project's time zone, as registered (the default zone for a project not registered).
+async fn project_tz(
+    storage: &promolens_ingest::Storage,
+    project: &str,
+) -> anyhow::Result<chrono_tz::Tz> {
+    Ok(registry(storage, &ProjectZones::new(DEFAULT_TZ))
+        .await?
+        .project(project)
+        .map_or(DEFAULT_TZ, |p| p.zone()))
+}
+
 pub async fn acquisition(args: AcquisitionArgs) -> anyhow::Result<()> {
     let storage = args.data.open()?;
     let tz = match args.tz {
         Some(name) => parse_tz(&name)?,
-        None => registry(&storage, &ProjectZones::new(DEFAULT_TZ))
-            .await?
-            .project(&args.project)
-            .map_or(DEFAULT_TZ, |p| p.zone()),
+        None => project_tz(&storage, &args.project).await?,
     };
     let ctx = promolens::tables::session(&storage).await?;
     let now = args.now.unwrap_or_else(Utc::now);
@@ -52,6 +62,7 @@ pub async fn acquisition(args: AcquisitionArgs) -> anyhow::Result<()> {
         project: args.project,
         by: parse_dimensions(&args.by)?,
         window: window(args.days, args.from, args.to, now, tz)?,
+        filters: Vec::new(),
     };
     let batches = query.run(&ctx).await?;
     if args.format == Format::Table {
@@ -64,6 +75,73 @@ pub async fn acquisition(args: AcquisitionArgs) -> anyhow::Result<()> {
         );
     }
     output::write(&batches, args.format, &mut std::io::stdout().lock())?;
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long)]
+    project: String,
+    /// The spec: a JSON file, or `-` for standard input.
+    #[arg(long)]
+    spec: String,
+    /// What "now" is, RFC 3339 (default: the clock).
+    #[arg(long)]
+    now: Option<DateTime<Utc>>,
+    /// Table and CSV show the rows; JSON the whole answer, each row's drill-down included.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
+    let text = if args.spec == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(&args.spec)
+            .map_err(|e| anyhow::anyhow!("reading the spec {}: {e}", args.spec))?
+    };
+    let spec: AnalysisSpec =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("the spec {}: {e}", args.spec))?;
+    let storage = args.data.open()?;
+    let tz = project_tz(&storage, &args.project).await?;
+    let ctx = promolens::tables::session(&storage).await?;
+    let query = spec.query(&args.project, args.now.unwrap_or_else(Utc::now), tz)?;
+    let batches = query.run(&ctx).await?;
+    let answer = spec.answer(query, &batches)?;
+    let mut out = std::io::stdout().lock();
+    if args.format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, &answer)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if args.format == Format::Table {
+        let window = &answer.window;
+        writeln!(
+            out,
+            "project {}, {} to {} ({})",
+            answer.project,
+            window.from,
+            window.to,
+            window.tz.name()
+        )?;
+    }
+    // The dimensions and the asked metrics, in the spec's order.
+    let columns: Vec<&str> = (spec.dimensions.iter().map(String::as_str))
+        .chain(spec.metrics.iter().map(|m| m.name()))
+        .collect();
+    let projected = batches
+        .iter()
+        .map(|batch| {
+            let indices = columns
+                .iter()
+                .map(|c| batch.schema().index_of(c))
+                .collect::<Result<Vec<_>, _>>()?;
+            batch.project(&indices)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    output::write(&projected, args.format, &mut out)?;
     Ok(())
 }
 

@@ -129,6 +129,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{project}/analyses:run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Runs an analysis: its metrics by its dimensions over its range, filtered; each row with the
+         *     spec of its drill-down.
+         */
+        post: operations["run_analysis"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{project}/audit": {
         parameters: {
             query?: never;
@@ -394,6 +414,34 @@ export interface components {
              */
             rows: Record<string, never>[];
         };
+        /** @description The answer to one analysis. */
+        AnalysisAnswer: {
+            project: string;
+            /** @description The spec as run. */
+            spec: components["schemas"]["AnalysisSpec"];
+            /** @description The days it covered. */
+            window: components["schemas"]["Window"];
+            /**
+             * @description One object per combination of the dimensions' values: each dimension, each metric, and
+             *     `drill_down`, the spec of this row's drill-down (its values as filters, the next
+             *     dimension), or null where there is none.
+             */
+            rows: Record<string, never>[];
+        };
+        /** @description One analysis. */
+        AnalysisSpec: {
+            /** @description In order (default: new_users, users, launches). */
+            metrics?: components["schemas"]["Metric"][];
+            /**
+             * @description In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
+             *     `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`.
+             */
+            dimensions?: string[];
+            filters?: components["schemas"]["Filter"][];
+            range?: components["schemas"]["Range"];
+            /** @description IANA time zone of the days (default: the project's). */
+            tz?: string | null;
+        };
         AuditAnswer: {
             /** @description Newest first. */
             records: components["schemas"]["AuditRecord"][];
@@ -494,6 +542,30 @@ export interface components {
             encoding: components["schemas"]["Encoding"];
             quota?: components["schemas"]["QuotaState"] | null;
         };
+        /**
+         * @description A condition on a dimension's value: its value before labels (no value is NULL, not
+         *     `(not set)`).
+         */
+        Condition: {
+            value: string;
+            /** @enum {string} */
+            op: "equals";
+        } | {
+            values: string[];
+            /** @enum {string} */
+            op: "in";
+        } | {
+            values: string[];
+            /** @enum {string} */
+            op: "not_in";
+        } | {
+            value: string;
+            /** @enum {string} */
+            op: "contains";
+        } | {
+            /** @enum {string} */
+            op: "is_null";
+        };
         /** @description How a request is carried by the code, and what it costs of WeChat's limit. */
         Encoding: {
             /** @description A and C: the `path` sent to WeChat, page and percent-encoded query. */
@@ -566,6 +638,13 @@ export interface components {
             users: number;
             /** Format: int64 */
             launches: number;
+        };
+        /**
+         * @description Keeps the launches whose `dimension` meets the condition (for new users: whose first launch
+         *     does).
+         */
+        Filter: components["schemas"]["Condition"] & {
+            dimension: string;
         };
         /** @description Image options passed on to WeChat. */
         ImageOptions: {
@@ -707,6 +786,11 @@ export interface components {
             project: components["schemas"]["Project"];
         };
         /**
+         * @description What an analysis counts.
+         * @enum {string}
+         */
+        Metric: "new_users" | "users" | "launches";
+        /**
          * @description A code request as people write it (HTTP JSON, CLI flags): flat UTM fields and defaults for
          *     everything optional; [`NewCode::into_request`] makes the plugin's `code-request` of it.
          */
@@ -773,6 +857,11 @@ export interface components {
             /** @description `bytes` or `characters`. */
             unit: string;
         };
+        /**
+         * @description Named ranges of whole days in the project's time zone; weeks start on Monday.
+         * @enum {string}
+         */
+        Preset: "today" | "yesterday" | "this_week" | "last_week" | "this_month" | "last_month" | "past_7_days" | "past_30_days" | "past_90_days";
         /** @description What a probe answers when all is well. */
         Probe: {
             /** @example ok */
@@ -808,6 +897,28 @@ export interface components {
              *     is then set to the limit, since WeChat's count is the truth).
              */
             exhausted: boolean;
+        };
+        /**
+         * @description The days an analysis covers: one of `past_days`, `from` and `to`, or `preset` (past 7 complete
+         *     days when none is given).
+         */
+        Range: {
+            /**
+             * Format: int32
+             * @description The past N complete days (1 to 1,096).
+             */
+            past_days?: number | null;
+            /**
+             * Format: date
+             * @description First day, inclusive.
+             */
+            from?: string | null;
+            /**
+             * Format: date
+             * @description Last day, inclusive.
+             */
+            to?: string | null;
+            preset?: components["schemas"]["Preset"] | null;
         };
         /** @description A refused body: nothing valid in it (the report lists why), or not JSON at all (the error). */
         Refused: components["schemas"]["IngestReport"] | components["schemas"]["Error"];
@@ -1275,6 +1386,99 @@ export interface operations {
             };
             /** @description No such project */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A failure of the server (the log has the details) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request took over 120 s (`timeout`), or the ingest pipeline has stopped */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    run_analysis: {
+        parameters: {
+            query?: {
+                /** @description The moment "today" is taken from (default: now). */
+                now?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The project's name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AnalysisSpec"];
+            };
+        };
+        responses: {
+            /** @description The rows, largest `new_users` first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalysisAnswer"];
+                };
+            };
+            /** @description A bad spec (`field` names the part) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No key, or a key that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key is of another project, or its role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No `Content-Type: application/json` (`unsupported_media_type`) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,0 +1,272 @@
+//! One analysis as a typed spec (serde, JSON, in the OpenAPI document), shared by the CLI
+//! (`promolens analyze --spec`) and the HTTP API (`POST /v1/projects/{p}/analyses:run`):
+//! metrics, ordered dimensions, filters and a time range (past N days, from/to, or a preset).
+//! [`AnalysisSpec::query`] plans it onto [`crate::acquisition`]; every row of the answer carries
+//! the spec of its drill-down, so a UI or a script clicks through without knowing the planner.
+
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
+use chrono_tz::Tz;
+use datafusion::arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::acquisition::{
+    AcquisitionQuery, Condition, Filter, NOT_SET, UNATTRIBUTED, Window, is_dimension, parse_tz,
+};
+use crate::error::{Error, Result};
+use crate::output::json_rows;
+
+/// What an analysis counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Users whose first launch ever is in the range (first touch).
+    NewUsers,
+    /// Distinct users who launched in the range.
+    Users,
+    Launches,
+}
+
+impl Metric {
+    /// Its column in an answer.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::NewUsers => "new_users",
+            Metric::Users => "users",
+            Metric::Launches => "launches",
+        }
+    }
+}
+
+/// Named ranges of whole days in the project's time zone; weeks start on Monday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// Today so far.
+    Today,
+    Yesterday,
+    /// Monday to today.
+    ThisWeek,
+    LastWeek,
+    /// The 1st to today.
+    ThisMonth,
+    LastMonth,
+    #[serde(rename = "past_7_days")]
+    Past7Days,
+    #[serde(rename = "past_30_days")]
+    Past30Days,
+    #[serde(rename = "past_90_days")]
+    Past90Days,
+}
+
+/// The days an analysis covers: one of `past_days`, `from` and `to`, or `preset` (past 7 complete
+/// days when none is given).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    /// The past N complete days (1 to 1,096).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub past_days: Option<u32>,
+    /// First day, inclusive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<NaiveDate>,
+    /// Last day, inclusive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+}
+
+impl Range {
+    /// The window this range names at `now`, in `tz`.
+    pub fn window(&self, now: DateTime<Utc>, tz: Tz) -> Result<Window> {
+        let named = [
+            self.past_days.is_some(),
+            self.from.is_some() || self.to.is_some(),
+            self.preset.is_some(),
+        ];
+        if named.iter().filter(|n| **n).count() > 1 {
+            return Err(Error::invalid(
+                "range",
+                "give one of past_days, from and to, or preset",
+            ));
+        }
+        let today = now.with_timezone(&tz).date_naive();
+        let days_back = |n: u64| today.checked_sub_days(Days::new(n)).unwrap_or(today);
+        let monday = days_back(u64::from(today.weekday().num_days_from_monday()));
+        let first = today.with_day(1).unwrap_or(today);
+        let between = |from: NaiveDate, to: NaiveDate| Window::dates(from, to, tz);
+        match (self.preset, self.from, self.to) {
+            (Some(Preset::Today), ..) => between(today, today),
+            (Some(Preset::Yesterday), ..) => between(days_back(1), days_back(1)),
+            (Some(Preset::ThisWeek), ..) => between(monday, today),
+            (Some(Preset::LastWeek), ..) => between(monday - Days::new(7), monday - Days::new(1)),
+            (Some(Preset::ThisMonth), ..) => between(first, today),
+            (Some(Preset::LastMonth), ..) => between(
+                first.checked_sub_months(Months::new(1)).unwrap_or(first),
+                first - Days::new(1),
+            ),
+            (Some(Preset::Past7Days), ..) => Window::past_days(now, 7, tz),
+            (Some(Preset::Past30Days), ..) => Window::past_days(now, 30, tz),
+            (Some(Preset::Past90Days), ..) => Window::past_days(now, 90, tz),
+            (None, Some(from), Some(to)) => between(from, to),
+            (None, Some(_), None) => Err(Error::invalid("range", "from needs to")),
+            (None, None, Some(_)) => Err(Error::invalid("range", "to needs from")),
+            (None, None, None) => Window::past_days(now, self.past_days.unwrap_or(7), tz),
+        }
+    }
+}
+
+/// One analysis.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSpec {
+    /// In order (default: new_users, users, launches).
+    #[serde(default = "all_metrics")]
+    pub metrics: Vec<Metric>,
+    /// In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
+    /// `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`.
+    #[serde(default = "default_dimensions")]
+    pub dimensions: Vec<String>,
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+    #[serde(default)]
+    pub range: Range,
+    /// IANA time zone of the days (default: the project's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+}
+
+fn all_metrics() -> Vec<Metric> {
+    vec![Metric::NewUsers, Metric::Users, Metric::Launches]
+}
+
+fn default_dimensions() -> Vec<String> {
+    vec!["utm_source".to_string()]
+}
+
+/// The order a drill-down takes its next dimension in.
+const DRILL_ORDER: [&str; 9] = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "code",
+    "scene",
+    "path",
+    "day",
+];
+
+/// The answer to one analysis.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AnalysisAnswer {
+    pub project: String,
+    /// The spec as run.
+    pub spec: AnalysisSpec,
+    /// The days it covered.
+    pub window: Window,
+    /// One object per combination of the dimensions' values: each dimension, each metric, and
+    /// `drill_down`, the spec of this row's drill-down (its values as filters, the next
+    /// dimension), or null where there is none.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Map<String, Value>>,
+}
+
+impl AnalysisSpec {
+    /// The query of this spec for `project` at `now`; `project_tz` unless the spec names a zone.
+    pub fn query(
+        &self,
+        project: &str,
+        now: DateTime<Utc>,
+        project_tz: Tz,
+    ) -> Result<AcquisitionQuery> {
+        if self.metrics.is_empty() {
+            return Err(Error::invalid("metrics", "name at least one metric"));
+        }
+        if self.dimensions.is_empty() {
+            return Err(Error::invalid(
+                "dimensions",
+                "name at least one dimension, e.g. utm_source",
+            ));
+        }
+        let by = crate::acquisition::parse_dimensions(&self.dimensions.join(","))
+            .map_err(|e| Error::invalid("dimensions", e.to_string()))?;
+        let tz = match &self.tz {
+            Some(name) => parse_tz(name)?,
+            None => project_tz,
+        };
+        Ok(AcquisitionQuery {
+            project: project.to_string(),
+            by,
+            window: self.range.window(now, tz)?,
+            filters: self.filters.clone(),
+        })
+    }
+
+    /// The answer of `batches` (the query's result): the asked metrics only, and each row's
+    /// drill-down.
+    pub fn answer(
+        &self,
+        query: AcquisitionQuery,
+        batches: &[RecordBatch],
+    ) -> Result<AnalysisAnswer> {
+        let asked: Vec<&str> = self.metrics.iter().map(|m| m.name()).collect();
+        let rows = json_rows(batches)?
+            .into_iter()
+            .map(|mut row| {
+                for metric in [Metric::NewUsers, Metric::Users, Metric::Launches] {
+                    if !asked.contains(&metric.name()) {
+                        row.remove(metric.name());
+                    }
+                }
+                let drill = self.drill_down(&row);
+                row.insert(
+                    "drill_down".to_string(),
+                    drill.map_or(Value::Null, |spec| {
+                        serde_json::to_value(spec).unwrap_or(Value::Null)
+                    }),
+                );
+                row
+            })
+            .collect();
+        Ok(AnalysisAnswer {
+            project: query.project,
+            spec: self.clone(),
+            window: query.window,
+            rows,
+        })
+    }
+
+    /// This row's values as filters, split by the next dimension not yet used.
+    fn drill_down(&self, row: &Map<String, Value>) -> Option<AnalysisSpec> {
+        let used = |d: &str| {
+            self.dimensions.iter().any(|x| x == d) || self.filters.iter().any(|f| f.dimension == d)
+        };
+        let next = DRILL_ORDER.iter().find(|d| !used(d))?;
+        let mut filters = self.filters.clone();
+        for dimension in &self.dimensions {
+            let condition = match row.get(dimension)? {
+                Value::String(label) if label == UNATTRIBUTED => return None,
+                Value::String(label) if label == NOT_SET => Condition::IsNull,
+                Value::String(value) => Condition::Equals {
+                    value: value.clone(),
+                },
+                Value::Null => Condition::IsNull,
+                other => Condition::Equals {
+                    value: other.to_string(),
+                },
+            };
+            filters.push(Filter {
+                dimension: dimension.clone(),
+                condition,
+            });
+        }
+        debug_assert!(is_dimension(next));
+        Some(AnalysisSpec {
+            dimensions: vec![next.to_string()],
+            filters,
+            ..self.clone()
+        })
+    }
+}

@@ -1,0 +1,305 @@
+//! Analysis specs (`promolens analyze`, `POST …/analyses:run`): each filter, time dimension and
+//! range preset against DuckDB computing the same definitions over the raw NDJSON (first touch
+//! over the whole history, filters on the first launch for new users, days in Asia/Shanghai).
+
+use promolens_tests::{Server, percent_encode, promolens, python_json, stdout_of};
+use serde_json::{Value, json};
+
+/// 2025-11-24 10:00 in Shanghai: "last week" is 2025-11-17 to 2025-11-23.
+const NOW: &str = "2025-11-24T10:00:00+08:00";
+/// 2025-10-20 00:00 +08:00: the history starts here (five weeks).
+const HISTORY_START: i64 = 1_760_889_600_000;
+
+const SOURCES: [Option<&str>; 6] = [
+    Some("gzh"),
+    Some("shop"),
+    Some("WeChat"),
+    Some("微信"),
+    Some("partner"),
+    None,
+];
+const MEDIA: [Option<&str>; 4] = [Some("menu"), Some("poster"), Some("article"), None];
+const PATHS: [&str; 3] = ["pages/index/index", "pages/shop/shop", "pages/活动/a"];
+
+/// 4,000 launches of 600 users at any millisecond of five weeks (many across a Shanghai
+/// midnight), in no order, some sent twice.
+fn events() -> Vec<String> {
+    let mut state: u64 = 0x5eed_1234;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) % n
+    };
+    let span = 35 * 86_400_000;
+    let mut out = Vec::new();
+    for i in 0..4000 {
+        let mut query = serde_json::Map::new();
+        if let Some(source) = SOURCES[next(6) as usize] {
+            query.insert("utm_source".into(), json!(percent_encode(source)));
+        }
+        if let Some(medium) = MEDIA[next(4) as usize] {
+            query.insert("utm_medium".into(), json!(percent_encode(medium)));
+        }
+        let line = json!({
+            "event_id": format!("e{i}"),
+            "user_id": format!("u{}", next(600)),
+            "ts": HISTORY_START + next(span) as i64,
+            "scene": 1047,
+            "path": PATHS[next(3) as usize],
+            "query": query,
+        })
+        .to_string();
+        if i % 50 == 0 {
+            out.push(line.clone());
+        }
+        out.push(line);
+    }
+    out
+}
+
+/// Each case: the spec promolens runs, and the same question for DuckDB (dimensions, a filter
+/// over the raw columns `src`, `med`, `path`, and the days).
+fn cases() -> Vec<(Value, Value)> {
+    vec![
+        (
+            json!({"dimensions": ["day", "utm_source"],
+                   "filters": [{"dimension": "utm_medium", "op": "in", "values": ["menu", "poster"]}],
+                   "range": {"from": "2025-11-10", "to": "2025-11-23"}}),
+            json!({"dims": ["day", "src"], "filter": "med IN ('menu', 'poster')", "from": "2025-11-10", "to": "2025-11-23"}),
+        ),
+        (
+            json!({"dimensions": ["week"],
+                   "filters": [{"dimension": "utm_source", "op": "not_in", "values": ["gzh"]}],
+                   "range": {"from": "2025-10-27", "to": "2025-11-23"}}),
+            json!({"dims": ["week"], "filter": "(src IS NULL OR src NOT IN ('gzh'))", "from": "2025-10-27", "to": "2025-11-23"}),
+        ),
+        (
+            json!({"dimensions": ["utm_source"],
+                   "filters": [{"dimension": "path", "op": "contains", "value": "活动"}],
+                   "range": {"preset": "last_week"}}),
+            json!({"dims": ["src"], "filter": "strpos(path, '活动') > 0", "from": "2025-11-17", "to": "2025-11-23"}),
+        ),
+        (
+            json!({"dimensions": ["utm_source", "month"],
+                   "filters": [{"dimension": "utm_medium", "op": "is_null"}],
+                   "range": {"past_days": 30}}),
+            json!({"dims": ["src", "month"], "filter": "med IS NULL", "from": "2025-10-25", "to": "2025-11-23"}),
+        ),
+        (
+            json!({"dimensions": ["day"],
+                   "filters": [{"dimension": "utm_source", "op": "equals", "value": "微信"}],
+                   "range": {"preset": "yesterday"}}),
+            json!({"dims": ["day"], "filter": "src = '微信'", "from": "2025-11-23", "to": "2025-11-23"}),
+        ),
+    ]
+}
+
+const DUCKDB: &str = r#"
+import duckdb, json, sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
+path, cases = sys.argv[1], json.loads(sys.argv[2])
+con = duckdb.connect()
+con.execute(f"""
+CREATE TABLE raw AS SELECT * FROM read_json('{path}', format = 'newline_delimited',
+    columns = {{event_id: 'VARCHAR', user_id: 'VARCHAR', ts: 'BIGINT', path: 'VARCHAR',
+               query: 'STRUCT(utm_source VARCHAR, utm_medium VARCHAR)'}});
+CREATE TABLE ev AS
+  SELECT event_id, user_id, ts, path,
+         nullif(url_decode(query.utm_source), '') AS src,
+         nullif(url_decode(query.utm_medium), '') AS med,
+         timezone('Asia/Shanghai', to_timestamp(ts / 1000.0)) AS local
+  FROM raw QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts) = 1;
+CREATE TABLE labelled AS
+  SELECT *, strftime(local, '%Y-%m-%d') AS day,
+         strftime(date_trunc('week', local), '%Y-%m-%d') AS week,
+         strftime(local, '%Y-%m') AS month,
+         row_number() OVER (PARTITION BY user_id ORDER BY ts, event_id) = 1 AS first_launch
+  FROM ev;
+""")
+shanghai = ZoneInfo('Asia/Shanghai')
+def ms(day, end=False):
+    d = datetime.fromisoformat(day).replace(tzinfo=shanghai)
+    return int(d.timestamp() * 1000) + (86_400_000 if end else 0)
+answers = []
+for case in cases:
+    label = lambda d: d if d in ('day', 'week', 'month') else \
+        f"CASE WHEN src IS NULL THEN '(unattributed)' ELSE coalesce({d}, '(not set)') END"
+    dims = ", ".join(f"{label(d)} AS {d}" for d in case["dims"])
+    names = ", ".join(case["dims"])
+    rows = con.execute(f"""
+    WITH kept AS (SELECT {dims}, user_id, first_launch FROM labelled
+                  WHERE ts >= $1 AND ts < $2 AND {case['filter']})
+    SELECT {names}, count(*) FILTER (WHERE first_launch), count(DISTINCT user_id), count(*)
+    FROM kept GROUP BY {names}
+    """, [ms(case["from"]), ms(case["to"], end=True)]).fetchall()
+    answers.append(sorted([list(r) for r in rows]))
+print(json.dumps(answers))
+"#;
+
+/// An answer's rows as `[dimension values…, new_users, users, launches]`, sorted.
+fn rows_of(spec: &Value, rows: &Value) -> Vec<Value> {
+    let dims: Vec<&str> = spec["dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    let mut out: Vec<Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let mut values: Vec<Value> = dims.iter().map(|d| row[*d].clone()).collect();
+            values.extend(["new_users", "users", "launches"].map(|m| row[m].clone()));
+            Value::Array(values)
+        })
+        .collect();
+    out.sort_by_key(|r| r.to_string());
+    out
+}
+
+#[test]
+fn every_filter_time_dimension_and_preset_matches_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let keys = promolens_tests::provision(data, "shop");
+    let raw = dir.path().join("events.ndjson");
+    std::fs::write(&raw, events().join("\n") + "\n").unwrap();
+    stdout_of(&promolens(&[
+        "backfill",
+        "--data",
+        data,
+        "--project",
+        "shop",
+        raw.to_str().unwrap(),
+    ]));
+
+    let cases = cases();
+    let questions: Vec<&Value> = cases.iter().map(|(_, q)| q).collect();
+    let expected = python_json(
+        DUCKDB,
+        &[
+            raw.to_str().unwrap(),
+            &serde_json::to_string(&questions).unwrap(),
+        ],
+    );
+    let mut answers = Vec::new();
+    for (i, (spec, _)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("spec{i}.json"));
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let answer: Value = serde_json::from_str(&stdout_of(&promolens(&[
+            "analyze",
+            "--data",
+            data,
+            "--project",
+            "shop",
+            "--spec",
+            file.to_str().unwrap(),
+            "--now",
+            NOW,
+            "--format",
+            "json",
+        ])))
+        .unwrap();
+        let ours = rows_of(spec, &answer["rows"]);
+        assert!(!ours.is_empty(), "case {i} has no rows");
+        assert_eq!(Value::Array(ours), expected[i], "case {i}: {spec}");
+        answers.push(answer);
+    }
+
+    // Over HTTP, the same answer; each row's drill-down is its values as filters and the next
+    // dimension, and running it gives rows that add up to the row drilled into.
+    let server = Server::start(data, &[], &[]);
+    let client = promolens_tests::http_client();
+    let run = |spec: &Value| -> Value {
+        let response = client
+            .post(format!(
+                "{}/v1/projects/shop/analyses:run?now={}",
+                server.url,
+                NOW.replace('+', "%2B")
+            ))
+            .bearer_auth(&keys.admin)
+            .json(spec)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.json().unwrap()
+    };
+    let (spec, _) = &cases[0];
+    let over_http = run(spec);
+    assert_eq!(over_http["rows"], answers[0]["rows"]);
+    let row = over_http["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["utm_source"] == "shop")
+        .unwrap();
+    let drill = &row["drill_down"];
+    // utm_medium is filtered already: the next is utm_campaign.
+    assert_eq!(drill["dimensions"], json!(["utm_campaign"]));
+    let drilled = run(drill);
+    let total = |metric: &str| {
+        drilled["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[metric].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    assert_eq!(total("launches"), row["launches"].as_i64().unwrap());
+    assert_eq!(total("new_users"), row["new_users"].as_i64().unwrap());
+}
+
+#[test]
+fn a_bad_spec_names_its_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let keys = promolens_tests::provision(data, "shop");
+    let server = Server::start(data, &[], &[]);
+    let client = promolens_tests::http_client();
+    for (spec, field, words) in [
+        (
+            json!({"dimensions": ["utm_foo"]}),
+            "dimensions",
+            "unknown dimension `utm_foo`",
+        ),
+        (
+            json!({"filters": [{"dimension": "day", "op": "in", "values": []}]}),
+            "filters",
+            "1 to 1000 values, got 0",
+        ),
+        (
+            json!({"range": {"past_days": 7, "preset": "today"}}),
+            "range",
+            "give one of",
+        ),
+        (json!({"range": {"past_days": 5000}}), "days", "1 to 1096"),
+    ] {
+        let response = client
+            .post(format!("{}/v1/projects/shop/analyses:run", server.url))
+            .bearer_auth(&keys.admin)
+            .json(&spec)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{spec}");
+        let error: Value = response.json().unwrap();
+        assert_eq!(error["error"]["field"], field, "{spec}: {error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(words),
+            "{spec}: {error}"
+        );
+    }
+    // An unknown operator is refused by the JSON reader, naming it.
+    let response = client
+        .post(format!("{}/v1/projects/shop/analyses:run", server.url))
+        .bearer_auth(&keys.admin)
+        .json(&json!({"filters": [{"dimension": "path", "op": "between"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().unwrap().contains("between"));
+}
