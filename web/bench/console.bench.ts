@@ -142,7 +142,7 @@ async function analysisDrawn(page: Page) {
     await page.waitForFunction(() => performance.getEntriesByName('promolens:chart-drawn').length > 0);
     drawn.push(
       await page.evaluate(() => {
-        const arrived = performance.getEntriesByType('resource').find((e) => e.name.includes('/acquisition?')) as PerformanceResourceTiming;
+        const arrived = performance.getEntriesByType('resource').find((e) => e.name.includes('/analyses:run')) as PerformanceResourceTiming;
         return performance.getEntriesByName('promolens:chart-drawn')[0].startTime - arrived.responseEnd;
       }),
     );

@@ -1,20 +1,21 @@
-// The analysis page: acquisition by ordered dimensions over past N days or from/to, a table and
-// a bar chart, click a row to drill into the next dimension within that row's values, CSV export.
+// The analysis page: an analysis spec run by the API (`analyses:run`): ordered dimensions over
+// past N days, from/to or a preset, a table and a chart (bars by dimension, lines when split by
+// day, week or month), click a row to open the drill-down the API gives it, CSV export.
 // Everything the page shows is in its URL (#/analysis?…), so an analysis is shared as a link.
 // Dimensions and metrics are data (the lists below), not code: the workbench adds to them.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import * as echarts from 'echarts/core';
-import { BarChart } from 'echarts/charts';
-import { GridComponent, TooltipComponent } from 'echarts/components';
+import { BarChart, LineChart } from 'echarts/charts';
+import { GridComponent, LegendComponent, TooltipComponent } from 'echarts/components';
 import { CanvasRenderer } from 'echarts/renderers';
 import type { Api, Schemas } from './api/client';
 import type { Key, Lang, Translate } from './i18n';
 import { saveBlob } from './save';
-import { DIMENSIONS, METRICS, specQuery, type Spec } from './spec';
+import { DIMENSIONS, METRICS, PRESETS, TIME_DIMENSIONS, fromAnalysisSpec, toAnalysisSpec, type Spec } from './spec';
 
-echarts.use([BarChart, GridComponent, TooltipComponent, CanvasRenderer]);
+echarts.use([BarChart, LineChart, GridComponent, LegendComponent, TooltipComponent, CanvasRenderer]);
 
-type Row = Record<string, string | number | null>;
+type Row = Record<string, string | number | null> & { drill_down?: Schemas['AnalysisSpec'] | null };
 
 /** Rows in one page of the table: thousands of rows are read by paging, exported, or drilled
  * into; drawing them all at once would take the page seconds. */
@@ -26,42 +27,35 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
   // One formatter for every cell: `toLocaleString` builds one per call, which a table of
   // thousands of rows feels.
   const number = useMemo(() => new Intl.NumberFormat(lang === 'zh' ? 'zh-CN' : 'en'), [lang]);
-  const [answer, setAnswer] = useState<Schemas['AcquisitionAnswer'] | null>(null);
+  const [answer, setAnswer] = useState<{ asked: string; value: Schemas['AnalysisAnswer'] } | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [first, setFirst] = useState(0);
   const asking = useRef(0);
-  // Filters are drill-downs: their dimensions are asked for too, and the rows kept are theirs.
   const filterDims = Object.keys(spec.filters);
-  const asked = [...filterDims, ...spec.by.filter((d) => !filterDims.includes(d))];
+  const request = toAnalysisSpec(spec);
+  const asked = JSON.stringify(request);
   useEffect(() => {
-    const params = specQuery({ ...spec, by: asked, filters: {} });
     setError(null);
     // Only the answer to the latest question is shown: an earlier one may come back later.
     const question = ++asking.current;
-    api.get<Schemas['AcquisitionAnswer']>(`/v1/projects/${encodeURIComponent(project)}/acquisition?${params}`).then(
-      (answer) => {
+    api.send<Schemas['AnalysisAnswer']>('POST', `/v1/projects/${encodeURIComponent(project)}/analyses:run`, request).then(
+      (value) => {
         if (question !== asking.current) return;
-        setAnswer(answer);
+        setAnswer({ asked, value });
         setFirst(0);
       },
       (e) => question === asking.current && setError(t('error.load', { message: e instanceof Error ? e.message : String(e) })),
     );
-  }, [specQuery(spec)]);
-  const rows = ((answer?.rows ?? []) as unknown as Row[]).filter((row) =>
-    Object.entries(spec.filters).every(([dim, value]) => String(row[dim] ?? '') === value),
-  );
-  const shown = spec.by.filter((d) => !filterDims.includes(d));
+  }, [asked]);
+  const rows = (answer?.value.rows ?? []) as unknown as Row[];
+  const shown = spec.by;
   const label = (row: Row) => shown.map((d) => (row[d] == null ? t('analysis.none') : String(row[d]))).join(' · ');
   const remaining = DIMENSIONS.filter((d) => !spec.by.includes(d) && !filterDims.includes(d));
   // The answer to an earlier question stays on screen until the new one comes (no layout
   // shift), but its rows are not the ones asked for: no drilling into them.
-  const stale = !answer || answer.by.join(',') !== asked.join(',');
+  const stale = !answer || answer.asked !== asked;
   const drill = (row: Row) => {
-    const next = remaining[0];
-    if (!next || stale) return;
-    const filters = { ...spec.filters };
-    for (const d of shown) filters[d] = String(row[d] ?? '');
-    onSpec({ ...spec, by: [next], filters });
+    if (row.drill_down && !stale) onSpec(fromAnalysisSpec(row.drill_down, spec));
   };
   const move = (i: number, by: number) => {
     const dims = [...spec.by];
@@ -103,11 +97,22 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
           <legend>{t('analysis.range')}</legend>
           <label>
             {t('analysis.pastDays')}{' '}
-            <select value={spec.days ?? ''} onChange={(e) => onSpec({ ...spec, days: Number(e.currentTarget.value), from: null, to: null })}>
+            <select value={spec.days ?? ''} onChange={(e) => onSpec({ ...spec, days: Number(e.currentTarget.value), from: null, to: null, preset: null })}>
               {spec.days == null && <option value="">—</option>}
               {[7, 14, 30, 90].map((n) => (
                 <option key={n} value={n}>
                   {t('analysis.days', { n })}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {t('analysis.preset')}{' '}
+            <select value={spec.preset ?? ''} onChange={(e) => onSpec({ ...spec, preset: (e.currentTarget.value || null) as Spec['preset'], days: e.currentTarget.value ? null : 7, from: null, to: null })}>
+              <option value="">—</option>
+              {PRESETS.map((p) => (
+                <option key={p} value={p}>
+                  {t(`preset.${p}`)}
                 </option>
               ))}
             </select>
@@ -121,7 +126,7 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
                 {t(`dim.${d}` as Key)} = {v || t('analysis.none')}
               </span>
             ))}
-            <button type="button" onClick={() => onSpec({ ...spec, filters: {}, by: [...filterDims, ...shown] })}>
+            <button type="button" onClick={() => onSpec({ ...spec, filters: {}, by: [...filterDims, ...shown.filter((d) => !filterDims.includes(d))] })}>
               {t('analysis.clearFilters')}
             </button>
           </p>
@@ -130,9 +135,9 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
       {error && <p class="error" role="alert">{error}</p>}
       {answer && (
         <>
-          <p class="window">{t('analysis.window', { from: answer.window.from, to: answer.window.to, tz: answer.window.tz })}</p>
+          <p class="window">{t('analysis.window', { from: answer.value.window.from, to: answer.value.window.to, tz: answer.value.window.tz })}</p>
           {rows.length === 0 && <p class="empty">{t('analysis.empty')}</p>}
-          <Chart rows={rows.slice(0, 20)} label={label} t={t} />
+          {TIME_DIMENSIONS.includes(shown[0]) ? <Lines rows={rows} dims={shown} t={t} /> : <Chart rows={rows.slice(0, 20)} label={label} t={t} />}
           <div class="scroll">
             <table aria-busy={stale}>
               <thead>
@@ -147,7 +152,7 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
               </thead>
               <tbody>
                 {rows.slice(first, first + PAGE).map((row, i) => (
-                  <tr key={i} class={remaining.length ? 'drillable' : ''} onClick={() => drill(row)} tabIndex={remaining.length ? 0 : -1} onKeyDown={(e) => e.key === 'Enter' && drill(row)}>
+                  <tr key={i} class={row.drill_down ? 'drillable' : ''} onClick={() => drill(row)} tabIndex={row.drill_down ? 0 : -1} onKeyDown={(e) => e.key === 'Enter' && drill(row)}>
                     {shown.map((d) => (
                       <td key={d}>{row[d] == null ? t('analysis.none') : String(row[d])}</td>
                     ))}
@@ -191,7 +196,7 @@ function RangeForm({ spec, t, onSpec }: { spec: Spec; t: Translate; onSpec: (s: 
       <label>
         {t('analysis.to')} <input type="date" value={to} onInput={(e) => setTo(e.currentTarget.value)} />
       </label>
-      <button type="button" disabled={!from || !to} onClick={() => onSpec({ ...spec, days: null, from, to })}>
+      <button type="button" disabled={!from || !to} onClick={() => onSpec({ ...spec, days: null, preset: null, from, to })}>
         {t('analysis.apply')}
       </button>
     </span>
@@ -221,6 +226,40 @@ function Chart({ rows, label, t }: { rows: Row[]; label: (r: Row) => string; t: 
     return () => chart.dispose();
   }, [rows]);
   return <div ref={element} class="chart" role="img" aria-label={t('analysis.chart')} />;
+}
+
+/** New users over time: one line per value of the second dimension (its five largest), or one
+ * line when split by time only. */
+function Lines({ rows, dims, t }: { rows: Row[]; dims: string[]; t: Translate }) {
+  const element = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (!element.current) return;
+    const [time, split] = dims;
+    const times = [...new Set(rows.map((r) => String(r[time])))].sort();
+    const totals = new Map<string, number>();
+    for (const r of rows) totals.set(String(split ? r[split] : ''), (totals.get(String(split ? r[split] : '')) ?? 0) + Number(r.new_users ?? 0));
+    const lines = [...totals.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([name]) => name);
+    const series = lines.map((name) => {
+      const byTime = new Map<string, number>();
+      for (const r of rows) if (String(split ? r[split] : '') === name) byTime.set(String(r[time]), (byTime.get(String(r[time])) ?? 0) + Number(r.new_users ?? 0));
+      return { type: 'line' as const, name: name || t('metric.new_users'), data: times.map((x) => byTime.get(x) ?? 0) };
+    });
+    const chart = echarts.init(element.current, undefined, { renderer: 'canvas' });
+    chart.on('finished', () => {
+      performance.mark('promolens:chart-drawn');
+    });
+    chart.setOption({
+      animation: false,
+      tooltip: { trigger: 'axis', renderMode: 'richText' },
+      legend: { top: 0 },
+      grid: { left: 8, right: 8, top: 32, bottom: 8, containLabel: true },
+      xAxis: { type: 'category', data: times },
+      yAxis: { type: 'value', name: t('metric.new_users') },
+      series,
+    });
+    return () => chart.dispose();
+  }, [rows]);
+  return <div ref={element} class="chart" role="img" aria-label={t('analysis.lines', { dim: t(`dim.${dims[0]}` as Key) })} />;
 }
 
 function downloadCsv(dims: string[], rows: Row[]) {

@@ -205,6 +205,21 @@ const en = {
   'settings.target': 'Of',
   'settings.outcome.ok': 'done',
   'settings.outcome.failed': 'failed',
+  'dim.day': 'Day',
+  'dim.week': 'Week (starting Monday)',
+  'dim.month': 'Month',
+  'dim.code_id': 'Code id',
+  'analysis.preset': 'Or',
+  'preset.today': 'Today',
+  'preset.yesterday': 'Yesterday',
+  'preset.this_week': 'This week',
+  'preset.last_week': 'Last week',
+  'preset.this_month': 'This month',
+  'preset.last_month': 'Last month',
+  'preset.past_7_days': 'Past 7 days',
+  'preset.past_30_days': 'Past 30 days',
+  'preset.past_90_days': 'Past 90 days',
+  'analysis.lines': 'New users by {dim}',
 } as const;
 
 export type Key = keyof typeof en;
@@ -409,6 +424,21 @@ const zh: Record<Key, string> = {
   'settings.target': '对象',
   'settings.outcome.ok': '成功',
   'settings.outcome.failed': '失败',
+  'dim.day': '日期',
+  'dim.week': '周（周一起）',
+  'dim.month': '月份',
+  'dim.code_id': '推广码编号',
+  'analysis.preset': '或',
+  'preset.today': '今天',
+  'preset.yesterday': '昨天',
+  'preset.this_week': '本周',
+  'preset.last_week': '上周',
+  'preset.this_month': '本月',
+  'preset.last_month': '上月',
+  'preset.past_7_days': '过去 7 天',
+  'preset.past_30_days': '过去 30 天',
+  'preset.past_90_days': '过去 90 天',
+  'analysis.lines': '按{dim}的新增用户',
 };
 
 export type Lang = 'en' | 'zh';

@@ -34,15 +34,17 @@ test('acquisition by source, a dimension added and removed, a source drilled int
   await page.getByRole('button', { name: 'Remove Campaign' }).click();
   // The answer to the new question is on screen: one dimension and three metrics.
   await expect(page.locator('table[aria-busy="false"] thead th')).toHaveCount(4);
-  await body.first().click();
-  await expect(page.getByText(`Source = ${first.utm_source}`)).toBeVisible();
-  const byMedium = (await api('by=utm_source,utm_medium&days=7')).filter((r) => r.utm_source === first.utm_source);
+  // The row of launches without attribution has no drill-down: drill into the first source.
+  const source = bySource.find((r) => r.utm_source !== '(unattributed)')!;
+  await body.filter({ has: page.getByRole('cell', { name: String(source.utm_source), exact: true }) }).click();
+  await expect(page.getByText(`Source = ${source.utm_source}`)).toBeVisible();
+  const byMedium = (await api('by=utm_source,utm_medium&days=7')).filter((r) => r.utm_source === source.utm_source);
   await expect(body).toHaveCount(byMedium.length);
   const url = page.url();
   expect(url).toContain('f.utm_source=');
 
   await page.reload();
-  await expect(page.getByText(`Source = ${first.utm_source}`)).toBeVisible();
+  await expect(page.getByText(`Source = ${source.utm_source}`)).toBeVisible();
   await expect(body).toHaveCount(byMedium.length);
   await page.screenshot({ path: 'test-results/screens/analysis-en.png', fullPage: true });
   expect(failed).toEqual([]);
@@ -74,4 +76,21 @@ test('a range without launches says so and what to do next', async ({ page }) =>
   await page.goto('/#/analysis?by=utm_source&from=2020-01-01&to=2020-01-07');
   await expect(page.getByText('No launches in this range.')).toBeVisible();
   await expect(page.locator('tbody tr')).toHaveCount(0);
+});
+
+test('split by day, a preset range draws lines and shows the rows analyses:run gives for the same spec', async ({ page, request }) => {
+  await signIn(page);
+  await page.goto('/#/analysis?by=day,utm_source&preset=last_week');
+  await expect(page.getByRole('img', { name: 'New users by Day' })).toBeVisible();
+  const response = await request.post('/v1/projects/demo/analyses:run', {
+    headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` },
+    data: { dimensions: ['day', 'utm_source'], range: { preset: 'last_week' } },
+  });
+  const { rows, window } = await response.json();
+  await expect(page.getByText(new RegExp(`^${window.from} to ${window.to} `))).toBeVisible();
+  const shown = page.locator('table[aria-busy="false"] tbody tr');
+  await expect(shown).toHaveCount(Math.min(rows.length, 100));
+  const cells = await shown.first().locator('td').allInnerTexts();
+  expect(cells).toEqual([rows[0].day, rows[0].utm_source, ...['new_users', 'users', 'launches'].map((m) => Number(rows[0][m]).toLocaleString('en'))]);
+  await page.screenshot({ path: 'test-results/screens/analysis-days-en.png', fullPage: true });
 });
