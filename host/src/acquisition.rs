@@ -237,6 +237,21 @@ impl Window {
         Ok(Window { from, to, tz })
     }
 
+    /// The window of as many days just before this one (a comparison's previous period).
+    pub fn previous(&self) -> Result<Window> {
+        let days = Days::new((self.to - self.from).num_days() as u64 + 1);
+        match (
+            self.from.checked_sub_days(days),
+            self.to.checked_sub_days(days),
+        ) {
+            (Some(from), Some(to)) => Window::dates(from, to, self.tz),
+            _ => Err(Error::invalid(
+                "range",
+                "the previous period leaves the calendar",
+            )),
+        }
+    }
+
     /// First instant of the window, epoch milliseconds.
     pub fn start_ms(&self) -> i64 {
         start_of_day(self.from, self.tz)

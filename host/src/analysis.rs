@@ -6,12 +6,17 @@
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
 use chrono_tz::Tz;
+use std::sync::Arc;
+
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::acquisition::{
-    AcquisitionQuery, Condition, Filter, NOT_SET, UNATTRIBUTED, Window, is_dimension, parse_tz,
+    AcquisitionQuery, Condition, Filter, NOT_SET, TIME_DIMENSIONS, UNATTRIBUTED, Window,
+    is_dimension, parse_tz,
 };
 use crate::error::{Error, Result};
 use crate::output::json_rows;
@@ -135,6 +140,11 @@ pub struct AnalysisSpec {
     /// IANA time zone of the days (default: the project's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tz: Option<String>,
+    /// Also each metric in the period of as many days just before (`<metric>_previous`) and its
+    /// relative change (`<metric>_change`, null when the previous value is 0). Not with `day`,
+    /// `week` or `month` (their values differ between the periods).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compare: bool,
 }
 
 fn all_metrics() -> Vec<Metric> {
@@ -166,6 +176,9 @@ pub struct AnalysisAnswer {
     pub spec: AnalysisSpec,
     /// The days it covered.
     pub window: Window,
+    /// The days it was compared with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_window: Option<Window>,
     /// One object per combination of the dimensions' values: each dimension, each metric, and
     /// `drill_down`, the spec of this row's drill-down (its values as filters, the next
     /// dimension), or null where there is none.
@@ -192,6 +205,12 @@ impl AnalysisSpec {
         }
         let by = crate::acquisition::parse_dimensions(&self.dimensions.join(","))
             .map_err(|e| Error::invalid("dimensions", e.to_string()))?;
+        if self.compare && by.iter().any(|d| TIME_DIMENSIONS.contains(&d.as_str())) {
+            return Err(Error::invalid(
+                "compare",
+                "a comparison with the previous period needs dimensions other than day, week and month",
+            ));
+        }
         let tz = match &self.tz {
             Some(name) => parse_tz(name)?,
             None => project_tz,
@@ -204,22 +223,68 @@ impl AnalysisSpec {
         })
     }
 
-    /// The answer of `batches` (the query's result): the asked metrics only, and each row's
-    /// drill-down.
+    /// Runs `query` (this spec's), and the previous period's beside it when comparing.
+    pub async fn run(
+        &self,
+        query: &AcquisitionQuery,
+        ctx: &SessionContext,
+    ) -> Result<Vec<RecordBatch>> {
+        let current = query.run(ctx).await?;
+        if !self.compare {
+            return Ok(current);
+        }
+        let previous = AcquisitionQuery {
+            window: query.window.previous()?,
+            ..query.clone()
+        }
+        .run(ctx)
+        .await?;
+        beside_previous(ctx, &query.by, current, previous).await
+    }
+
+    /// The answer's columns in order: the dimensions, then each asked metric (with its previous
+    /// value and change when comparing).
+    pub fn columns(&self) -> Vec<String> {
+        let metrics = self.metrics.iter().flat_map(|m| {
+            let name = m.name();
+            if self.compare {
+                vec![
+                    name.to_string(),
+                    format!("{name}_previous"),
+                    format!("{name}_change"),
+                ]
+            } else {
+                vec![name.to_string()]
+            }
+        });
+        self.dimensions.iter().cloned().chain(metrics).collect()
+    }
+
+    /// `batches` (the result of [`Self::run`]) with [`Self::columns`] only, in that order.
+    pub fn project(&self, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+        let columns = self.columns();
+        batches
+            .iter()
+            .map(|batch| {
+                let indices = columns
+                    .iter()
+                    .map(|c| batch.schema().index_of(c))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(batch.project(&indices)?)
+            })
+            .collect()
+    }
+
+    /// The answer of `batches` (the result of [`Self::run`]): the asked metrics only, and each
+    /// row's drill-down.
     pub fn answer(
         &self,
         query: AcquisitionQuery,
         batches: &[RecordBatch],
     ) -> Result<AnalysisAnswer> {
-        let asked: Vec<&str> = self.metrics.iter().map(|m| m.name()).collect();
-        let rows = json_rows(batches)?
+        let rows = json_rows(&self.project(batches)?)?
             .into_iter()
             .map(|mut row| {
-                for metric in [Metric::NewUsers, Metric::Users, Metric::Launches] {
-                    if !asked.contains(&metric.name()) {
-                        row.remove(metric.name());
-                    }
-                }
                 let drill = self.drill_down(&row);
                 row.insert(
                     "drill_down".to_string(),
@@ -230,10 +295,16 @@ impl AnalysisSpec {
                 row
             })
             .collect();
+        let previous_window = if self.compare {
+            Some(query.window.previous()?)
+        } else {
+            None
+        };
         Ok(AnalysisAnswer {
             project: query.project,
             spec: self.clone(),
             window: query.window,
+            previous_window,
             rows,
         })
     }
@@ -269,4 +340,77 @@ impl AnalysisSpec {
             ..self.clone()
         })
     }
+}
+
+/// The current period's rows beside the previous period's, matched on the dimensions' values:
+/// each metric, its previous value (0 where the row is new) and its relative change; rows of the
+/// previous period only are kept with 0 now (a source that stopped bringing users is news).
+async fn beside_previous(
+    ctx: &SessionContext,
+    dims: &[String],
+    current: Vec<RecordBatch>,
+    previous: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    let unique = uuid::Uuid::new_v4().simple();
+    let (now, then) = (
+        format!("analysis_now_{unique}"),
+        format!("analysis_then_{unique}"),
+    );
+    let table = |batches: Vec<RecordBatch>| -> Result<Arc<MemTable>> {
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => return Err(Error::invalid("compare", "no schema for an empty answer")),
+        };
+        Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+    };
+    // An empty result has no batch to take its schema from: answer it by itself.
+    if current.is_empty() && previous.is_empty() {
+        return Ok(current);
+    }
+    let empty_like = |other: &[RecordBatch]| vec![RecordBatch::new_empty(other[0].schema())];
+    let current = if current.is_empty() {
+        empty_like(&previous)
+    } else {
+        current
+    };
+    let previous = if previous.is_empty() {
+        empty_like(&current)
+    } else {
+        previous
+    };
+    ctx.register_table(&now, table(current)?)?;
+    ctx.register_table(&then, table(previous)?)?;
+    let quoted = |d: &str| format!("\"{d}\"");
+    let dims_out = dims
+        .iter()
+        .map(|d| format!("coalesce(n.{0}, t.{0}) AS {0}", quoted(d)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let on = dims
+        .iter()
+        .map(|d| format!("n.{0} = t.{0}", quoted(d)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let metrics = ["new_users", "users", "launches"]
+        .map(|m| {
+            format!(
+                "coalesce(n.{m}, 0) AS {m}, coalesce(t.{m}, 0) AS {m}_previous, \
+                 CASE WHEN coalesce(t.{m}, 0) = 0 THEN NULL \
+                 ELSE CAST(coalesce(n.{m}, 0) - t.{m} AS DOUBLE) / t.{m} END AS {m}_change"
+            )
+        })
+        .join(", ");
+    let order = dims
+        .iter()
+        .map(|d| quoted(d))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {dims_out}, {metrics} FROM {now} n FULL JOIN {then} t ON {on} \
+         ORDER BY new_users DESC, new_users_previous DESC, users DESC, {order}"
+    );
+    let answer = async { crate::sql::collect(ctx.sql(&sql).await?).await }.await;
+    ctx.deregister_table(&now)?;
+    ctx.deregister_table(&then)?;
+    answer
 }

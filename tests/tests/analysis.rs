@@ -1,5 +1,5 @@
-//! Analysis specs (`promolens analyze`, `POST …/analyses:run`): each filter, time dimension and
-//! range preset against DuckDB computing the same definitions over the raw NDJSON (first touch
+//! Analysis specs (`promolens analyze`, `POST …/analyses:run`): each filter, time dimension,
+//! range preset and the comparison with the previous period against DuckDB computing the same definitions over the raw NDJSON (first touch
 //! over the whole history, filters on the first launch for new users, days in Asia/Shanghai).
 
 use promolens_tests::{Server, percent_encode, promolens, python_json, stdout_of};
@@ -178,7 +178,15 @@ fn every_filter_time_dimension_and_preset_matches_duckdb() {
     ]));
 
     let cases = cases();
-    let questions: Vec<&Value> = cases.iter().map(|(_, q)| q).collect();
+    // And a comparison: last week beside the week before, by source.
+    let compare =
+        json!({"dimensions": ["utm_source"], "compare": true, "range": {"preset": "last_week"}});
+    let this_week =
+        json!({"dims": ["src"], "filter": "true", "from": "2025-11-17", "to": "2025-11-23"});
+    let week_before =
+        json!({"dims": ["src"], "filter": "true", "from": "2025-11-10", "to": "2025-11-16"});
+    let mut questions: Vec<&Value> = cases.iter().map(|(_, q)| q).collect();
+    questions.extend([&this_week, &week_before]);
     let expected = python_json(
         DUCKDB,
         &[
@@ -208,6 +216,66 @@ fn every_filter_time_dimension_and_preset_matches_duckdb() {
         assert!(!ours.is_empty(), "case {i} has no rows");
         assert_eq!(Value::Array(ours), expected[i], "case {i}: {spec}");
         answers.push(answer);
+    }
+
+    let file = dir.path().join("compare.json");
+    std::fs::write(&file, compare.to_string()).unwrap();
+    let compared: Value = serde_json::from_str(&stdout_of(&promolens(&[
+        "analyze",
+        "--data",
+        data,
+        "--project",
+        "shop",
+        "--spec",
+        file.to_str().unwrap(),
+        "--now",
+        NOW,
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(compared["previous_window"]["from"], "2025-11-10");
+    // DuckDB's rows are [source, new users, users, launches].
+    let duck = |i: usize, source: &Value, metric: usize| -> i64 {
+        expected[i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| &r[0] == source)
+            .map_or(0, |r| r[metric].as_i64().unwrap())
+    };
+    let rows = compared["rows"].as_array().unwrap();
+    let sources: std::collections::BTreeSet<String> = (5..7)
+        .flat_map(|i| {
+            expected[i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[0].to_string())
+        })
+        .collect();
+    assert_eq!(
+        rows.len(),
+        sources.len(),
+        "a row for every source of either week"
+    );
+    for row in rows {
+        let source = &row["utm_source"];
+        for (metric, column) in [("new_users", 1), ("users", 2), ("launches", 3)] {
+            let (now, then) = (duck(5, source, column), duck(6, source, column));
+            assert_eq!(row[metric], now, "{source} {metric}");
+            assert_eq!(row[format!("{metric}_previous")], then, "{source} {metric}");
+            let change = &row[format!("{metric}_change")];
+            if then == 0 {
+                assert!(change.is_null(), "{source} {metric}: {change}");
+            } else {
+                let want = (now - then) as f64 / then as f64;
+                assert!(
+                    (change.as_f64().unwrap() - want).abs() < 1e-9,
+                    "{source} {metric}: {change}"
+                );
+            }
+        }
     }
 
     // Over HTTP, the same answer; each row's drill-down is its values as filters and the next
@@ -278,6 +346,11 @@ fn a_bad_spec_names_its_part() {
             "give one of",
         ),
         (json!({"range": {"past_days": 5000}}), "days", "1 to 1096"),
+        (
+            json!({"dimensions": ["day"], "compare": true}),
+            "compare",
+            "other than day, week and month",
+        ),
     ] {
         let response = client
             .post(format!("{}/v1/projects/shop/analyses:run", server.url))

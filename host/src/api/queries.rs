@@ -132,7 +132,7 @@ async fn run_analysis(
 ) -> Result<Json<AnalysisAnswer>, ApiError> {
     let now = params.now.unwrap_or_else(Utc::now);
     let query = spec.query(&project, now, state.zones.get(&project))?;
-    let batches = query.run(&state.ctx).await?;
+    let batches = spec.run(&query, &state.ctx).await?;
     Ok(Json(spec.answer(query, &batches)?))
 }
 

@@ -108,7 +108,7 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let tz = project_tz(&storage, &args.project).await?;
     let ctx = promolens::tables::session(&storage).await?;
     let query = spec.query(&args.project, args.now.unwrap_or_else(Utc::now), tz)?;
-    let batches = query.run(&ctx).await?;
+    let batches = spec.run(&query, &ctx).await?;
     let answer = spec.answer(query, &batches)?;
     let mut out = std::io::stdout().lock();
     if args.format == Format::Json {
@@ -118,7 +118,7 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     }
     if args.format == Format::Table {
         let window = &answer.window;
-        writeln!(
+        write!(
             out,
             "project {}, {} to {} ({})",
             answer.project,
@@ -126,21 +126,12 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             window.to,
             window.tz.name()
         )?;
+        if let Some(previous) = &answer.previous_window {
+            write!(out, ", compared with {} to {}", previous.from, previous.to)?;
+        }
+        writeln!(out)?;
     }
-    // The dimensions and the asked metrics, in the spec's order.
-    let columns: Vec<&str> = (spec.dimensions.iter().map(String::as_str))
-        .chain(spec.metrics.iter().map(|m| m.name()))
-        .collect();
-    let projected = batches
-        .iter()
-        .map(|batch| {
-            let indices = columns
-                .iter()
-                .map(|c| batch.schema().index_of(c))
-                .collect::<Result<Vec<_>, _>>()?;
-            batch.project(&indices)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let projected = spec.project(&batches)?;
     output::write(&projected, args.format, &mut out)?;
     Ok(())
 }

@@ -421,6 +421,7 @@ export interface components {
             spec: components["schemas"]["AnalysisSpec"];
             /** @description The days it covered. */
             window: components["schemas"]["Window"];
+            previous_window?: components["schemas"]["Window"] | null;
             /**
              * @description One object per combination of the dimensions' values: each dimension, each metric, and
              *     `drill_down`, the spec of this row's drill-down (its values as filters, the next
@@ -441,6 +442,12 @@ export interface components {
             range?: components["schemas"]["Range"];
             /** @description IANA time zone of the days (default: the project's). */
             tz?: string | null;
+            /**
+             * @description Also each metric in the period of as many days just before (`<metric>_previous`) and its
+             *     relative change (`<metric>_change`, null when the previous value is 0). Not with `day`,
+             *     `week` or `month` (their values differ between the periods).
+             */
+            compare?: boolean;
         };
         AuditAnswer: {
             /** @description Newest first. */
