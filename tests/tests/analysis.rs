@@ -138,6 +138,24 @@ for case in cases:
 print(json.dumps(answers))
 "#;
 
+/// `promolens analyze` of the spec in `file`, at [`NOW`], as JSON.
+fn analyze(data: &str, file: &std::path::Path) -> Value {
+    serde_json::from_str(&stdout_of(&promolens(&[
+        "analyze",
+        "--data",
+        data,
+        "--project",
+        "shop",
+        "--spec",
+        file.to_str().unwrap(),
+        "--now",
+        NOW,
+        "--format",
+        "json",
+    ])))
+    .unwrap()
+}
+
 /// An answer's rows as `[dimension values…, new_users, users, launches]`, sorted.
 fn rows_of(spec: &Value, rows: &Value) -> Vec<Value> {
     let dims: Vec<&str> = spec["dimensions"]
@@ -198,20 +216,7 @@ fn every_filter_time_dimension_and_preset_matches_duckdb() {
     for (i, (spec, _)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("spec{i}.json"));
         std::fs::write(&file, spec.to_string()).unwrap();
-        let answer: Value = serde_json::from_str(&stdout_of(&promolens(&[
-            "analyze",
-            "--data",
-            data,
-            "--project",
-            "shop",
-            "--spec",
-            file.to_str().unwrap(),
-            "--now",
-            NOW,
-            "--format",
-            "json",
-        ])))
-        .unwrap();
+        let answer = analyze(data, &file);
         let ours = rows_of(spec, &answer["rows"]);
         assert!(!ours.is_empty(), "case {i} has no rows");
         assert_eq!(Value::Array(ours), expected[i], "case {i}: {spec}");
@@ -220,20 +225,7 @@ fn every_filter_time_dimension_and_preset_matches_duckdb() {
 
     let file = dir.path().join("compare.json");
     std::fs::write(&file, compare.to_string()).unwrap();
-    let compared: Value = serde_json::from_str(&stdout_of(&promolens(&[
-        "analyze",
-        "--data",
-        data,
-        "--project",
-        "shop",
-        "--spec",
-        file.to_str().unwrap(),
-        "--now",
-        NOW,
-        "--format",
-        "json",
-    ])))
-    .unwrap();
+    let compared = analyze(data, &file);
     assert_eq!(compared["previous_window"]["from"], "2025-11-10");
     // DuckDB's rows are [source, new users, users, launches].
     let duck = |i: usize, source: &Value, metric: usize| -> i64 {
