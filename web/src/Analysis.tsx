@@ -11,7 +11,7 @@ import { CanvasRenderer } from 'echarts/renderers';
 import type { Api, Schemas } from './api/client';
 import type { Key, Lang, Translate } from './i18n';
 import { saveBlob } from './save';
-import { DIMENSIONS, METRICS, PRESETS, TIME_DIMENSIONS, fromAnalysisSpec, toAnalysisSpec, type Spec } from './spec';
+import { DIMENSIONS, METRICS, PRESETS, TIME_DIMENSIONS, comparable, fromAnalysisSpec, toAnalysisSpec, type Spec } from './spec';
 
 echarts.use([BarChart, LineChart, GridComponent, LegendComponent, TooltipComponent, CanvasRenderer]);
 
@@ -54,6 +54,8 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
   // The answer to an earlier question stays on screen until the new one comes (no layout
   // shift), but its rows are not the ones asked for: no drilling into them.
   const stale = !answer || answer.asked !== asked;
+  // The columns of the answer on screen (it may be an earlier question's, until the new one comes).
+  const compared = answer?.value.spec.compare ?? false;
   const drill = (row: Row) => {
     if (row.drill_down && !stale) onSpec(fromAnalysisSpec(row.drill_down, spec));
   };
@@ -118,6 +120,10 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
             </select>
           </label>
           <RangeForm spec={spec} t={t} onSpec={onSpec} />
+          <label class="choice">
+            <input type="checkbox" checked={spec.compare && comparable(spec)} disabled={!comparable(spec)} onChange={(e) => onSpec({ ...spec, compare: e.currentTarget.checked })} />
+            {t('analysis.compare')}
+          </label>
         </fieldset>
         {filterDims.length > 0 && (
           <p class="filters">
@@ -145,9 +151,14 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
                   {shown.map((d) => (
                     <th scope="col" key={d}>{t(`dim.${d}` as Key)}</th>
                   ))}
-                  {METRICS.map((m) => (
-                    <th scope="col" class="number" key={m}>{t(`metric.${m}` as Key)}</th>
-                  ))}
+                  {METRICS.map((m) => [
+                    <th scope="col" class="number" key={m}>{t(`metric.${m}` as Key)}</th>,
+                    compared && (
+                      <th scope="col" class="number" key={`${m}-previous`}>
+                        {t('analysis.previousOf', { metric: t(`metric.${m}` as Key) })}
+                      </th>
+                    ),
+                  ])}
                 </tr>
               </thead>
               <tbody>
@@ -156,9 +167,14 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
                     {shown.map((d) => (
                       <td key={d}>{row[d] == null ? t('analysis.none') : String(row[d])}</td>
                     ))}
-                    {METRICS.map((m) => (
-                      <td class="number" key={m}>{number.format(Number(row[m] ?? 0))}</td>
-                    ))}
+                    {METRICS.map((m) => [
+                      <td class="number" key={m}>{number.format(Number(row[m] ?? 0))}</td>,
+                      compared && (
+                        <td class="number" key={`${m}-previous`}>
+                          {number.format(Number(row[`${m}_previous`] ?? 0))} ({change(row[`${m}_change`])})
+                        </td>
+                      ),
+                    ])}
                   </tr>
                 ))}
               </tbody>
@@ -175,7 +191,7 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
               </button>
             </p>
           )}
-          <button type="button" onClick={() => downloadCsv(shown, rows)}>
+          <button type="button" onClick={() => downloadCsv(shown, compared, rows)}>
             {t('analysis.csv')}
           </button>
         </>
@@ -262,8 +278,16 @@ function Lines({ rows, dims, t }: { rows: Row[]; dims: string[]; t: Translate })
   return <div ref={element} class="chart" role="img" aria-label={t('analysis.lines', { dim: t(`dim.${dims[0]}` as Key) })} />;
 }
 
-function downloadCsv(dims: string[], rows: Row[]) {
-  const columns = [...dims, ...METRICS];
+/** A relative change as people read it: `+3.2%`, `−40.0%`, `—` where there was nothing before. */
+function change(value: unknown): string {
+  if (value == null) return '—';
+  const percent = Number(value) * 100;
+  return `${percent > 0 ? '+' : percent < 0 ? '−' : ''}${Math.abs(percent).toFixed(1)}%`;
+}
+
+function downloadCsv(dims: string[], compared: boolean, rows: Row[]) {
+  const metrics = METRICS.flatMap((m) => (compared ? [m, `${m}_previous`, `${m}_change`] : [m]));
+  const columns = [...dims, ...metrics];
   const cell = (v: unknown) => {
     const text = v == null ? '' : String(v);
     return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;

@@ -51,7 +51,7 @@ export function CodePanel({ api, project, code, t, formatDate, onClose }: {
     ['codes.created', formatDate(code.created_at_ms)],
     ['panel.updated', formatDate(code.updated_at_ms)],
   ];
-  const analysis = specQuery({ by: ['scene'], days: 30, from: null, to: null, preset: null, filters: { code_id: code.id } });
+  const analysis = specQuery({ by: ['scene'], days: 30, from: null, to: null, preset: null, filters: { code_id: code.id }, compare: false });
   return (
     <aside class="panel card" aria-labelledby="panel-title">
       <div class="panel-head">

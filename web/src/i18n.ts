@@ -220,6 +220,8 @@ const en = {
   'preset.past_30_days': 'Past 30 days',
   'preset.past_90_days': 'Past 90 days',
   'analysis.lines': 'New users by {dim}',
+  'analysis.compare': 'Compare with the previous period',
+  'analysis.previousOf': '{metric}, previous period (change)',
 } as const;
 
 export type Key = keyof typeof en;
@@ -439,6 +441,8 @@ const zh: Record<Key, string> = {
   'preset.past_30_days': '过去 30 天',
   'preset.past_90_days': '过去 90 天',
   'analysis.lines': '按{dim}的新增用户',
+  'analysis.compare': '与上一周期对比',
+  'analysis.previousOf': '{metric}（上一周期，变化）',
 };
 
 export type Lang = 'en' | 'zh';

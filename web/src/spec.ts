@@ -16,6 +16,8 @@ export type Spec = {
   to: string | null;
   preset: Schemas['Preset'] | null;
   filters: Record<string, string>;
+  /** Beside the previous period of as many days. */
+  compare: boolean;
 };
 
 export function parseSpec(query: string): Spec {
@@ -27,7 +29,7 @@ export function parseSpec(query: string): Spec {
   const to = params.get('to');
   const preset = PRESETS.find((p) => p === params.get('preset')) ?? null;
   const days = (from && to) || preset ? null : Number(params.get('days') ?? 7) || 7;
-  return { by: by.length ? by : ['utm_source'], days, from, to, preset, filters };
+  return { by: by.length ? by : ['utm_source'], days, from, to, preset, filters, compare: params.get('compare') === '1' };
 }
 
 export function specQuery(spec: Spec): string {
@@ -40,6 +42,7 @@ export function specQuery(spec: Spec): string {
     params.set('to', spec.to);
   }
   for (const [key, value] of Object.entries(spec.filters)) params.set(`f.${key}`, value);
+  if (spec.compare) params.set('compare', '1');
   return params.toString();
 }
 
@@ -49,7 +52,12 @@ export function toAnalysisSpec(spec: Spec): Schemas['AnalysisSpec'] {
   const filters: Schemas['Filter'][] = Object.entries(spec.filters).map(([dimension, value]) =>
     value === '' ? { dimension, op: 'is_null' } : { dimension, op: 'equals', value },
   );
-  return { metrics: [...METRICS], dimensions: spec.by, filters, range };
+  return { metrics: [...METRICS], dimensions: spec.by, filters, range, compare: spec.compare && comparable(spec) };
+}
+
+/** Whether the analysis can be compared with the previous period (not when split by time). */
+export function comparable(spec: Spec): boolean {
+  return !spec.by.some((d) => TIME_DIMENSIONS.includes(d));
 }
 
 /** What the URL holds for a drill-down the API answered (its dimensions and equality filters),

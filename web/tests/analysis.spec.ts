@@ -94,3 +94,27 @@ test('split by day, a preset range draws lines and shows the rows analyses:run g
   expect(cells).toEqual([rows[0].day, rows[0].utm_source, ...['new_users', 'users', 'launches'].map((m) => Number(rows[0][m]).toLocaleString('en'))]);
   await page.screenshot({ path: 'test-results/screens/analysis-days-en.png', fullPage: true });
 });
+
+test('compared with the previous period, each figure shows its previous value and change as analyses:run gives them', async ({ page, request }) => {
+  await signIn(page);
+  await page.goto('/#/analysis?by=utm_source&preset=last_week');
+  await page.getByLabel('Compare with the previous period').check();
+  await expect(page).toHaveURL(/compare=1/);
+  const response = await request.post('/v1/projects/demo/analyses:run', {
+    headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` },
+    data: { dimensions: ['utm_source'], range: { preset: 'last_week' }, compare: true },
+  });
+  const { rows, previous_window } = await response.json();
+  await expect(page.locator('thead th')).toHaveCount(7);
+  const row = rows.find((r: Record<string, unknown>) => r.new_users_change != null && r.utm_source !== '(unattributed)');
+  const cells = page.locator('table[aria-busy="false"] tbody tr').filter({ has: page.getByRole('cell', { name: row.utm_source, exact: true }) }).locator('td');
+  // The change, computed here from the two values the API gave.
+  const percent = ((row.new_users - row.new_users_previous) / row.new_users_previous) * 100;
+  const sign = percent > 0 ? '+' : percent < 0 ? '−' : '';
+  await expect(cells.nth(2)).toHaveText(`${row.new_users_previous.toLocaleString('en')} (${sign}${Math.abs(percent).toFixed(1)}%)`);
+  expect(previous_window.to < (await response.json()).window.from).toBe(true);
+  // Split by day there is nothing to compare day with day.
+  await page.goto('/#/analysis?by=day&preset=last_week&compare=1');
+  await expect(page.getByLabel('Compare with the previous period')).toBeDisabled();
+  await expect(page.locator('table[aria-busy="false"] thead th')).toHaveCount(4);
+});
