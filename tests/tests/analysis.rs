@@ -291,6 +291,45 @@ fn every_filter_time_dimension_and_preset_matches_duckdb() {
     let (spec, _) = &cases[0];
     let over_http = run(spec);
     assert_eq!(over_http["rows"], answers[0]["rows"]);
+    // As CSV: the dimensions and metrics of the same rows, in the same order.
+    let csv = client
+        .post(format!(
+            "{}/v1/projects/shop/analyses:run?format=csv&now={}",
+            server.url,
+            NOW.replace('+', "%2B")
+        ))
+        .bearer_auth(&keys.admin)
+        .json(spec)
+        .send()
+        .unwrap();
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = csv.text().unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("day,utm_source,new_users,users,launches")
+    );
+    let first = &over_http["rows"][0];
+    assert_eq!(
+        lines.next().unwrap(),
+        format!(
+            "{},{},{},{},{}",
+            first["day"].as_str().unwrap(),
+            first["utm_source"].as_str().unwrap(),
+            first["new_users"],
+            first["users"],
+            first["launches"]
+        )
+    );
+    assert_eq!(
+        csv.lines().count(),
+        over_http["rows"].as_array().unwrap().len() + 1
+    );
     let row = over_http["rows"]
         .as_array()
         .unwrap()

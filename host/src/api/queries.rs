@@ -4,6 +4,8 @@
 //! - `POST /v1/sql` with `{"sql": "SELECT …"}`: read-only SQL over the key's project.
 
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::prelude::SessionContext;
@@ -17,7 +19,7 @@ use super::{ApiError, ApiJson, ApiQuery};
 use crate::access::{Caller, Permission};
 use crate::acquisition::{AcquisitionQuery, Window, parse_dimensions, parse_tz, window};
 use crate::analysis::{AnalysisAnswer, AnalysisSpec};
-use crate::output::json_rows;
+use crate::output::{self, Format, json_rows};
 
 /// What the query routes share.
 #[derive(Clone)]
@@ -113,6 +115,18 @@ async fn acquisition(
 struct RunParams {
     /// The moment "today" is taken from (default: now).
     now: Option<DateTime<Utc>>,
+    /// `json` (default: the whole answer, drill-downs included), `csv` or `table` (an aligned
+    /// text table): the rows' dimensions and metrics.
+    #[param(inline)]
+    format: Option<AnswerFormat>,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum AnswerFormat {
+    Json,
+    Csv,
+    Table,
 }
 
 /// Runs an analysis: its metrics by its dimensions over its range, filtered; each row with the
@@ -121,7 +135,8 @@ struct RunParams {
     params(("project" = String, Path, description = "The project"), RunParams),
     request_body = AnalysisSpec,
     responses(
-        (status = 200, description = "The rows, largest `new_users` first", body = AnalysisAnswer),
+        (status = 200, description = "The rows, largest `new_users` first", content(
+            (AnalysisAnswer = "application/json"), (String = "text/csv"), (String = "text/plain"))),
         (status = 400, description = "A bad spec (`field` names the part)", body = super::error::ErrorBody),
     ))]
 async fn run_analysis(
@@ -129,11 +144,18 @@ async fn run_analysis(
     Path(project): Path<String>,
     ApiQuery(params): ApiQuery<RunParams>,
     ApiJson(spec): ApiJson<AnalysisSpec>,
-) -> Result<Json<AnalysisAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     let now = params.now.unwrap_or_else(Utc::now);
     let query = spec.query(&project, now, state.zones.get(&project))?;
     let batches = spec.run(&query, &state.ctx).await?;
-    Ok(Json(spec.answer(query, &batches)?))
+    let (format, media_type) = match params.format.unwrap_or(AnswerFormat::Json) {
+        AnswerFormat::Json => return Ok(Json(spec.answer(query, &batches)?).into_response()),
+        AnswerFormat::Csv => (Format::Csv, "text/csv; charset=utf-8"),
+        AnswerFormat::Table => (Format::Table, "text/plain; charset=utf-8"),
+    };
+    let mut text = Vec::new();
+    output::write(&spec.project(&batches)?, format, &mut text)?;
+    Ok(([(header::CONTENT_TYPE, media_type)], text).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -1425,6 +1425,11 @@ export interface operations {
             query?: {
                 /** @description The moment "today" is taken from (default: now). */
                 now?: string;
+                /**
+                 * @description `json` (default: the whole answer, drill-downs included), `csv` or `table` (an aligned
+                 *     text table): the rows' dimensions and metrics.
+                 */
+                format?: "json" | "csv" | "table";
             };
             header?: never;
             path: {
@@ -1446,6 +1451,8 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AnalysisAnswer"];
+                    "text/csv": string;
+                    "text/plain": string;
                 };
             };
             /** @description A bad spec (`field` names the part) */
