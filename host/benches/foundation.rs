@@ -358,6 +358,7 @@ fn query_round(corpus: &Corpus, data: &Path, compacted: bool) {
         )
         .expect("window"),
         filters: Vec::new(),
+        returning: false,
     };
     let mut ours = Vec::new();
     let mut answer = Vec::new();

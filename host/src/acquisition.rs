@@ -311,6 +311,8 @@ pub struct AcquisitionQuery {
     pub window: Window,
     /// Conditions every counted launch meets.
     pub filters: Vec<Filter>,
+    /// Also `returning_users`: the row's users who were seen before the window.
+    pub returning: bool,
 }
 
 impl AcquisitionQuery {
@@ -413,21 +415,44 @@ impl AcquisitionQuery {
                 )
             ),
             counts AS (
-                SELECT {keys}, 0 AS new_users, count(DISTINCT user_id) AS users, count(*) AS launches
+                SELECT {keys}, 0 AS new_users, count(DISTINCT user_id) AS users, count(*) AS launches{no_returning}
                 FROM {window}
                 WHERE true{kept}
                 GROUP BY {keys}
                 UNION ALL
-                SELECT {keys}, count(*) AS new_users, 0 AS users, 0 AS launches
+                SELECT {keys}, count(*) AS new_users, 0 AS users, 0 AS launches{no_returning}
                 FROM first_touch
-                GROUP BY {keys}
+                GROUP BY {keys}{returning_part}
             )
             SELECT {labelled},
                    CAST(sum(new_users) AS BIGINT) AS new_users,
                    CAST(sum(users) AS BIGINT) AS users,
-                   CAST(sum(launches) AS BIGINT) AS launches
+                   CAST(sum(launches) AS BIGINT) AS launches{returning_sum}
             FROM counts GROUP BY {keys}
             ORDER BY {time_order}new_users DESC, users DESC, launches DESC, {dims_order}",
+            // Returning users: those of the row seen before the window (`user_first_seen`).
+            no_returning = if self.returning { ", 0 AS returning_users" } else { "" },
+            returning_part = if self.returning {
+                format!(
+                    "
+                UNION ALL
+                SELECT {keys}, 0 AS new_users, 0 AS users, 0 AS launches,
+                       count(DISTINCT user_id) AS returning_users
+                FROM {window} w
+                WHERE true{kept} AND EXISTS (
+                    SELECT 1 FROM user_first_seen f
+                    WHERE f.project = $1 AND f.first_time < $2 AND f.user_id = w.user_id
+                )
+                GROUP BY {keys}"
+                )
+            } else {
+                String::new()
+            },
+            returning_sum = if self.returning {
+                ",\n                   CAST(sum(returning_users) AS BIGINT) AS returning_users"
+            } else {
+                ""
+            },
             // Split first by time, the rows follow the calendar.
             time_order = if is_time(&self.by[0]) { format!("\"{}\", ", self.by[0]) } else { String::new() },
             dims_order = list(&|i| format!("\"{}\"", self.by[i])),

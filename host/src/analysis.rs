@@ -30,6 +30,8 @@ pub enum Metric {
     /// Distinct users who launched in the range.
     Users,
     Launches,
+    /// Users who launched in the range and were first seen before it.
+    ReturningUsers,
 }
 
 impl Metric {
@@ -39,6 +41,7 @@ impl Metric {
             Metric::NewUsers => "new_users",
             Metric::Users => "users",
             Metric::Launches => "launches",
+            Metric::ReturningUsers => "returning_users",
         }
     }
 }
@@ -220,6 +223,7 @@ impl AnalysisSpec {
             by,
             window: self.range.window(now, tz)?,
             filters: self.filters.clone(),
+            returning: self.metrics.contains(&Metric::ReturningUsers),
         })
     }
 
@@ -239,7 +243,11 @@ impl AnalysisSpec {
         }
         .run(ctx)
         .await?;
-        beside_previous(ctx, &query.by, current, previous).await
+        let metrics: Vec<&str> = ["new_users", "users", "launches"]
+            .into_iter()
+            .chain(query.returning.then_some("returning_users"))
+            .collect();
+        beside_previous(ctx, &query.by, &metrics, current, previous).await
     }
 
     /// The answer's columns in order: the dimensions, then each asked metric (with its previous
@@ -348,6 +356,7 @@ impl AnalysisSpec {
 async fn beside_previous(
     ctx: &SessionContext,
     dims: &[String],
+    computed: &[&str],
     current: Vec<RecordBatch>,
     previous: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
@@ -391,7 +400,8 @@ async fn beside_previous(
         .map(|d| format!("n.{0} = t.{0}", quoted(d)))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let metrics = ["new_users", "users", "launches"]
+    let metrics = computed
+        .iter()
         .map(|m| {
             format!(
                 "coalesce(n.{m}, 0) AS {m}, coalesce(t.{m}, 0) AS {m}_previous, \
@@ -399,6 +409,7 @@ async fn beside_previous(
                  ELSE CAST(coalesce(n.{m}, 0) - t.{m} AS DOUBLE) / t.{m} END AS {m}_change"
             )
         })
+        .collect::<Vec<_>>()
         .join(", ");
     let order = dims
         .iter()

@@ -1,5 +1,5 @@
 //! Analysis specs (`promolens analyze`, `POST …/analyses:run`): each filter, time dimension,
-//! range preset and the comparison with the previous period against DuckDB computing the same definitions over the raw NDJSON (first touch
+//! range preset, returning users and the comparison with the previous period against DuckDB computing the same definitions over the raw NDJSON (first touch
 //! over the whole history, filters on the first launch for new users, days in Asia/Shanghai).
 
 use promolens_tests::{Server, percent_encode, promolens, python_json, stdout_of};
@@ -63,31 +63,31 @@ fn events() -> Vec<String> {
 fn cases() -> Vec<(Value, Value)> {
     vec![
         (
-            json!({"dimensions": ["day", "utm_source"],
+            json!({"metrics": ["new_users", "users", "launches", "returning_users"], "dimensions": ["day", "utm_source"],
                    "filters": [{"dimension": "utm_medium", "op": "in", "values": ["menu", "poster"]}],
                    "range": {"from": "2025-11-10", "to": "2025-11-23"}}),
             json!({"dims": ["day", "src"], "filter": "med IN ('menu', 'poster')", "from": "2025-11-10", "to": "2025-11-23"}),
         ),
         (
-            json!({"dimensions": ["week"],
+            json!({"metrics": ["new_users", "users", "launches", "returning_users"], "dimensions": ["week"],
                    "filters": [{"dimension": "utm_source", "op": "not_in", "values": ["gzh"]}],
                    "range": {"from": "2025-10-27", "to": "2025-11-23"}}),
             json!({"dims": ["week"], "filter": "(src IS NULL OR src NOT IN ('gzh'))", "from": "2025-10-27", "to": "2025-11-23"}),
         ),
         (
-            json!({"dimensions": ["utm_source"],
+            json!({"metrics": ["new_users", "users", "launches", "returning_users"], "dimensions": ["utm_source"],
                    "filters": [{"dimension": "path", "op": "contains", "value": "活动"}],
                    "range": {"preset": "last_week"}}),
             json!({"dims": ["src"], "filter": "strpos(path, '活动') > 0", "from": "2025-11-17", "to": "2025-11-23"}),
         ),
         (
-            json!({"dimensions": ["utm_source", "month"],
+            json!({"metrics": ["new_users", "users", "launches", "returning_users"], "dimensions": ["utm_source", "month"],
                    "filters": [{"dimension": "utm_medium", "op": "is_null"}],
                    "range": {"past_days": 30}}),
             json!({"dims": ["src", "month"], "filter": "med IS NULL", "from": "2025-10-25", "to": "2025-11-23"}),
         ),
         (
-            json!({"dimensions": ["day"],
+            json!({"metrics": ["new_users", "users", "launches", "returning_users"], "dimensions": ["day"],
                    "filters": [{"dimension": "utm_source", "op": "equals", "value": "微信"}],
                    "range": {"preset": "yesterday"}}),
             json!({"dims": ["day"], "filter": "src = '微信'", "from": "2025-11-23", "to": "2025-11-23"}),
@@ -115,7 +115,8 @@ CREATE TABLE labelled AS
   SELECT *, strftime(local, '%Y-%m-%d') AS day,
          strftime(date_trunc('week', local), '%Y-%m-%d') AS week,
          strftime(local, '%Y-%m') AS month,
-         row_number() OVER (PARTITION BY user_id ORDER BY ts, event_id) = 1 AS first_launch
+         row_number() OVER (PARTITION BY user_id ORDER BY ts, event_id) = 1 AS first_launch,
+         min(ts) OVER (PARTITION BY user_id) AS first_ts
   FROM ev;
 """)
 shanghai = ZoneInfo('Asia/Shanghai')
@@ -129,9 +130,10 @@ for case in cases:
     dims = ", ".join(f"{label(d)} AS {d}" for d in case["dims"])
     names = ", ".join(case["dims"])
     rows = con.execute(f"""
-    WITH kept AS (SELECT {dims}, user_id, first_launch FROM labelled
+    WITH kept AS (SELECT {dims}, user_id, first_launch, first_ts FROM labelled
                   WHERE ts >= $1 AND ts < $2 AND {case['filter']})
-    SELECT {names}, count(*) FILTER (WHERE first_launch), count(DISTINCT user_id), count(*)
+    SELECT {names}, count(*) FILTER (WHERE first_launch), count(DISTINCT user_id), count(*),
+           count(DISTINCT user_id) FILTER (WHERE first_ts < $1)
     FROM kept GROUP BY {names}
     """, [ms(case["from"]), ms(case["to"], end=True)]).fetchall()
     answers.append(sorted([list(r) for r in rows]))
@@ -156,7 +158,7 @@ fn analyze(data: &str, file: &std::path::Path) -> Value {
     .unwrap()
 }
 
-/// An answer's rows as `[dimension values…, new_users, users, launches]`, sorted.
+/// An answer's rows as `[dimension values…, new_users, users, launches, returning_users]`, sorted.
 fn rows_of(spec: &Value, rows: &Value) -> Vec<Value> {
     let dims: Vec<&str> = spec["dimensions"]
         .as_array()
@@ -170,7 +172,9 @@ fn rows_of(spec: &Value, rows: &Value) -> Vec<Value> {
         .iter()
         .map(|row| {
             let mut values: Vec<Value> = dims.iter().map(|d| row[*d].clone()).collect();
-            values.extend(["new_users", "users", "launches"].map(|m| row[m].clone()));
+            values.extend(
+                ["new_users", "users", "launches", "returning_users"].map(|m| row[m].clone()),
+            );
             Value::Array(values)
         })
         .collect();
@@ -312,18 +316,19 @@ fn every_filter_time_dimension_and_preset_matches_duckdb() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("day,utm_source,new_users,users,launches")
+        Some("day,utm_source,new_users,users,launches,returning_users")
     );
     let first = &over_http["rows"][0];
     assert_eq!(
         lines.next().unwrap(),
         format!(
-            "{},{},{},{},{}",
+            "{},{},{},{},{},{}",
             first["day"].as_str().unwrap(),
             first["utm_source"].as_str().unwrap(),
             first["new_users"],
             first["users"],
-            first["launches"]
+            first["launches"],
+            first["returning_users"]
         )
     );
     assert_eq!(

@@ -324,6 +324,7 @@ async fn list(
             by: vec!["code_id".into()],
             window,
             filters: Vec::new(),
+            returning: false,
         };
         for row in crate::output::json_rows(&query.run(ctx).await?)? {
             if let Some(id) = row.get("code_id").and_then(|v| v.as_str()) {

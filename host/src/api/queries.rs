@@ -100,6 +100,7 @@ async fn acquisition(
         by: by.clone(),
         window: window.clone(),
         filters: Vec::new(),
+        returning: false,
     };
     let batches = query.run(&state.ctx).await?;
     Ok(Json(AcquisitionAnswer {

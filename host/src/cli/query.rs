@@ -63,6 +63,7 @@ pub async fn acquisition(args: AcquisitionArgs) -> anyhow::Result<()> {
         by: parse_dimensions(&args.by)?,
         window: window(args.days, args.from, args.to, now, tz)?,
         filters: Vec::new(),
+        returning: false,
     };
     let batches = query.run(&ctx).await?;
     if args.format == Format::Table {

@@ -796,7 +796,7 @@ export interface components {
          * @description What an analysis counts.
          * @enum {string}
          */
-        Metric: "new_users" | "users" | "launches";
+        Metric: "new_users" | "users" | "launches" | "returning_users";
         /**
          * @description A code request as people write it (HTTP JSON, CLI flags): flat UTM fields and defaults for
          *     everything optional; [`NewCode::into_request`] makes the plugin's `code-request` of it.
