@@ -230,6 +230,24 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lan
           <input type="search" value={search} onInput={(e) => setSearch(e.currentTarget.value)} />
         </label>
       )}
+      {codes.codes.length > 0 && (
+        // On a phone the list's headers are hidden (each code is a card): its order is chosen here.
+        <label class="sort-phone">
+          {t('codes.sortBy')}{' '}
+          <select value={`${sort.by} ${sort.descending ? 'down' : 'up'}`} onChange={(e) => {
+            const [by, direction] = e.currentTarget.value.split(' ');
+            setSort({ by: by as SortKey, descending: direction === 'down' });
+          }}>
+            {(['name', 'created', 'new_users'] as SortKey[]).flatMap((by) =>
+              ['up', 'down'].map((direction) => (
+                <option key={`${by} ${direction}`} value={`${by} ${direction}`}>
+                  {t(SORT_LABELS[by])} {direction === 'down' ? '↓' : '↑'}
+                </option>
+              )),
+            )}
+          </select>
+        </label>
+      )}
       {codes.codes.length === 0 ? (
         <p class="empty">{t(mayWrite ? 'codes.empty' : 'codes.emptyReadOnly')}</p>
       ) : (
@@ -268,6 +286,7 @@ function Codes({ api, me, t, lang }: { api: Api; me: Me; t: Translate; lang: Lan
 }
 
 type SortKey = 'name' | 'created' | 'new_users';
+const SORT_LABELS: Record<SortKey, Key> = { name: 'codes.name', created: 'codes.created', new_users: 'codes.newUsers7' };
 type Listed = Schemas['ListedCode'];
 
 /** The codes whose name, page or UTM values contain `search` (any case), in the chosen order. */

@@ -18,6 +18,15 @@ test('every page fits a phone’s width', async ({ page }) => {
   expect(await widerThanScreen(page), 'codes').toBeLessThanOrEqual(0);
   await expect(page.getByRole('button', { name: '新建推广码' })).toBeInViewport();
   await page.screenshot({ path: 'test-results/screens/codes-phone-zh.png', fullPage: true });
+  // The headers are hidden: the order is chosen from a list, both ways.
+  const figures = async () => (await page.locator('table.codes tbody td.number').allInnerTexts()).map(Number);
+  await page.getByLabel('排序').selectOption({ label: '近 7 天新增用户 ↓' });
+  const down = await figures();
+  expect(down).toEqual([...down].sort((a, b) => b - a));
+  await page.getByLabel('排序').selectOption({ label: '近 7 天新增用户 ↑' });
+  const up = await figures();
+  expect(up).toEqual([...up].sort((a, b) => a - b));
+  expect(up).not.toEqual(down);
   await page.locator('main td button.link').first().click();
   await expect(page.locator('aside.panel')).toBeInViewport();
   expect(await widerThanScreen(page), 'code panel').toBeLessThanOrEqual(0);
