@@ -265,29 +265,32 @@ impl Window {
 
 /// Parses `--by utm_source,utm_campaign`.
 pub fn parse_dimensions(by: &str) -> Result<Vec<String>> {
-    let dims: Vec<String> = by
+    let dims = by
         .split(',')
         .map(str::trim)
         .filter(|d| !d.is_empty())
         .map(str::to_string)
         .collect();
+    check_dimensions("by", dims)
+}
+
+/// `dims` if each is a dimension, named once, and there is at least one; else an error on `field`.
+pub fn check_dimensions(field: &'static str, dims: Vec<String>) -> Result<Vec<String>> {
     if dims.is_empty() {
         return Err(Error::invalid(
-            "by",
+            field,
             "name at least one dimension, e.g. utm_source",
         ));
     }
-    for d in &dims {
-        if !is_dimension(d) {
-            return Err(Error::invalid(
-                "by",
-                format!(
-                    "unknown dimension `{d}`; choose from {}, {}",
-                    DIMENSIONS.join(", "),
-                    TIME_DIMENSIONS.join(", ")
-                ),
-            ));
-        }
+    if let Some(d) = dims.iter().find(|d| !is_dimension(d)) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "unknown dimension `{d}`; choose from {}, {}",
+                DIMENSIONS.join(", "),
+                TIME_DIMENSIONS.join(", ")
+            ),
+        ));
     }
     if let Some(dup) = dims
         .iter()
@@ -295,7 +298,7 @@ pub fn parse_dimensions(by: &str) -> Result<Vec<String>> {
         .find(|(i, d)| dims[..*i].contains(d))
     {
         return Err(Error::invalid(
-            "by",
+            field,
             format!("dimension `{}` named twice", dup.1),
         ));
     }

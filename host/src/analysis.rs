@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::acquisition::{
     AcquisitionQuery, Condition, Filter, NOT_SET, TIME_DIMENSIONS, UNATTRIBUTED, Window,
-    is_dimension, parse_tz,
+    check_dimensions, is_dimension, parse_tz,
 };
 use crate::error::{Error, Result};
 use crate::output::json_rows;
@@ -200,14 +200,7 @@ impl AnalysisSpec {
         if self.metrics.is_empty() {
             return Err(Error::invalid("metrics", "name at least one metric"));
         }
-        if self.dimensions.is_empty() {
-            return Err(Error::invalid(
-                "dimensions",
-                "name at least one dimension, e.g. utm_source",
-            ));
-        }
-        let by = crate::acquisition::parse_dimensions(&self.dimensions.join(","))
-            .map_err(|e| Error::invalid("dimensions", e.to_string()))?;
+        let by = check_dimensions("dimensions", self.dimensions.clone())?;
         if self.compare && by.iter().any(|d| TIME_DIMENSIONS.contains(&d.as_str())) {
             return Err(Error::invalid(
                 "compare",

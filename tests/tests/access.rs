@@ -40,6 +40,12 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>, &'static str)> {
         ),
         (
             Method::POST,
+            "/v1/projects/demo/analyses:run",
+            Some(json!({"dimensions": ["day"]})),
+            "analyze",
+        ),
+        (
+            Method::POST,
             "/v1/sql",
             Some(json!({"sql": "SELECT 1 AS one"})),
             "sql",

@@ -278,17 +278,21 @@ fn every_filter_time_dimension_and_preset_matches_duckdb() {
     // dimension, and running it gives rows that add up to the row drilled into.
     let server = Server::start(data, &[], &[]);
     let client = promolens_tests::http_client();
-    let run = |spec: &Value| -> Value {
-        let response = client
+    // The spec run over HTTP at NOW, answered as `format`.
+    let post = |spec: &Value, format: &str| {
+        client
             .post(format!(
-                "{}/v1/projects/shop/analyses:run?now={}",
+                "{}/v1/projects/shop/analyses:run?format={format}&now={}",
                 server.url,
                 NOW.replace('+', "%2B")
             ))
             .bearer_auth(&keys.admin)
             .json(spec)
             .send()
-            .unwrap();
+            .unwrap()
+    };
+    let run = |spec: &Value| -> Value {
+        let response = post(spec, "json");
         assert_eq!(response.status().as_u16(), 200);
         response.json().unwrap()
     };
@@ -296,16 +300,7 @@ fn every_filter_time_dimension_and_preset_matches_duckdb() {
     let over_http = run(spec);
     assert_eq!(over_http["rows"], answers[0]["rows"]);
     // As CSV: the dimensions and metrics of the same rows, in the same order.
-    let csv = client
-        .post(format!(
-            "{}/v1/projects/shop/analyses:run?format=csv&now={}",
-            server.url,
-            NOW.replace('+', "%2B")
-        ))
-        .bearer_auth(&keys.admin)
-        .json(spec)
-        .send()
-        .unwrap();
+    let csv = post(spec, "csv");
     assert!(
         csv.headers()["content-type"]
             .to_str()

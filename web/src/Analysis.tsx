@@ -219,7 +219,9 @@ function RangeForm({ spec, t, onSpec }: { spec: Spec; t: Translate; onSpec: (s: 
   );
 }
 
-function Chart({ rows, label, t }: { rows: Row[]; label: (r: Row) => string; t: Translate }) {
+/** A chart drawn from `option()` (again when `rows` change), with what every chart of the page
+ * shares; returns the element to draw it in. */
+function useChart(option: () => Record<string, unknown>, rows: Row[]) {
   const element = useRef<HTMLDivElement>(null);
   useEffect(() => {
     if (!element.current) return;
@@ -230,51 +232,55 @@ function Chart({ rows, label, t }: { rows: Row[]; label: (r: Row) => string; t: 
       performance.mark('promolens:chart-drawn');
     });
     chart.setOption({
-      // Drawn in the canvas: an HTML tooltip would need inline styles, which the page's CSP refuses.
       // Numbers at once: the chart is read, not watched.
       animation: false,
+      // Drawn in the canvas: an HTML tooltip would need inline styles, which the page's CSP refuses.
       tooltip: { trigger: 'axis', renderMode: 'richText' },
+      ...option(),
+    });
+    return () => chart.dispose();
+  }, [rows]);
+  return element;
+}
+
+function Chart({ rows, label, t }: { rows: Row[]; label: (r: Row) => string; t: Translate }) {
+  const element = useChart(
+    () => ({
       grid: { left: 8, right: 8, top: 24, bottom: 8, containLabel: true },
       xAxis: { type: 'category', data: rows.map(label), axisLabel: { interval: 0, rotate: rows.length > 6 ? 30 : 0 } },
       yAxis: { type: 'value', name: t('metric.new_users') },
       series: [{ type: 'bar', name: t('metric.new_users'), data: rows.map((r) => Number(r.new_users ?? 0)) }],
-    });
-    return () => chart.dispose();
-  }, [rows]);
+    }),
+    rows,
+  );
   return <div ref={element} class="chart" role="img" aria-label={t('analysis.chart')} />;
 }
 
 /** New users over time: one line per value of the second dimension (its five largest), or one
  * line when split by time only. */
 function Lines({ rows, dims, t }: { rows: Row[]; dims: string[]; t: Translate }) {
-  const element = useRef<HTMLDivElement>(null);
-  useEffect(() => {
-    if (!element.current) return;
+  const element = useChart(() => {
     const [time, split] = dims;
+    const lineOf = (r: Row) => String(split ? r[split] : '');
     const times = [...new Set(rows.map((r) => String(r[time])))].sort();
-    const totals = new Map<string, number>();
-    for (const r of rows) totals.set(String(split ? r[split] : ''), (totals.get(String(split ? r[split] : '')) ?? 0) + Number(r.new_users ?? 0));
-    const lines = [...totals.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([name]) => name);
+    const sums = (key: (r: Row) => string, kept: Row[]) => {
+      const sum = new Map<string, number>();
+      for (const r of kept) sum.set(key(r), (sum.get(key(r)) ?? 0) + Number(r.new_users ?? 0));
+      return sum;
+    };
+    const lines = [...sums(lineOf, rows).entries()].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([name]) => name);
     const series = lines.map((name) => {
-      const byTime = new Map<string, number>();
-      for (const r of rows) if (String(split ? r[split] : '') === name) byTime.set(String(r[time]), (byTime.get(String(r[time])) ?? 0) + Number(r.new_users ?? 0));
-      return { type: 'line' as const, name: name || t('metric.new_users'), data: times.map((x) => byTime.get(x) ?? 0) };
+      const byTime = sums((r) => String(r[time]), rows.filter((r) => lineOf(r) === name));
+      return { type: 'line', name: name || t('metric.new_users'), data: times.map((x) => byTime.get(x) ?? 0) };
     });
-    const chart = echarts.init(element.current, undefined, { renderer: 'canvas' });
-    chart.on('finished', () => {
-      performance.mark('promolens:chart-drawn');
-    });
-    chart.setOption({
-      animation: false,
-      tooltip: { trigger: 'axis', renderMode: 'richText' },
+    return {
       legend: { top: 0 },
       grid: { left: 8, right: 8, top: 32, bottom: 8, containLabel: true },
       xAxis: { type: 'category', data: times },
       yAxis: { type: 'value', name: t('metric.new_users') },
       series,
-    });
-    return () => chart.dispose();
-  }, [rows]);
+    };
+  }, rows);
   return <div ref={element} class="chart" role="img" aria-label={t('analysis.lines', { dim: t(`dim.${dims[0]}` as Key) })} />;
 }
 
