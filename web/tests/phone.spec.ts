@@ -32,10 +32,10 @@ test('every page fits a phone’s width', async ({ page }) => {
   expect(await widerThanScreen(page), 'code panel').toBeLessThanOrEqual(0);
   await page.keyboard.press('Escape');
   await page.goto('/#/analysis?by=utm_source,utm_campaign&days=30');
-  await expect(page.locator('main table tbody tr').first()).toBeVisible();
+  await expect(page.locator('main table[aria-busy="false"] tbody tr').first()).toBeVisible();
   expect(await widerThanScreen(page), 'analysis').toBeLessThanOrEqual(0);
   await page.screenshot({ path: 'test-results/screens/analysis-phone-zh.png', fullPage: true });
   await page.goto('/#/settings');
-  await expect(page.locator('main table tbody tr').first()).toBeVisible();
+  await expect(page.locator('main section.settings table tbody tr').first()).toBeVisible();
   expect(await widerThanScreen(page), 'settings').toBeLessThanOrEqual(0);
 });

@@ -4,7 +4,9 @@ import { expect, type APIRequestContext, type Page } from '@playwright/test';
 
 export const adminKey = () => process.env.PROMOLENS_ADMIN_KEY!;
 
-/** Opens `path` and signs in there with `key` (the demo's admin key by default). */
+/** Opens `path` and signs in there with `key` (the demo's admin key by default), then waits
+ * until the console took the key: the tab keeps it only once the server accepted it, so a reload
+ * before that would find the sign-in page again. */
 export async function signIn(page: Page, key = adminKey(), path = '/') {
   await page.addInitScript(() => {
     if (!localStorage.getItem('promolens.lang')) localStorage.setItem('promolens.lang', 'en');
@@ -12,6 +14,7 @@ export async function signIn(page: Page, key = adminKey(), path = '/') {
   await page.goto(path);
   await page.getByLabel('API key').fill(key);
   await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('button', { name: 'Sign out' })).toBeVisible();
 }
 
 /** Signs out, then in again with `key`. */
