@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use promolens_ingest::Ingestor;
-use promolens_schemas::{LaunchEvent, Limits};
+use promolens_schemas::{Event, Limits};
 
 use crate::codes::{Code, CodeKind, Codes, NewCode};
 use crate::error::{Error, Result};
@@ -170,9 +170,9 @@ pub async fn load(ingestor: &Ingestor, codes: &[Code], now: DateTime<Utc>) -> Re
         .read_to_string(&mut text)
         .map_err(|e| Error::io("reading the embedded demo events", e))?;
     let limits = Limits::default();
-    let events: Vec<LaunchEvent> = text
+    let events: Vec<Event> = text
         .lines()
-        .filter_map(|line| LaunchEvent::parse(line, &limits).ok())
+        .filter_map(|line| Event::parse(line, &limits).ok())
         .collect();
     let tz: Tz = ingestor.config().zones.get(DEMO_PROJECT);
     let Some(last) = events.iter().map(|e| e.event_time_ms).max() else {

@@ -1,7 +1,10 @@
 //! `promolens gen`: realistic launch events at any scale, streamed to NDJSON (gzip for `.gz`).
 //!
 //! Users arrive over the period; each is acquired by one channel (an A, B or C code, a link QR
-//! code, a shared card, or nothing) and comes back later mostly without parameters. Every query
+//! code, a shared card, or nothing) and comes back later mostly without parameters. With
+//! [`GenOptions::core_events`], some sign up (more from some channels than others) minutes to
+//! days after their first launch, and some of those buy, once or again, for prices a shop
+//! charges ([`Conversions`]). Every query
 //! form of DESIGN.md §2 appears, with Chinese values; about 1% of events are sent twice (client
 //! retries with the same `event_id`) and about 0.1% of lines are malformed. Output is in time
 //! order, day by day, so memory stays small whatever the size; or shuffled ([`Order::Shuffled`]),
@@ -31,6 +34,8 @@ pub struct GenOptions {
     pub project: Option<String>,
     pub seed: u64,
     pub order: Order,
+    /// Also `signup` and `purchase` events (lines beyond `events`, which counts launches).
+    pub core_events: bool,
 }
 
 /// The order of the lines written.
@@ -51,6 +56,8 @@ pub struct GenSummary {
     pub lines: u64,
     pub retries: u64,
     pub malformed: u64,
+    /// Signups and purchases among the lines.
+    pub core_events: u64,
 }
 
 /// How a channel's parameters reach the mini-program.
@@ -69,6 +76,8 @@ struct Channel {
     form: Form,
     params: &'static [(&'static str, &'static str)],
     weight: u32,
+    /// Percent of the users it acquires who sign up.
+    signup_percent: u32,
 }
 
 const CHANNELS: &[Channel] = &[
@@ -81,6 +90,7 @@ const CHANNELS: &[Channel] = &[
             ("utm_campaign", "双11"),
         ],
         weight: 20,
+        signup_percent: 35,
     },
     Channel {
         scene: 1048,
@@ -92,18 +102,21 @@ const CHANNELS: &[Channel] = &[
             ("utm_content", "头条"),
         ],
         weight: 12,
+        signup_percent: 25,
     },
     Channel {
         scene: 1047,
         form: Form::Scene,
         params: &[("utm_source", "px1"), ("utm_medium", "poster")],
         weight: 10,
+        signup_percent: 20,
     },
     Channel {
         scene: 1049,
         form: Form::Scene,
         params: &[("c", "k7f3a2"), ("utm_source", "partner")],
         weight: 6,
+        signup_percent: 30,
     },
     Channel {
         scene: 1011,
@@ -114,6 +127,7 @@ const CHANNELS: &[Channel] = &[
             ("utm_campaign", "门店开业"),
         ],
         weight: 8,
+        signup_percent: 40,
     },
     Channel {
         scene: 1011,
@@ -125,30 +139,35 @@ const CHANNELS: &[Channel] = &[
             ("utm_term", "a+b"),
         ],
         weight: 6,
+        signup_percent: 15,
     },
     Channel {
         scene: 1012,
         form: Form::Link,
         params: &[("c", "lnk42"), ("utm_source", "flyer")],
         weight: 3,
+        signup_percent: 10,
     },
     Channel {
         scene: 1007,
         form: Form::Explicit,
         params: &[("utm_source", "friend"), ("utm_medium", "share")],
         weight: 10,
+        signup_percent: 30,
     },
     Channel {
         scene: 1001,
         form: Form::Explicit,
         params: &[],
         weight: 15,
+        signup_percent: 12,
     },
     Channel {
         scene: 1089,
         form: Form::Explicit,
         params: &[],
         weight: 10,
+        signup_percent: 8,
     },
 ];
 
@@ -323,6 +342,107 @@ fn ts_json(ts: i64, order: Order, rng: &mut SmallRng) -> String {
     }
 }
 
+/// Signups and purchases of the users acquired so far, scheduled for later, written in time
+/// order between the launches. They draw from their own generator, so that the launches are
+/// the same with and without them.
+struct Conversions {
+    rng: SmallRng,
+    /// (time, sequence, line): the earliest first.
+    due: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64, String)>>,
+    sequence: u64,
+    seed: u32,
+    project: String,
+}
+
+/// What a shop sells, yuan.
+const PRICES: [f64; 9] = [9.9, 19.9, 39.0, 59.0, 88.0, 128.0, 199.0, 299.0, 499.0];
+
+const MINUTE_MS: i64 = 60_000;
+
+impl Conversions {
+    fn new(options: &GenOptions, project: &str) -> Conversions {
+        Conversions {
+            rng: SmallRng::seed_from_u64(options.seed ^ 0xc0_4e_e7),
+            due: Default::default(),
+            sequence: 0,
+            seed: options.seed as u32,
+            project: project.to_string(),
+        }
+    }
+
+    /// A user acquired by `channel` at `ts`: maybe a signup, then maybe purchases.
+    fn acquired(&mut self, user: u64, channel: &Channel, ts: i64) {
+        if !self.rng.random_ratio(channel.signup_percent, 100) {
+            return;
+        }
+        // Most sign up in the first visit, some come back to it within days.
+        let lag = match self.rng.random_range(0..10) {
+            0..6 => self.rng.random_range(1..60) * MINUTE_MS,
+            6..9 => self.rng.random_range(60..3 * 24 * 60) * MINUTE_MS,
+            _ => self.rng.random_range(3 * 24 * 60..14 * 24 * 60) * MINUTE_MS,
+        };
+        let signed_up = ts + lag;
+        let method = ["wechat_phone", "form"][self.rng.random_range(0..2usize)];
+        self.schedule(
+            signed_up,
+            user,
+            "signup",
+            format!("{{\"method\":\"{method}\"}}"),
+        );
+        if !self.rng.random_ratio(35, 100) {
+            return;
+        }
+        let mut at = signed_up;
+        loop {
+            at += self.rng.random_range(2..10 * 24 * 60) * MINUTE_MS;
+            let quantity = self.rng.random_range(1..=3u32);
+            let price = PRICES[self.rng.random_range(0..PRICES.len())];
+            let amount = (price * f64::from(quantity) * 100.0).round() / 100.0;
+            let sku = self.rng.random_range(100..140);
+            self.schedule(
+                at,
+                user,
+                "purchase",
+                format!("{{\"amount\":{amount},\"currency\":\"CNY\",\"sku\":\"SKU-{sku}\",\"quantity\":{quantity}}}"),
+            );
+            if !self.rng.random_ratio(1, 4) {
+                break;
+            }
+        }
+    }
+
+    fn schedule(&mut self, ts: i64, user: u64, event: &str, props: String) {
+        self.sequence += 1;
+        let line = format!(
+            "{{\"event\":\"{event}\",\"event_id\":\"{:08x}-e{:09x}\",\"user_id\":\"anon-{user}\",\"ts\":{ts},\"sent_at\":{}{},\"props\":{props}}}",
+            self.seed,
+            self.sequence,
+            ts + self.rng.random_range(5..3000),
+            self.project,
+        );
+        self.due.push(std::cmp::Reverse((ts, self.sequence, line)));
+    }
+
+    /// Writes the events due before `until` (ms).
+    fn write_due(
+        &mut self,
+        until: i64,
+        writer: &mut dyn Write,
+        summary: &mut GenSummary,
+    ) -> std::io::Result<()> {
+        while let Some(std::cmp::Reverse((ts, _, _))) = self.due.peek()
+            && *ts < until
+        {
+            if let Some(std::cmp::Reverse((_, _, line))) = self.due.pop() {
+                writeln!(writer, "{line}")?;
+                summary.lines += 1;
+                summary.core_events += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes the events in time order to `writer`.
 fn write_events(options: &GenOptions, writer: &mut dyn Write) -> Result<GenSummary> {
     let io = |e| Error::io("writing events".to_string(), e);
@@ -340,7 +460,11 @@ fn write_events(options: &GenOptions, writer: &mut dyn Write) -> Result<GenSumma
             )
         })
         .unwrap_or_default();
+    let mut conversions = options
+        .core_events
+        .then(|| Conversions::new(options, &project));
     let first_day = options.end - Days::new(u64::from(options.days - 1));
+    let mut period_end = 0;
     for day_index in 0..u64::from(options.days) {
         let day = first_day + Days::new(day_index);
         let day_start = options
@@ -360,7 +484,22 @@ fn write_events(options: &GenOptions, writer: &mut dyn Write) -> Result<GenSumma
         let existing = (options.users * (day_index + 1))
             .div_ceil(u64::from(options.days))
             .max(1);
+        period_end = options
+            .tz
+            .from_local_datetime(
+                &(day + Days::new(1))
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap_or_default(),
+            )
+            .earliest()
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(day_start + 86_400_000);
         for ts in times {
+            if let Some(conversions) = &mut conversions {
+                conversions
+                    .write_due(ts, writer, &mut summary)
+                    .map_err(io)?;
+            }
             counter += 1;
             if rng.random_ratio(1, 1000) {
                 writeln!(writer, "{}", malformed(&mut rng, ts, counter)).map_err(io)?;
@@ -377,6 +516,9 @@ fn write_events(options: &GenOptions, writer: &mut dyn Write) -> Result<GenSumma
             } else {
                 &CHANNELS[8 + rng.random_range(0..2usize)]
             };
+            if let (true, Some(conversions)) = (first, &mut conversions) {
+                conversions.acquired(user, channel, ts);
+            }
             let launch_type = if first || rng.random_ratio(7, 10) {
                 "cold"
             } else {
@@ -406,6 +548,12 @@ fn write_events(options: &GenOptions, writer: &mut dyn Write) -> Result<GenSumma
                 summary.retries += 1;
             }
         }
+    }
+    // Conversions of the last day's users that fall after the period are left out.
+    if let Some(conversions) = &mut conversions {
+        conversions
+            .write_due(period_end, writer, &mut summary)
+            .map_err(io)?;
     }
     Ok(summary)
 }

@@ -15,15 +15,16 @@ use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
 use promolens_ingest::Storage;
 use promolens_ingest::visible_store::VisibleStore;
 use promolens_schemas::tables::{
-    LAUNCH_EVENTS, LAUNCH_EVENTS_PARTITIONS, PROMO_CODE_RECORDS_DIR, PROMO_CODES, USER_FIRST_SEEN,
-    USER_FIRST_SEEN_PARTITIONS, launch_events_file_schema, promo_code_record_schema,
-    user_first_seen_file_schema,
+    EVENTS, EVENTS_PARTITIONS, LAUNCH_EVENTS, LAUNCH_EVENTS_PARTITIONS, PROMO_CODE_RECORDS_DIR,
+    PROMO_CODES, USER_FIRST_SEEN, USER_FIRST_SEEN_PARTITIONS, events_file_schema,
+    launch_events_file_schema, promo_code_record_schema, user_first_seen_file_schema,
 };
 
 use crate::access::audit::AUDIT_LOG;
 use crate::error::Result;
 
-/// A session with `launch_events`, `user_first_seen` and `promo_codes` registered over `storage`.
+/// A session with `launch_events`, `events`, `user_first_seen` and `promo_codes` registered over
+/// `storage`.
 ///
 /// The session may live as long as the server: file listings are not cached (new Parquet files
 /// arrive every flush), and go through [`VisibleStore`] so that files replaced by a compaction
@@ -53,6 +54,7 @@ pub async fn session(storage: &Storage) -> Result<SessionContext> {
         launch_events_file_schema(),
         &LAUNCH_EVENTS_PARTITIONS,
     )?;
+    register(&ctx, EVENTS, events_file_schema(), &EVENTS_PARTITIONS)?;
     register(
         &ctx,
         USER_FIRST_SEEN,
@@ -66,7 +68,7 @@ pub async fn session(storage: &Storage) -> Result<SessionContext> {
 }
 
 /// The tables SQL from a project's key sees (and `audit_log` for its admins).
-pub const PROJECT_TABLES: [&str; 3] = [LAUNCH_EVENTS, USER_FIRST_SEEN, PROMO_CODES];
+pub const PROJECT_TABLES: [&str; 4] = [LAUNCH_EVENTS, EVENTS, USER_FIRST_SEEN, PROMO_CODES];
 
 /// A session over one project's rows only, for SQL sent with that project's key: each of
 /// `tables` is a view of the shared session's table filtered to the project (the filter prunes

@@ -19,7 +19,7 @@ use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 use crate::pipeline::Ingestor;
-use crate::record::{LaunchRows, LaunchRowsBuilder};
+use crate::record::{Rows, RowsBuilder};
 
 /// What a backfill did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -108,7 +108,7 @@ type Reject = (u64, Option<String>, String, String);
 /// A chunk parsed.
 struct Parsed {
     seq: u64,
-    rows: Result<LaunchRows>,
+    rows: Result<Rows>,
     rejects: Vec<Reject>,
     read: u64,
     /// Lines whose `event_id` came earlier in the same chunk.
@@ -158,12 +158,7 @@ impl Run<'_> {
         let (project, received_at) = (self.project, self.received_at);
         // Launch lines are rarely shorter than 200 bytes: a chunk's columns do not grow.
         let new_rows = move || {
-            LaunchRowsBuilder::with_capacity(
-                project,
-                received_at,
-                with_wal_lines,
-                CHUNK_BYTES / 200,
-            )
+            RowsBuilder::with_capacity(project, received_at, with_wal_lines, CHUNK_BYTES / 200)
         };
         std::thread::scope(|scope| {
             let reader = scope.spawn(|| read_chunks(reader, chunks, recycled, &display));
@@ -310,7 +305,7 @@ fn read_chunks(
     Ok(())
 }
 
-fn parse_chunk(chunk: &Chunk, mut rows: LaunchRowsBuilder, limits: &Limits) -> Parsed {
+fn parse_chunk(chunk: &Chunk, mut rows: RowsBuilder, limits: &Limits) -> Parsed {
     let mut rejects = Vec::new();
     let (mut read, mut duplicates) = (0, 0);
     let mut kept = Vec::with_capacity(CHUNK_BYTES / 200);

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
-use crate::record::{LaunchRows, LaunchRowsBuilder};
+use crate::record::{Rows, RowsBuilder};
 
 /// One rejected line or array element.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -53,7 +53,7 @@ pub const LISTED_REJECTS: usize = 100;
 
 /// The events of a body, each validated; rejects keep their position.
 pub struct ParsedBody {
-    pub rows: LaunchRows,
+    pub rows: Rows,
     /// Line (or element) index of each row.
     pub indices: Vec<usize>,
     /// The first [`LISTED_REJECTS`] rejected lines.
@@ -64,7 +64,7 @@ pub struct ParsedBody {
 
 /// Parses an NDJSON body or a JSON array into `rows` (whose project is the URL's: an event naming
 /// another one is rejected).
-pub fn parse_body(body: &[u8], rows: LaunchRowsBuilder, limits: &Limits) -> Result<ParsedBody> {
+pub fn parse_body(body: &[u8], rows: RowsBuilder, limits: &Limits) -> Result<ParsedBody> {
     let mut parsing = Parsing {
         rows,
         indices: Vec::new(),
@@ -104,7 +104,7 @@ pub fn parse_body(body: &[u8], rows: LaunchRowsBuilder, limits: &Limits) -> Resu
 }
 
 struct Parsing {
-    rows: LaunchRowsBuilder,
+    rows: RowsBuilder,
     indices: Vec<usize>,
     rejected: Vec<Rejected>,
     rejected_count: usize,
@@ -136,7 +136,7 @@ mod tests {
         let body = "1\n".repeat(5000) + r#"{"event_id":"e","user_id":"u","ts":1763942400000}"#;
         let parsed = parse_body(
             body.as_bytes(),
-            LaunchRowsBuilder::new("p", 0, false),
+            RowsBuilder::new("p", 0, false),
             &Limits::default(),
         )
         .unwrap();
@@ -149,8 +149,8 @@ mod tests {
 
     const GOOD: &str = r#"{"event_id":"e1","user_id":"u","ts":1763942400000}"#;
 
-    fn rows() -> LaunchRowsBuilder {
-        LaunchRowsBuilder::new("p", 0, false)
+    fn rows() -> RowsBuilder {
+        RowsBuilder::new("p", 0, false)
     }
 
     #[test]

@@ -22,7 +22,6 @@ use arrow_array::{RecordBatch, StringArray};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use promolens_schemas::tables;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -57,11 +56,11 @@ impl Default for CompactOptions {
 /// What one run did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct CompactSummary {
-    /// `launch_events` partitions merged in this run.
+    /// `launch_events` and `events` partitions merged in this run.
     pub partitions: usize,
     /// Files merged away in this run.
     pub files_merged: usize,
-    /// Events in the merged `launch_events` files.
+    /// Events in the merged `launch_events` and `events` files.
     pub events: usize,
     /// Users in the merged `user_first_seen` files.
     pub users: usize,
@@ -69,7 +68,7 @@ pub struct CompactSummary {
     pub finished: usize,
 }
 
-/// Runs one compaction pass over `launch_events` and `user_first_seen`.
+/// Runs one compaction pass over `launch_events`, `events` and `user_first_seen`.
 pub async fn compact(storage: &Storage, options: &CompactOptions) -> Result<CompactSummary> {
     let started = std::time::Instant::now();
     let summary = compact_tables(storage, options).await?;
@@ -85,10 +84,8 @@ pub async fn compact(storage: &Storage, options: &CompactOptions) -> Result<Comp
 async fn compact_tables(storage: &Storage, options: &CompactOptions) -> Result<CompactSummary> {
     let writer = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut summary = CompactSummary::default();
-    for (table, name) in [
-        (Table::LaunchEvents, tables::LAUNCH_EVENTS),
-        (Table::UserFirstSeen, tables::USER_FIRST_SEEN),
-    ] {
+    for table in [Table::LaunchEvents, Table::Events, Table::UserFirstSeen] {
+        let name = table.name();
         let root = match &options.project {
             Some(p) => promolens_schemas::layout::project_dir(name, p),
             None => name.to_string(),
@@ -195,7 +192,7 @@ async fn compact_partition(
         .await?;
     summary.files_merged += inputs.len();
     match table {
-        Table::LaunchEvents => {
+        Table::LaunchEvents | Table::Events => {
             summary.partitions += 1;
             summary.events += rows;
         }
@@ -231,7 +228,7 @@ async fn delete_quietly(store: &dyn ObjectStore, path: &Path) -> Result<()> {
 /// Merges the files of one folder of `table` into one file's bytes, and counts its rows.
 fn merge(table: Table, batches: Vec<RecordBatch>) -> Result<(bytes::Bytes, usize)> {
     let merged = match table {
-        Table::LaunchEvents => unique_events(batches)?,
+        Table::LaunchEvents | Table::Events => unique_events(table, batches)?,
         Table::UserFirstSeen => earliest_per_user(&batches)?,
     };
     Ok((
@@ -241,8 +238,8 @@ fn merge(table: Table, batches: Vec<RecordBatch>) -> Result<(bytes::Bytes, usize
 }
 
 /// Concatenates, keeps the first row of each `event_id`, sorts by `event_time`.
-fn unique_events(batches: Vec<RecordBatch>) -> Result<RecordBatch> {
-    let all = arrow_select::concat::concat_batches(&Table::LaunchEvents.schema(), &batches)?;
+fn unique_events(table: Table, batches: Vec<RecordBatch>) -> Result<RecordBatch> {
+    let all = arrow_select::concat::concat_batches(&table.schema(), &batches)?;
     let ids = all
         .column(0)
         .as_any()
@@ -253,5 +250,5 @@ fn unique_events(batches: Vec<RecordBatch>) -> Result<RecordBatch> {
         .filter(|&i| seen.insert(ids.value(i as usize)))
         .collect();
     let unique = arrow_select::take::take_record_batch(&all, &first_of_each)?;
-    sort_for(Table::LaunchEvents, &unique)
+    sort_for(table, &unique)
 }

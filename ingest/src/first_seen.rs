@@ -262,18 +262,18 @@ fn column<'a, T: Array + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::LaunchRowsBuilder;
+    use crate::record::RowsBuilder;
 
     fn launch(user: &str, ts: &str) -> String {
         format!(r#"{{"event_id":"e-{user}-{ts}","user_id":"{user}","ts":"{ts}","scene":1047}}"#)
     }
 
     fn batch(lines: &[String]) -> RecordBatch {
-        let mut rows = LaunchRowsBuilder::new("p", 0, false);
+        let mut rows = RowsBuilder::new("p", 0, false);
         for line in lines {
             rows.push_json(line, &Default::default()).unwrap();
         }
-        rows.finish().unwrap().batch
+        rows.finish().unwrap().tables.remove(0).batch
     }
 
     fn pairs(batch: &RecordBatch) -> Vec<(String, i64)> {

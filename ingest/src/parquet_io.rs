@@ -21,26 +21,39 @@ use crate::error::Result;
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// The tables promolens writes, each with its own file layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     /// `launch_events`: sorted by `event_time`.
     LaunchEvents,
+    /// `events` (core events): sorted by `event_time`.
+    Events,
     /// `user_first_seen`: sorted by `first_time`.
     UserFirstSeen,
 }
 
 impl Table {
+    /// The table's name, and its folder under the data directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::LaunchEvents => tables::LAUNCH_EVENTS,
+            Table::Events => tables::EVENTS,
+            Table::UserFirstSeen => tables::USER_FIRST_SEEN,
+        }
+    }
+
     pub fn schema(self) -> SchemaRef {
         match self {
             Table::LaunchEvents => tables::launch_events_file_schema(),
+            Table::Events => tables::events_file_schema(),
             Table::UserFirstSeen => tables::user_first_seen_file_schema(),
         }
     }
 
-    /// Index of the column rows are sorted by within a file.
+    /// Index of the column rows are sorted by within a file (`event_time` is at the same place
+    /// in both event tables).
     pub fn sort_column(self) -> usize {
         match self {
-            Table::LaunchEvents => 2,
+            Table::LaunchEvents | Table::Events => 2,
             Table::UserFirstSeen => 1,
         }
     }
@@ -58,6 +71,14 @@ impl Table {
                 "sent_at",
                 "query.entries.value",
             ],
+            Table::Events => &[
+                "event_id",
+                "user_id",
+                "event_time",
+                "received_at",
+                "sent_at",
+                "props",
+            ],
             Table::UserFirstSeen => &["user_id", "first_time"],
         }
     }
@@ -68,7 +89,7 @@ impl Table {
     /// less input; DuckDB, Spark and DataFusion all read the encoding.
     fn delta_columns(self) -> &'static [&'static str] {
         match self {
-            Table::LaunchEvents => &["event_time", "received_at", "sent_at"],
+            Table::LaunchEvents | Table::Events => &["event_time", "received_at", "sent_at"],
             Table::UserFirstSeen => &["first_time"],
         }
     }
@@ -85,6 +106,15 @@ impl Table {
                 "query.entries.key",
                 "query.entries.value",
                 "props",
+            ],
+            Table::Events => &[
+                "event_id",
+                "user_id",
+                "received_at",
+                "sent_at",
+                "props",
+                "props_number.entries.value",
+                "props_text.entries.value",
             ],
             Table::UserFirstSeen => &[],
         }

@@ -1,11 +1,14 @@
-//! Where an event is stored: its partition, `launch_events/project=P/dt=D`, where `D` is the
-//! calendar day of the launch in the project's time zone (DESIGN.md "Storage layout").
+//! Where an event is stored: its partition, `launch_events/project=P/dt=D` (or `events/…` for a
+//! core event), where `D` is the calendar day of the event in the project's time zone (DESIGN.md
+//! "Storage layout").
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
+
+use crate::parquet_io::Table;
 
 /// First instant (epoch ms) of calendar day `day` in `tz`. A day that starts in a DST gap starts
 /// when the gap ends.
@@ -49,8 +52,8 @@ impl ProjectZones {
     }
 }
 
-/// Maps (project, event time) to its partition: the calendar day of the launch in the project's
-/// time zone. Each day met is remembered with its bounds, so that a row's day is found without
+/// Maps (table, project, event time) to its partition: the calendar day of the event in the
+/// project's time zone. Each day met is remembered with its bounds, so that a row's day is found without
 /// converting or formatting a date, and rows of one day share one key (rows arrive in time order
 /// from most senders, in any order from some files: both are a lookup).
 pub struct PartitionResolver {
@@ -58,7 +61,8 @@ pub struct PartitionResolver {
     /// The zone of `project`.
     tz: Tz,
     project: String,
-    /// Days met for `project`, by start: [start, end) in epoch ms, and the key.
+    table: Table,
+    /// Days met for `table` and `project`, by start: [start, end) in epoch ms, and the key.
     days: Vec<(i64, i64, Arc<PartitionKey>)>,
     /// Index in `days` of the last day found.
     last: usize,
@@ -74,14 +78,16 @@ impl PartitionResolver {
             tz: zones.default,
             zones,
             project: String::new(),
+            table: Table::LaunchEvents,
             days: Vec::new(),
             last: 0,
         }
     }
 
-    pub fn key(&mut self, project: &str, epoch_ms: i64) -> Arc<PartitionKey> {
-        if project != self.project {
+    pub fn key(&mut self, table: Table, project: &str, epoch_ms: i64) -> Arc<PartitionKey> {
+        if project != self.project || table != self.table {
             self.project = project.to_string();
+            self.table = table;
             self.tz = self.zones.get(project);
             self.days.clear();
         }
@@ -106,6 +112,7 @@ impl PartitionResolver {
             .date_naive();
         let key = Arc::new(PartitionKey {
             project: project.to_string(),
+            table,
             dt: day.format("%Y-%m-%d").to_string(),
         });
         let start = start_of_day(day, self.tz);
@@ -123,21 +130,19 @@ impl PartitionResolver {
     }
 }
 
-/// A `launch_events/project=P/dt=D` folder.
+/// A `launch_events/project=P/dt=D` (or `events/…`) folder. Ordered by project first: a
+/// flush meets each project's partitions together.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {
     pub project: String,
+    pub table: Table,
     pub dt: String,
 }
 
 impl PartitionKey {
     /// The folder of this partition relative to the data directory.
     pub fn relative_dir(&self) -> String {
-        promolens_schemas::layout::day_dir(
-            promolens_schemas::tables::LAUNCH_EVENTS,
-            &self.project,
-            &self.dt,
-        )
+        promolens_schemas::layout::day_dir(self.table.name(), &self.project, &self.dt)
     }
 }
 
@@ -158,7 +163,10 @@ mod tests {
             midnight,
             midnight - 1,
         ];
-        let keys: Vec<Arc<PartitionKey>> = times.iter().map(|&t| days.key("p", t)).collect();
+        let keys: Vec<Arc<PartitionKey>> = times
+            .iter()
+            .map(|&t| days.key(Table::LaunchEvents, "p", t))
+            .collect();
         let dts: Vec<&str> = keys.iter().map(|k| k.dt.as_str()).collect();
         assert_eq!(
             dts,
@@ -172,7 +180,7 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&keys[0], &keys[3]), "one key per day");
         assert!(Arc::ptr_eq(&keys[1], &keys[4]));
-        let other = days.key("q", midnight);
+        let other = days.key(Table::LaunchEvents, "q", midnight);
         assert_eq!(
             (other.project.as_str(), other.dt.as_str()),
             ("q", "2025-11-24")
@@ -183,13 +191,21 @@ mod tests {
     fn partition_day_changes_at_midnight_in_the_zone() {
         let mut resolver = PartitionResolver::new(ProjectZones::new(chrono_tz::Asia::Shanghai));
         // 2025-11-17 00:00 +08:00 is 1763308800000.
-        let before = resolver.key("p", 1_763_308_799_999);
-        let at = resolver.key("p", 1_763_308_800_000);
-        let again = resolver.key("p", 1_763_308_800_001);
+        let before = resolver.key(Table::LaunchEvents, "p", 1_763_308_799_999);
+        let at = resolver.key(Table::LaunchEvents, "p", 1_763_308_800_000);
+        let again = resolver.key(Table::LaunchEvents, "p", 1_763_308_800_001);
         assert_eq!(before.dt, "2025-11-16");
         assert_eq!(at.dt, "2025-11-17");
         assert!(Arc::ptr_eq(&at, &again), "same day answers from the cache");
-        assert_eq!(resolver.key("q", 1_763_308_800_001).project, "q");
-        assert_eq!(resolver.key("p", 1_763_308_799_999).dt, "2025-11-16");
+        assert_eq!(
+            resolver
+                .key(Table::LaunchEvents, "q", 1_763_308_800_001)
+                .project,
+            "q"
+        );
+        assert_eq!(
+            resolver.key(Table::LaunchEvents, "p", 1_763_308_799_999).dt,
+            "2025-11-16"
+        );
     }
 }

@@ -34,7 +34,7 @@ use crate::dedupe::DedupeIndex;
 use crate::error::{Error, Result};
 use crate::first_seen::StoredFirstSeen;
 use crate::partition::{PartitionKey, PartitionResolver, ProjectZones};
-use crate::record::{LaunchRows, LaunchRowsBuilder};
+use crate::record::{Rows, RowsBuilder};
 use crate::storage::Storage;
 use crate::wal::Wal;
 
@@ -87,11 +87,18 @@ impl IngestConfig {
 /// What became of each row of one append.
 #[derive(Debug, Clone, Default)]
 pub struct AppendOutcome {
-    /// One flag per row, in order: true when stored, false when its `event_id` was already there.
+    /// One flag per row, table by table ([`Rows::tables`]) and in order within each: true when
+    /// stored, false when its `event_id` was already there.
     pub stored: Vec<bool>,
 }
 
 impl AppendOutcome {
+    fn of(per_table: Vec<Vec<bool>>) -> AppendOutcome {
+        AppendOutcome {
+            stored: per_table.concat(),
+        }
+    }
+
     pub fn accepted(&self) -> usize {
         self.stored.iter().filter(|s| **s).count()
     }
@@ -102,7 +109,7 @@ impl AppendOutcome {
 
 enum Command {
     Append {
-        rows: LaunchRows,
+        rows: Rows,
         reply: oneshot::Sender<Result<AppendOutcome>>,
     },
     /// Flush whatever is buffered and answer once it is in Parquet.
@@ -269,8 +276,8 @@ impl Ingestor {
     }
 
     /// An empty set of rows for `project`, received now, to fill and [`Ingestor::append`].
-    pub fn rows(&self, project: &str) -> LaunchRowsBuilder {
-        LaunchRowsBuilder::new(
+    pub fn rows(&self, project: &str) -> RowsBuilder {
+        RowsBuilder::new(
             project,
             chrono::Utc::now().timestamp_millis(),
             self.config.wal_dir.is_some(),
@@ -279,14 +286,14 @@ impl Ingestor {
 
     /// Dedupes and stores rows; when this returns `Ok`, the stored rows are durable (in the
     /// write-ahead log when there is one).
-    pub async fn append(&self, rows: LaunchRows) -> Result<AppendOutcome> {
+    pub async fn append(&self, rows: Rows) -> Result<AppendOutcome> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Append { rows, reply }).await?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// [`Ingestor::append`] for synchronous callers outside the runtime (backfill's reader thread).
-    pub fn append_blocking(&self, rows: LaunchRows) -> Result<AppendOutcome> {
+    pub fn append_blocking(&self, rows: Rows) -> Result<AppendOutcome> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .blocking_send(Command::Append { rows, reply })
@@ -329,6 +336,7 @@ mod tests {
     fn rows_are_grouped_by_partition_in_order_of_first_appearance() {
         let day = |dt: &str| {
             Arc::new(PartitionKey {
+                table: crate::parquet_io::Table::LaunchEvents,
                 project: "p".into(),
                 dt: dt.into(),
             })
@@ -399,6 +407,100 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn core_events_are_stored_apart_deduped_replayed_and_compacted_like_launches() {
+        let wal_dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open("memory://").unwrap();
+        let mut config = IngestConfig::new(chrono_tz::UTC);
+        config.wal_dir = Some(wal_dir.path().to_path_buf());
+        config.ts_days_back = 100_000;
+        let ts = 1_763_942_400_000i64;
+        let body = |ids: &[(&str, &str)]| {
+            ids.iter()
+                .enumerate()
+                .map(|(i, (id, event))| {
+                    let t = ts + i as i64;
+                    match *event {
+                        "launch" => format!(r#"{{"event_id":"{id}","user_id":"a","ts":{t}}}"#),
+                        name => format!(
+                            r#"{{"event":"{name}","event_id":"{id}","user_id":"b","ts":{t},"props":{{"amount":2}}}}"#
+                        ),
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        let append = |ingestor: &Ingestor, lines: Vec<String>| {
+            let mut rows = ingestor.rows("p");
+            for line in &lines {
+                rows.push_json(line, &Default::default()).unwrap();
+            }
+            rows.finish().unwrap()
+        };
+        {
+            let ingestor = Ingestor::start(storage.clone(), config.clone())
+                .await
+                .unwrap();
+            let rows = append(
+                &ingestor,
+                body(&[("l1", "launch"), ("p1", "purchase"), ("s1", "signup")]),
+            );
+            assert_eq!(ingestor.append(rows).await.unwrap().accepted(), 3);
+            ingestor.flush().await.unwrap();
+            // A retry of the whole body, and one new purchase: only the purchase is stored.
+            let rows = append(
+                &ingestor,
+                body(&[
+                    ("l1", "launch"),
+                    ("p1", "purchase"),
+                    ("s1", "signup"),
+                    ("p2", "purchase"),
+                ]),
+            );
+            let outcome = ingestor.append(rows).await.unwrap();
+            assert_eq!((outcome.accepted(), outcome.duplicates()), (1, 3));
+            // The process dies here: `p2` is only in the write-ahead log.
+            std::mem::forget(ingestor);
+        }
+        let ingestor = Ingestor::start(storage.clone(), config).await.unwrap();
+        let rows = append(&ingestor, body(&[("p2", "purchase")]));
+        assert_eq!(
+            ingestor.append(rows).await.unwrap().duplicates(),
+            1,
+            "replayed, then known"
+        );
+        ingestor.shutdown().await.unwrap();
+        let ids = |folder: &'static str| {
+            let storage = storage.clone();
+            async move {
+                let mut ids: Vec<String> =
+                    testing::stored_rows(&storage, folder, ["event_id", "event_time"])
+                        .await
+                        .into_iter()
+                        .map(|(id, _)| id)
+                        .collect();
+                ids.sort();
+                ids
+            }
+        };
+        assert_eq!(ids("launch_events").await, ["l1"]);
+        assert_eq!(ids("events").await, ["p1", "p2", "s1"]);
+        // First seen comes from launches only: `b` bought but never launched.
+        let folder = crate::first_seen::relative_dir("p");
+        let users = testing::stored_rows(&storage, &folder, ["user_id", "first_time"]).await;
+        assert_eq!(users, [("a".to_string(), ts)]);
+        let options = crate::compact::CompactOptions {
+            grace: Duration::ZERO,
+            ..Default::default()
+        };
+        let summary = crate::compact::compact(&storage, &options).await.unwrap();
+        assert_eq!(
+            (summary.partitions, summary.events),
+            (1, 3),
+            "the events' two files merged"
+        );
+        assert_eq!(ids("events").await, ["p1", "p2", "s1"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_log_longer_than_the_buffer_is_replayed_segment_by_segment_each_event_once() {
         let wal_dir = tempfile::tempdir().unwrap();
         {
@@ -417,7 +519,7 @@ mod tests {
                         1_763_942_400_000i64 + id * 86_400_000
                     );
                     let event =
-                        promolens_schemas::LaunchEvent::parse(&line, &Default::default()).unwrap();
+                        promolens_schemas::Event::parse(&line, &Default::default()).unwrap();
                     crate::record::encode_line("p", 1_763_942_400_000, &event, &mut payload);
                 }
                 wal.append(&payload).unwrap();

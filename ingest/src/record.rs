@@ -1,5 +1,5 @@
-//! Launch events in columns: what the parsers hand the pipeline, and the Arrow record batch it
-//! buffers and writes.
+//! Events in columns: what the parsers hand the pipeline, and the Arrow record batches it
+//! buffers and writes (launches to `launch_events`, core events to `events`).
 //!
 //! Parsing, decoding and building the columns happen where the events are parsed (request
 //! handlers, backfill's parser threads), in parallel; the pipeline's single committer then only
@@ -8,21 +8,45 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    Int32Builder, MapBuilder, MapFieldNames, StringBuilder, TimestampMillisecondBuilder,
+    Float64Builder, Int32Builder, MapBuilder, MapFieldNames, StringBuilder,
+    TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
-use promolens_schemas::tables::launch_events_file_schema;
-use promolens_schemas::{EventError, LaunchEvent, Limits, decode_attribution};
+use promolens_schemas::tables::{events_file_schema, launch_events_file_schema};
+use promolens_schemas::{Event, EventError, Limits, decode_attribution};
 
 use crate::dedupe::{IdSet, id_hash};
 use crate::error::Result;
+use crate::parquet_io::Table;
 
-/// Validated, decoded launches of one project, in columns, with what dedupe and the write-ahead
-/// log need per row.
+/// Validated, decoded events of one project, in columns: its launches and its core events,
+/// each table's rows with what dedupe and the write-ahead log need per row. One append.
 #[derive(Debug, Clone)]
-pub struct LaunchRows {
+pub struct Rows {
     pub project: String,
-    /// Columns of `launch_events`, in the order the events came.
+    /// One entry per table with rows (launches first).
+    pub tables: Vec<TableRows>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.tables.iter().map(TableRows::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.iter().all(TableRows::is_empty)
+    }
+
+    pub fn has_wal_lines(&self) -> bool {
+        self.tables.iter().all(|t| t.wal_lines.is_some())
+    }
+}
+
+/// Rows of one table.
+#[derive(Debug, Clone)]
+pub struct TableRows {
+    pub table: Table,
+    /// Columns of `table`, in the order the events came.
     pub batch: RecordBatch,
     /// Hash of each row's `event_id` ([`id_hash`]).
     pub ids: Vec<u128>,
@@ -37,7 +61,7 @@ struct WalLines {
     ends: Vec<usize>,
 }
 
-impl LaunchRows {
+impl TableRows {
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -57,16 +81,12 @@ impl LaunchRows {
         let start = if i == 0 { 0 } else { lines.ends[i - 1] };
         lines.text.get(start..*lines.ends.get(i)?)
     }
-
-    pub fn has_wal_lines(&self) -> bool {
-        self.wal_lines.is_some()
-    }
 }
 
-/// Index of `event_time` in `launch_events`.
+/// Index of `event_time`, in `launch_events` and in `events`.
 const EVENT_TIME_COLUMN: usize = 2;
 
-/// The event times (epoch ms, never null) of a batch of `launch_events`.
+/// The event times (epoch ms, never null) of a batch of `launch_events` or `events`.
 pub(crate) fn event_times(batch: &RecordBatch) -> Result<&[i64]> {
     let column = batch.column(EVENT_TIME_COLUMN);
     let times = column
@@ -81,43 +101,91 @@ pub(crate) fn event_times(batch: &RecordBatch) -> Result<&[i64]> {
     Ok(times.values())
 }
 
-/// Builds [`LaunchRows`] event by event; make one with [`crate::Ingestor::rows`].
-pub struct LaunchRowsBuilder {
+/// Builds [`Rows`] event by event; make one with [`crate::Ingestor::rows`].
+pub struct RowsBuilder {
     project: String,
     received_at_ms: i64,
-    columns: LaunchBatchBuilder,
-    ids: Vec<u128>,
-    /// The ids kept by [`LaunchRowsBuilder::parse_once`].
+    launches: TableRowsBuilder<LaunchBatchBuilder>,
+    events: TableRowsBuilder<EventBatchBuilder>,
+    /// The ids kept by [`RowsBuilder::parse_once`].
     seen: IdSet,
+}
+
+/// One table's rows being built: its columns, and per row the id hash and log line.
+struct TableRowsBuilder<C> {
+    columns: C,
+    ids: Vec<u128>,
     wal_lines: Option<WalLines>,
 }
 
-impl LaunchRowsBuilder {
+impl<C: Columns> TableRowsBuilder<C> {
+    fn with_capacity(rows: usize, with_wal_lines: bool) -> Self {
+        TableRowsBuilder {
+            columns: C::with_capacity(rows),
+            ids: Vec::with_capacity(rows),
+            wal_lines: with_wal_lines.then(WalLines::default),
+        }
+    }
+
+    fn push(&mut self, project: &str, event: &Event<'_>, received_at_ms: i64, id: u128) {
+        self.columns.push(event, received_at_ms);
+        self.ids.push(id);
+        if let Some(lines) = &mut self.wal_lines {
+            encode_line(project, received_at_ms, event, &mut lines.text);
+            lines.ends.push(lines.text.len());
+        }
+    }
+
+    fn finish(self) -> Result<Option<TableRows>> {
+        if self.ids.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(TableRows {
+            table: C::TABLE,
+            batch: self.columns.finish()?,
+            ids: self.ids,
+            wal_lines: self.wal_lines,
+        }))
+    }
+}
+
+/// The columns of one table, built row by row.
+trait Columns {
+    const TABLE: Table;
+    /// Room for `rows` rows of typical events, so that the columns of a parse chunk are written
+    /// without growing (each growth copies the column).
+    fn with_capacity(rows: usize) -> Self;
+    fn push(&mut self, event: &Event<'_>, received_at_ms: i64);
+    /// The rows so far as one batch, in arrival order.
+    fn finish(self) -> Result<RecordBatch>;
+}
+
+impl RowsBuilder {
     /// Rows for `project` received at `received_at_ms`; `with_wal_lines` when they go to a
     /// pipeline with a write-ahead log.
-    pub fn new(project: &str, received_at_ms: i64, with_wal_lines: bool) -> LaunchRowsBuilder {
+    pub fn new(project: &str, received_at_ms: i64, with_wal_lines: bool) -> RowsBuilder {
         Self::with_capacity(project, received_at_ms, with_wal_lines, 0)
     }
 
-    /// [`LaunchRowsBuilder::new`] with room for `rows` rows.
+    /// [`RowsBuilder::new`] with room for `rows` rows.
     pub fn with_capacity(
         project: &str,
         received_at_ms: i64,
         with_wal_lines: bool,
         rows: usize,
-    ) -> LaunchRowsBuilder {
-        LaunchRowsBuilder {
+    ) -> RowsBuilder {
+        RowsBuilder {
             project: project.to_string(),
             received_at_ms,
-            columns: LaunchBatchBuilder::with_capacity(rows),
-            ids: Vec::with_capacity(rows),
+            // Launches are most of the events; core events grow as they come.
+            launches: TableRowsBuilder::with_capacity(rows, with_wal_lines),
+            events: TableRowsBuilder::with_capacity(0, with_wal_lines),
             seen: IdSet::default(),
-            wal_lines: with_wal_lines.then(WalLines::default),
         }
     }
 
     /// Parses, validates and decodes one event from its JSON text and adds it (HTTP ingest;
-    /// backfill reads the same way through [`LaunchRowsBuilder::parse_once`]). An event
+    /// backfill reads the same way through [`RowsBuilder::parse_once`]). An event
     /// naming another project is rejected.
     pub fn push_json(&mut self, json: &str, limits: &Limits) -> Result<(), EventError> {
         let event = self.parse_for_project(json, limits)?;
@@ -128,15 +196,15 @@ impl LaunchRowsBuilder {
     /// For a stream (backfill): parses and validates one event, keeping only the first of the
     /// events with one `event_id` (`Ok(None)` for a later one). A retry usually follows its
     /// original closely, so most duplicates end here, before their columns are built. The
-    /// events kept are added by [`LaunchRowsBuilder::push_in_time_order`].
+    /// events kept are added by [`RowsBuilder::push_in_time_order`].
     pub fn parse_once<'j>(
         &mut self,
         json: &'j str,
         limits: &Limits,
-    ) -> Result<Option<(LaunchEvent<'j>, u128)>, EventError> {
+    ) -> Result<Option<(Event<'j>, u128)>, EventError> {
         let event = self.parse_for_project(json, limits)?;
         if self.seen.capacity() == 0 {
-            self.seen.reserve(self.ids.capacity());
+            self.seen.reserve(self.launches.ids.capacity());
         }
         let id = id_hash(&event.event_id);
         Ok(self.seen.insert(id).then_some((event, id)))
@@ -146,8 +214,8 @@ impl LaunchRowsBuilder {
     /// gathered from many senders is in no order: its rows are put in order here, before any
     /// column is built, so that each partition's rows of a chunk are consecutive and in order
     /// (the pipeline then keeps them as slices) without copying built columns. Reordering is
-    /// safe for dedupe: [`LaunchRowsBuilder::parse_once`] kept one event per id.
-    pub fn push_in_time_order(&mut self, events: &[(LaunchEvent<'_>, u128)]) {
+    /// safe for dedupe: [`RowsBuilder::parse_once`] kept one event per id.
+    pub fn push_in_time_order(&mut self, events: &[(Event<'_>, u128)]) {
         let received_at = self.received_at_ms;
         if events.is_sorted_by_key(|(event, _)| event.event_time_ms) {
             for (event, id) in events {
@@ -173,8 +241,8 @@ impl LaunchRowsBuilder {
         &self,
         json: &'j str,
         limits: &Limits,
-    ) -> Result<LaunchEvent<'j>, EventError> {
-        let event = LaunchEvent::parse(json, limits)?;
+    ) -> Result<Event<'j>, EventError> {
+        let event = Event::parse(json, limits)?;
         if let Some(named) = &event.project
             && named != &self.project
         {
@@ -190,26 +258,33 @@ impl LaunchRowsBuilder {
     }
 
     /// Adds one validated event, decoding its attribution.
-    pub fn push(&mut self, event: &LaunchEvent<'_>, received_at_ms: i64) {
+    pub fn push(&mut self, event: &Event<'_>, received_at_ms: i64) {
         self.push_with_id(event, received_at_ms, id_hash(&event.event_id));
     }
 
-    /// [`LaunchRowsBuilder::push`] of an event whose id hash is already known.
-    fn push_with_id(&mut self, event: &LaunchEvent<'_>, received_at_ms: i64, id: u128) {
-        self.columns.push(event, received_at_ms);
-        self.ids.push(id);
-        if let Some(lines) = &mut self.wal_lines {
-            encode_line(&self.project, received_at_ms, event, &mut lines.text);
-            lines.ends.push(lines.text.len());
+    /// [`RowsBuilder::push`] of an event whose id hash is already known.
+    fn push_with_id(&mut self, event: &Event<'_>, received_at_ms: i64, id: u128) {
+        if event.is_launch() {
+            self.launches.push(&self.project, event, received_at_ms, id);
+        } else {
+            self.events.push(&self.project, event, received_at_ms, id);
         }
     }
 
-    pub fn finish(self) -> Result<LaunchRows> {
-        Ok(LaunchRows {
+    /// Events added so far.
+    pub fn len(&self) -> usize {
+        self.launches.ids.len() + self.events.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn finish(self) -> Result<Rows> {
+        let tables = [self.launches.finish()?, self.events.finish()?];
+        Ok(Rows {
             project: self.project,
-            batch: self.columns.finish()?,
-            ids: self.ids,
-            wal_lines: self.wal_lines,
+            tables: tables.into_iter().flatten().collect(),
         })
     }
 }
@@ -233,9 +308,9 @@ struct LaunchBatchBuilder {
     props: StringBuilder,
 }
 
-impl LaunchBatchBuilder {
-    /// Room for `rows` rows of typical launches, so that the columns of a parse chunk are written
-    /// without growing (each growth copies the column).
+impl Columns for LaunchBatchBuilder {
+    const TABLE: Table = Table::LaunchEvents;
+
     fn with_capacity(rows: usize) -> LaunchBatchBuilder {
         let text = |bytes_per_row: usize| StringBuilder::with_capacity(rows, rows * bytes_per_row);
         let time = || TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
@@ -248,16 +323,7 @@ impl LaunchBatchBuilder {
             launch_type: text(4),
             scene: Int32Builder::with_capacity(rows),
             path: text(24),
-            query: MapBuilder::with_capacity(
-                Some(MapFieldNames {
-                    entry: "entries".into(),
-                    key: "key".into(),
-                    value: "value".into(),
-                }),
-                text(16),
-                text(32),
-                rows,
-            ),
+            query: MapBuilder::with_capacity(Some(map_field_names()), text(16), text(32), rows),
             code_id: text(4),
             code_kind: text(4),
             utm: std::array::from_fn(|_| text(8)),
@@ -265,11 +331,9 @@ impl LaunchBatchBuilder {
             props: text(40),
         }
     }
-}
 
-impl LaunchBatchBuilder {
-    /// Appends one event and the attribution decoded from it.
-    fn push(&mut self, e: &LaunchEvent<'_>, received_at_ms: i64) {
+    /// Appends one launch and the attribution decoded from it.
+    fn push(&mut self, e: &Event<'_>, received_at_ms: i64) {
         self.event_id.append_value(&e.event_id);
         self.user_id.append_value(&e.user_id);
         self.event_time.append_value(e.event_time_ms);
@@ -296,7 +360,6 @@ impl LaunchBatchBuilder {
         self.props.append_option(e.props.as_deref());
     }
 
-    /// The rows so far as one batch, in arrival order.
     fn finish(mut self) -> Result<RecordBatch> {
         let [utm_source, utm_medium, utm_campaign, utm_content, utm_term] = &mut self.utm;
         let columns: Vec<ArrayRef> = vec![
@@ -323,9 +386,122 @@ impl LaunchBatchBuilder {
     }
 }
 
+/// Columnar accumulation of rows of `events` (core events).
+struct EventBatchBuilder {
+    event_id: StringBuilder,
+    user_id: StringBuilder,
+    event_time: TimestampMillisecondBuilder,
+    received_at: TimestampMillisecondBuilder,
+    sent_at: TimestampMillisecondBuilder,
+    event: StringBuilder,
+    path: StringBuilder,
+    props: StringBuilder,
+    props_number: MapBuilder<StringBuilder, Float64Builder>,
+    props_text: MapBuilder<StringBuilder, StringBuilder>,
+}
+
+impl Columns for EventBatchBuilder {
+    const TABLE: Table = Table::Events;
+
+    fn with_capacity(rows: usize) -> EventBatchBuilder {
+        let text = || StringBuilder::with_capacity(rows, rows * 16);
+        let time = || TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
+        EventBatchBuilder {
+            event_id: text(),
+            user_id: text(),
+            event_time: time(),
+            received_at: time(),
+            sent_at: time(),
+            event: text(),
+            path: text(),
+            props: text(),
+            props_number: MapBuilder::new(
+                Some(map_field_names()),
+                StringBuilder::new(),
+                Float64Builder::new(),
+            ),
+            props_text: MapBuilder::new(
+                Some(map_field_names()),
+                StringBuilder::new(),
+                StringBuilder::new(),
+            ),
+        }
+    }
+
+    /// Appends one core event, its `props`' top-level numbers and texts also in their maps.
+    fn push(&mut self, e: &Event<'_>, received_at_ms: i64) {
+        self.event_id.append_value(&e.event_id);
+        self.user_id.append_value(&e.user_id);
+        self.event_time.append_value(e.event_time_ms);
+        self.received_at.append_value(received_at_ms);
+        self.sent_at.append_option(e.sent_at_ms);
+        self.event.append_value(&e.event);
+        self.path.append_option(e.path.as_deref());
+        self.props.append_option(e.props.as_deref());
+        let (mut numbers, mut texts) = (false, false);
+        if let Some(props) = e.props.as_deref() {
+            // Validation checked that props is an object.
+            let entries: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(props).unwrap_or_default();
+            for (key, value) in &entries {
+                match value {
+                    serde_json::Value::Number(n) => {
+                        if let Some(n) = n.as_f64() {
+                            self.props_number.keys().append_value(key);
+                            self.props_number.values().append_value(n);
+                            numbers = true;
+                        }
+                    }
+                    serde_json::Value::String(text) => {
+                        self.props_text.keys().append_value(key);
+                        self.props_text.values().append_value(text);
+                        texts = true;
+                    }
+                    serde_json::Value::Bool(b) => {
+                        self.props_text.keys().append_value(key);
+                        self.props_text
+                            .values()
+                            .append_value(if *b { "true" } else { "false" });
+                        texts = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Cannot fail: every key was given its value just above.
+        let _ = self.props_number.append(numbers);
+        let _ = self.props_text.append(texts);
+    }
+
+    fn finish(mut self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.user_id.finish()),
+            Arc::new(self.event_time.finish()),
+            Arc::new(self.received_at.finish()),
+            Arc::new(self.sent_at.finish()),
+            Arc::new(self.event.finish()),
+            Arc::new(self.path.finish()),
+            Arc::new(self.props.finish()),
+            Arc::new(self.props_number.finish()),
+            Arc::new(self.props_text.finish()),
+        ];
+        Ok(RecordBatch::try_new(events_file_schema(), columns)?)
+    }
+}
+
+/// The names of a map's parts in our schemas (`entries`, `key`, `value`).
+fn map_field_names() -> MapFieldNames {
+    MapFieldNames {
+        entry: "entries".into(),
+        key: "key".into(),
+        value: "value".into(),
+    }
+}
+
 /// Appends one event's write-ahead log line (`project \t received_at_ms \t wire JSON \n`,
 /// see [`crate::wal`]) to a payload.
-pub fn encode_line(project: &str, received_at_ms: i64, event: &LaunchEvent<'_>, out: &mut Vec<u8>) {
+pub fn encode_line(project: &str, received_at_ms: i64, event: &Event<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(project.as_bytes());
     out.push(b'\t');
     out.extend_from_slice(received_at_ms.to_string().as_bytes());
@@ -336,12 +512,14 @@ pub fn encode_line(project: &str, received_at_ms: i64, event: &LaunchEvent<'_>, 
 
 #[cfg(test)]
 mod tests {
+    use arrow_array::{Array, StringArray};
+
     use super::*;
 
     #[test]
     fn a_stream_keeps_the_first_event_of_an_id_and_adds_them_in_time_order() {
         let limits = Limits::default();
-        let mut rows = LaunchRowsBuilder::new("p", 0, true);
+        let mut rows = RowsBuilder::new("p", 0, true);
         let event = |id: &str, source: &str, ms: i64| {
             format!(
                 r#"{{"event_id":"{id}","user_id":"u-{id}","ts":{},"query":{{"utm_source":"{source}"}}}}"#,
@@ -365,6 +543,8 @@ mod tests {
         assert_eq!(kept.len(), 4, "the retry of `a` is left out");
         rows.push_in_time_order(&kept);
         let rows = rows.finish().unwrap();
+        assert_eq!(rows.tables.len(), 1, "launches only");
+        let rows = &rows.tables[0];
         let order = ["d", "b", "a", "c"];
         assert_eq!(rows.ids, order.map(id_hash).to_vec());
         assert!(rows.event_times().is_sorted());
@@ -384,5 +564,76 @@ mod tests {
             assert!(line.contains(&format!("\"u-{id}\"")), "{line}");
         }
         assert_eq!(sources.value(2), "first");
+    }
+
+    #[test]
+    fn core_events_go_to_their_own_table_with_their_props_typed() {
+        let limits = Limits::default();
+        let mut rows = RowsBuilder::new("p", 7, true);
+        let ts = 1_763_942_400_000i64;
+        rows.push_json(
+            &format!(r#"{{"event_id":"l","user_id":"u","ts":{ts},"scene":1047}}"#),
+            &limits,
+        )
+        .unwrap();
+        rows.push_json(&format!(r#"{{"event":"purchase","event_id":"p","user_id":"u","ts":{},"props":{{"amount":12.5,"sku":"A-1","vip":true,"items":[1],"n":3}}}}"#, ts + 1), &limits).unwrap();
+        rows.push_json(
+            &format!(
+                r#"{{"event":"signup","event_id":"s","user_id":"u","ts":{}}}"#,
+                ts + 2
+            ),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        let rows = rows.finish().unwrap();
+        let tables: Vec<Table> = rows.tables.iter().map(|t| t.table).collect();
+        assert_eq!(tables, [Table::LaunchEvents, Table::Events]);
+        let events = &rows.tables[1];
+        assert_eq!(events.ids, [id_hash("p"), id_hash("s")]);
+        assert_eq!(events.event_times(), [ts + 1, ts + 2]);
+        let line = String::from_utf8_lossy(events.wal_line(0).unwrap()).into_owned();
+        assert!(
+            line.contains(r#""event":"purchase""#),
+            "the log keeps the name: {line}"
+        );
+        let batch = &events.batch;
+        assert_eq!(batch.schema(), events_file_schema());
+        let entries = |column: usize, row: usize| -> Vec<(String, String)> {
+            let map = batch
+                .column(column)
+                .as_any()
+                .downcast_ref::<arrow_array::MapArray>()
+                .unwrap();
+            let entries = map.value(row);
+            let keys = entries
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let values = entries.column(1);
+            (0..entries.len())
+                .map(|i| {
+                    let value = match values.as_any().downcast_ref::<arrow_array::Float64Array>() {
+                        Some(numbers) => numbers.value(i).to_string(),
+                        None => values
+                            .as_any()
+                            .downcast_ref::<StringArray>()
+                            .unwrap()
+                            .value(i)
+                            .to_string(),
+                    };
+                    (keys.value(i).to_string(), value)
+                })
+                .collect()
+        };
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(entries(8, 0), pairs(&[("amount", "12.5"), ("n", "3")]));
+        assert_eq!(entries(8, 1), pairs(&[]));
+        assert_eq!(entries(9, 0), pairs(&[("sku", "A-1"), ("vip", "true")]));
     }
 }

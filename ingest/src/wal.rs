@@ -19,13 +19,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use promolens_schemas::{LaunchEvent, Limits};
+use promolens_schemas::{Event, Limits};
 
 use crate::error::{Error, Result};
 use crate::internal_events::{InternalEvent, WalSegmentQuarantined, WalSynced};
 #[cfg(test)]
 use crate::record::encode_line;
-use crate::record::{LaunchRows, LaunchRowsBuilder};
+use crate::record::{Rows, RowsBuilder};
 
 const HEADER_BYTES: usize = 12;
 
@@ -50,13 +50,10 @@ impl Replay {
     }
 
     /// The events of one segment, one set of rows per project.
-    pub fn read(&self, segment: u64) -> Result<Vec<LaunchRows>> {
+    pub fn read(&self, segment: u64) -> Result<Vec<Rows>> {
         let mut builders = BTreeMap::new();
         read_segment(&self.dir, segment, &mut builders)?;
-        builders
-            .into_values()
-            .map(LaunchRowsBuilder::finish)
-            .collect()
+        builders.into_values().map(RowsBuilder::finish).collect()
     }
 }
 
@@ -159,11 +156,7 @@ fn create_segment(dir: &Path, segment: u64) -> Result<File> {
 }
 
 /// Reads one segment's events into `rows`, one builder per project.
-fn read_segment(
-    dir: &Path,
-    segment: u64,
-    rows: &mut BTreeMap<String, LaunchRowsBuilder>,
-) -> Result<()> {
+fn read_segment(dir: &Path, segment: u64, rows: &mut BTreeMap<String, RowsBuilder>) -> Result<()> {
     let path = &segment_path(dir, segment);
     let mut data = Vec::new();
     File::open(path)
@@ -193,7 +186,7 @@ fn read_segment(
             };
             rows.entry(project.to_string())
                 // Replayed rows are not logged again.
-                .or_insert_with(|| LaunchRowsBuilder::new(project, received_at_ms, false))
+                .or_insert_with(|| RowsBuilder::new(project, received_at_ms, false))
                 .push(&event, received_at_ms);
         }
         at += HEADER_BYTES + len;
@@ -221,12 +214,12 @@ fn quarantine(dir: &Path, segment: u64, offset: usize) -> Result<()> {
     Ok(())
 }
 
-fn decode_line<'a>(line: &'a [u8], limits: &Limits) -> Option<(&'a str, i64, LaunchEvent<'a>)> {
+fn decode_line<'a>(line: &'a [u8], limits: &Limits) -> Option<(&'a str, i64, Event<'a>)> {
     let line = std::str::from_utf8(line).ok()?;
     let mut parts = line.splitn(3, '\t');
     let project = parts.next()?;
     let received_at_ms = parts.next()?.parse().ok()?;
-    let event = LaunchEvent::parse(parts.next()?, limits).ok()?;
+    let event = Event::parse(parts.next()?, limits).ok()?;
     Some((project, received_at_ms, event))
 }
 
@@ -238,19 +231,14 @@ mod tests {
         let mut out = Vec::new();
         for id in ids {
             let json = format!(r#"{{"event_id":"{id}","user_id":"u","ts":1763942400000}}"#);
-            let event = LaunchEvent::parse(&json, &Limits::default()).unwrap();
+            let event = Event::parse(&json, &Limits::default()).unwrap();
             encode_line("p", 1_763_942_400_000, &event, &mut out);
         }
         out
     }
 
     fn replayed(replay: &Replay, segment: u64) -> usize {
-        replay
-            .read(segment)
-            .unwrap()
-            .iter()
-            .map(LaunchRows::len)
-            .sum()
+        replay.read(segment).unwrap().iter().map(Rows::len).sum()
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The contracts of promolens, with no I/O: the launch-event wire format and its validation
+//! The contracts of promolens, with no I/O: the event wire format and its validation
 //! ([`event`]), the attribution codec that turns a launch's scene value and `query` into UTM columns
 //! ([`attribution`]), and the Arrow schema of every table ([`tables`], behind the default `arrow`
 //! feature so that the codec also builds for wasm32), and the data directory's folders
@@ -15,4 +15,4 @@ pub mod tables;
 pub mod wechat;
 
 pub use attribution::{Attribution, AttributionStatus, CodeKind, Utm, decode_attribution};
-pub use event::{EventError, LaunchEvent, LaunchType, Limits, TsWindow};
+pub use event::{Event, EventError, IDENTIFY, LAUNCH, LaunchType, Limits, TsWindow};

@@ -60,6 +60,51 @@ pub fn launch_events_file_schema() -> SchemaRef {
     LAUNCH_EVENTS_FILE_SCHEMA.clone()
 }
 
+/// Name of the core-event table (signups, purchases, `$identify`: every event but launches),
+/// and of its folder under the data directory. Partitioned as `launch_events`.
+pub const EVENTS: &str = "events";
+
+/// Hive partition columns of `events`: as those of `launch_events`.
+pub const EVENTS_PARTITIONS: [&str; 2] = LAUNCH_EVENTS_PARTITIONS;
+
+/// A map of `props`' top-level keys to values of one type.
+fn props_map_type(value: DataType) -> DataType {
+    DataType::Map(
+        Arc::new(Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("value", value, true),
+            ])),
+            false,
+        )),
+        false,
+    )
+}
+
+static EVENTS_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("event_time", utc_millis(), false),
+        Field::new("received_at", utc_millis(), false),
+        Field::new("sent_at", utc_millis(), true),
+        Field::new("event", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, true),
+        Field::new("props", DataType::Utf8, true),
+        Field::new("props_number", props_map_type(DataType::Float64), true),
+        Field::new("props_text", props_map_type(DataType::Utf8), true),
+    ]))
+});
+
+/// Columns stored in each `events` Parquet file (the partition columns excluded). The first
+/// five are those of `launch_events`, at the same places. `props` is the object as sent; its
+/// top-level numbers are also in `props_number` (kept as numbers, for sums such as
+/// `props_number['amount']`), its strings and booleans in `props_text` (for grouping).
+pub fn events_file_schema() -> SchemaRef {
+    EVENTS_FILE_SCHEMA.clone()
+}
+
 /// Name of the first-seen table, and of its folder under the data directory.
 pub const USER_FIRST_SEEN: &str = "user_first_seen";
 

@@ -1,5 +1,6 @@
-//! `POST /v1/projects/{project}/events`: a body of NDJSON or a JSON array of launch events
-//! (`Content-Encoding: gzip` accepted), received by [`promolens_ingest::receive`].
+//! `POST /v1/projects/{project}/events`: a body of NDJSON or a JSON array of events (launches
+//! and core events; `Content-Encoding: gzip` accepted), received by
+//! [`promolens_ingest::receive`].
 
 use std::sync::Arc;
 
@@ -25,18 +26,24 @@ pub fn routes() -> OpenApiRouter<EventsState> {
     OpenApiRouter::new().routes(routes!(ingest_events))
 }
 
-/// One launch of the mini-program, as the SDK sends it (DESIGN.md, "Wire format limits"). This
-/// schema documents the format; the server checks each event itself, so that one bad event is
-/// listed in the answer while the good ones of the same body are kept. Unknown fields are
-/// ignored (newer SDKs).
+/// One event, as the SDK sends it (DESIGN.md, "Wire format limits"): a launch of the
+/// mini-program, or a core event (`event` other than `launch`: a signup, a purchase, the
+/// `$identify` of a login). This schema documents the format; the server checks each event
+/// itself, so that one bad event is listed in the answer while the good ones of the same body
+/// are kept. Unknown fields are ignored (newer SDKs).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // Read by the document only.
-struct LaunchEvent {
+struct Event {
+    /// What happened: `launch` (the default) or a core event's name (a letter, then letters,
+    /// digits, `_`, `.`, `-`; at most 64 bytes). `$identify` links `user_id` to the logged-in
+    /// id in `props.login_id`. Only launches carry `scene`, `query` and `launch_type`.
+    #[schema(example = "purchase")]
+    event: Option<String>,
     /// Unique per event (at most 128 bytes): a retry with the same id is stored once.
     event_id: String,
     /// The (anonymous) user, at most 128 bytes.
     user_id: String,
-    /// When the launch happened: epoch milliseconds or RFC 3339, within 400 days before and 1 day
+    /// When it happened: epoch milliseconds or RFC 3339, within 400 days before and 1 day
     /// after its arrival (by default).
     ts: Timestamp,
     /// When the SDK sent it (epoch ms or RFC 3339); corrects a device clock that is off.
@@ -54,7 +61,8 @@ struct LaunchEvent {
     query: (),
     /// `cold` or `hot`.
     launch_type: Option<String>,
-    /// Anything else (an object, at most 16 KiB).
+    /// Anything else (an object, at most 16 KiB). A core event's top-level numbers are kept as
+    /// numbers (`amount` for the `<event>_value` metric), its strings for grouping.
     #[schema(value_type = Option<Object>)]
     props: (),
 }
@@ -79,7 +87,7 @@ enum Refused {
     Error(ErrorBody),
 }
 
-/// Stores a body of launch events; each one is checked on its own.
+/// Stores a body of events (launches and core events); each one is checked on its own.
 #[utoipa::path(post, path = "/v1/projects/{project}/events", tag = "events",
     description = "NDJSON (one event per line) or a JSON array of events, `Content-Encoding: gzip` \
         accepted, at most the body limit (10 MiB by default) also once inflated. An answer of 200 \
@@ -87,7 +95,7 @@ enum Refused {
         100, with their index and reason) and counted; the others are kept.",
     params(("project" = String, Path, description = "The project")),
     request_body(description = "Launch events", content(
-        (Vec<LaunchEvent> = "application/json"),
+        (Vec<Event> = "application/json"),
         (String = "application/x-ndjson"),
     )),
     responses(

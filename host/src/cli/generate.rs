@@ -1,4 +1,4 @@
-//! `promolens gen`: realistic launch events as NDJSON (`.gz` compresses), for demos,
+//! `promolens gen`: realistic launch (and core) events as NDJSON (`.gz` compresses), for demos,
 //! benchmarks and tests.
 
 use std::path::PathBuf;
@@ -31,6 +31,11 @@ pub struct GenArgs {
     /// gathered from many senders).
     #[arg(long, value_enum, default_value = "time")]
     order: promolens::generator::Order,
+    /// Also write `signup` and `purchase` events (beyond --events, which counts launches):
+    /// minutes to days after a user's first launch, more from some channels than others,
+    /// purchases with an `amount` in yuan.
+    #[arg(long)]
+    core_events: bool,
 }
 
 pub async fn run(args: GenArgs) -> anyhow::Result<()> {
@@ -50,6 +55,7 @@ pub async fn run(args: GenArgs) -> anyhow::Result<()> {
         project: args.project,
         seed: args.seed,
         order: args.order,
+        core_events: args.core_events,
     };
     let out = args.out;
     let summary =
@@ -57,8 +63,8 @@ pub async fn run(args: GenArgs) -> anyhow::Result<()> {
             .await
             .context("generator thread")??;
     eprintln!(
-        "wrote {} lines ({} retries, {} malformed)",
-        summary.lines, summary.retries, summary.malformed
+        "wrote {} lines ({} retries, {} malformed, {} core events)",
+        summary.lines, summary.retries, summary.malformed, summary.core_events
     );
     Ok(())
 }

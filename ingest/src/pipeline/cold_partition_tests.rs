@@ -12,7 +12,7 @@ use super::*;
 const NOV_20: i64 = 1_763_596_800_000; // 2025-11-20T00:00:00Z
 const NOV_24: i64 = 1_763_942_400_000; // 2025-11-24T00:00:00Z
 
-fn events_at(ts: i64, ids: &[&str], ingestor: &Ingestor) -> LaunchRows {
+fn events_at(ts: i64, ids: &[&str], ingestor: &Ingestor) -> Rows {
     testing::launch_rows(ingestor, ts, ids)
 }
 

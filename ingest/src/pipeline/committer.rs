@@ -20,12 +20,12 @@ use super::{AppendOutcome, Command, FlushJob, IngestConfig};
 use crate::dedupe::{DedupeIndex, load_partition_ids};
 use crate::error::{Error, Result};
 use crate::partition::{PartitionKey, PartitionResolver};
-use crate::record::LaunchRows;
+use crate::record::Rows;
 use crate::storage::Storage;
 use crate::wal::{Replay, Wal};
 
 /// An append waiting for the stored ids of partitions being read.
-type Parked = (LaunchRows, oneshot::Sender<Result<AppendOutcome>>);
+type Parked = (Rows, oneshot::Sender<Result<AppendOutcome>>);
 
 pub(super) struct Committer {
     pub(super) config: IngestConfig,
@@ -125,6 +125,7 @@ impl Committer {
             if park {
                 let cold: Vec<PartitionKey> = groups
                     .iter()
+                    .flatten()
                     .filter(|(key, _)| !self.index.is_loaded(key))
                     .map(|(key, _)| PartitionKey::clone(key))
                     .collect();
@@ -139,8 +140,10 @@ impl Committer {
             match self.dedupe(&rows, groups) {
                 Ok((stored, groups)) => {
                     if self.wal.is_some() {
-                        for i in (0..rows.len()).filter(|&i| stored[i]) {
-                            payload.extend_from_slice(rows.wal_line(i).unwrap_or_default());
+                        for (table, stored) in rows.tables.iter().zip(&stored) {
+                            for i in (0..table.len()).filter(|&i| stored[i]) {
+                                payload.extend_from_slice(table.wal_line(i).unwrap_or_default());
+                            }
                         }
                     }
                     decided.push((rows, stored, groups, reply));
@@ -156,9 +159,11 @@ impl Committer {
             tracing::error!(error = %e, "write-ahead log append failed; the requests get an error");
             let message = e.to_string();
             for (rows, stored, groups, reply) in decided {
-                for (key, group) in &groups {
-                    for &row in group.iter().filter(|&&row| stored[row as usize]) {
-                        self.index.remove(key, rows.ids[row as usize]);
+                for ((table, stored), groups) in rows.tables.iter().zip(&stored).zip(&groups) {
+                    for (key, group) in groups {
+                        for &row in group.iter().filter(|&&row| stored[row as usize]) {
+                            self.index.remove(key, table.ids[row as usize]);
+                        }
                     }
                 }
                 let _ = reply.send(Err(Error::Stopped(format!(
@@ -172,26 +177,33 @@ impl Committer {
             if !self.buffer.is_empty() && self.oldest.is_none() {
                 self.oldest = Some(Instant::now());
             }
-            let _ = reply.send(Ok(AppendOutcome { stored }));
+            let _ = reply.send(Ok(AppendOutcome::of(stored)));
         }
     }
 
     /// Adds the stored rows to the buffer, by partition; nothing is copied ([`Buffer`]).
-    fn buffer_rows(&mut self, rows: &LaunchRows, mut groups: Partitioned, stored: &[bool]) {
-        for (_, indices) in &mut groups {
-            indices.retain(|&row| stored[row as usize]);
+    fn buffer_rows(&mut self, rows: &Rows, groups: Vec<Partitioned>, stored: &[Vec<bool>]) {
+        for ((table, mut groups), stored) in rows.tables.iter().zip(groups).zip(stored) {
+            for (_, indices) in &mut groups {
+                indices.retain(|&row| stored[row as usize]);
+            }
+            self.buffer.add(&table.batch, groups);
         }
-        self.buffer.add(&rows.batch, groups);
     }
 
-    /// The rows of each partition the rows fall in.
-    fn partition_groups(&mut self, rows: &LaunchRows) -> Partitioned {
-        let keys: Vec<Arc<PartitionKey>> = rows
-            .event_times()
+    /// Per table of the rows, the rows of each partition they fall in.
+    fn partition_groups(&mut self, rows: &Rows) -> Vec<Partitioned> {
+        rows.tables
             .iter()
-            .map(|&t| self.partitions.key(&rows.project, t))
-            .collect();
-        rows_by_partition(&keys)
+            .map(|table| {
+                let keys: Vec<Arc<PartitionKey>> = table
+                    .event_times()
+                    .iter()
+                    .map(|&t| self.partitions.key(table.table, &rows.project, t))
+                    .collect();
+                rows_by_partition(&keys)
+            })
+            .collect()
     }
 
     /// Reads a partition's stored ids on a task of the runtime, which sends them back as
@@ -228,7 +240,12 @@ impl Committer {
                 );
                 let parked = std::mem::take(&mut self.parked);
                 for (rows, reply) in parked {
-                    if self.partition_groups(&rows).iter().any(|(k, _)| **k == key) {
+                    if self
+                        .partition_groups(&rows)
+                        .iter()
+                        .flatten()
+                        .any(|(k, _)| **k == key)
+                    {
                         let _ = reply.send(Err(Error::StorageUnavailable(message.clone())));
                     } else {
                         self.parked.push((rows, reply));
@@ -238,28 +255,34 @@ impl Committer {
         }
     }
 
-    /// Marks each row stored or duplicate, loading partitions' ids from Parquet on first use
-    /// (blocking: at start, on shutdown). Returns the flags and the rows of each partition.
+    /// Marks each row of each table stored or duplicate, loading partitions' ids from Parquet
+    /// on first use (blocking: at start, on shutdown). Returns the flags and the rows of each
+    /// partition.
+    #[allow(clippy::type_complexity)]
     fn dedupe(
         &mut self,
-        rows: &LaunchRows,
-        groups: Partitioned,
-    ) -> Result<(Vec<bool>, Partitioned)> {
-        let mut stored = vec![false; rows.len()];
-        for (key, group) in &groups {
-            if !self.index.is_loaded(key) {
-                let ids = self
-                    .handle
-                    .block_on(load_partition_ids(&self.storage, key))?;
-                self.index.insert_loaded(PartitionKey::clone(key), ids);
+        rows: &Rows,
+        groups: Vec<Partitioned>,
+    ) -> Result<(Vec<Vec<bool>>, Vec<Partitioned>)> {
+        let mut flags = Vec::with_capacity(rows.tables.len());
+        for (table, groups) in rows.tables.iter().zip(&groups) {
+            let mut stored = vec![false; table.len()];
+            for (key, group) in groups {
+                if !self.index.is_loaded(key) {
+                    let ids = self
+                        .handle
+                        .block_on(load_partition_ids(&self.storage, key))?;
+                    self.index.insert_loaded(PartitionKey::clone(key), ids);
+                }
+                let ids = group
+                    .iter()
+                    .map(|&row| (row as usize, table.ids[row as usize]));
+                self.index
+                    .insert_rows(key, ids, self.generation, &mut stored);
             }
-            let ids = group
-                .iter()
-                .map(|&row| (row as usize, rows.ids[row as usize]));
-            self.index
-                .insert_rows(key, ids, self.generation, &mut stored);
+            flags.push(stored);
         }
-        Ok((stored, groups))
+        Ok((flags, groups))
     }
 
     /// Restores what an earlier process left in the write-ahead log and writes it to Parquet.
@@ -287,11 +310,11 @@ impl Committer {
     }
 
     /// Used for the replay at start: dedupe and buffer without logging again.
-    fn accept(&mut self, rows: LaunchRows) -> Result<AppendOutcome> {
+    fn accept(&mut self, rows: Rows) -> Result<AppendOutcome> {
         let groups = self.partition_groups(&rows);
         let (stored, groups) = self.dedupe(&rows, groups)?;
         self.buffer_rows(&rows, groups, &stored);
-        Ok(AppendOutcome { stored })
+        Ok(AppendOutcome::of(stored))
     }
 
     fn rotate_and_flush(&mut self, done: Vec<oneshot::Sender<Result<()>>>) -> Result<()> {

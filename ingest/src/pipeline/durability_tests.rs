@@ -26,7 +26,7 @@ fn segments_in(dir: &std::path::Path) -> Vec<u64> {
 }
 
 /// Events `e<i>` of one day, one user each.
-fn events(ids: std::ops::Range<usize>, ingestor: &Ingestor) -> LaunchRows {
+fn events(ids: std::ops::Range<usize>, ingestor: &Ingestor) -> Rows {
     let ids: Vec<String> = ids.map(|id| format!("e{id}")).collect();
     testing::launch_rows(ingestor, 1_763_942_400_000, &ids)
 }

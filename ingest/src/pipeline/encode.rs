@@ -23,7 +23,7 @@ pub(super) fn encode_flush(
     let mut flush = encode_first_seen(partitions, name, stored_first_seen, |key, batches| {
         launches.push((
             format!("{}/{name}", key.relative_dir()),
-            write_parquet(Table::LaunchEvents, batches)?,
+            write_parquet(key.table, batches)?,
         ));
         Ok(())
     })?;
@@ -31,8 +31,9 @@ pub(super) fn encode_flush(
     Ok(flush)
 }
 
-/// Hands each partition's rows, in time order, to `launches`, and encodes each project's
-/// `user_first_seen` file of the flush (named `name`).
+/// Hands each partition's rows, in time order, to `launches` (each event table's partitions),
+/// and encodes each project's `user_first_seen` file of the flush (named `name`) from its
+/// launches.
 pub(super) fn encode_first_seen(
     partitions: Buffer,
     name: &str,
@@ -47,14 +48,19 @@ pub(super) fn encode_first_seen(
     while let Some((key, batches)) = partitions.next() {
         let batches = batches?;
         launches(&key, &batches)?;
-        // Only `user_id` and `event_time` are needed further: the other columns are freed now.
-        for batch in batches {
-            project_batches.push(batch.project(&[1, 2])?);
+        if key.table == Table::LaunchEvents {
+            // Only `user_id` and `event_time` are needed further: the other columns are freed now.
+            for batch in batches {
+                project_batches.push(batch.project(&[1, 2])?);
+            }
         }
         if partitions
             .peek()
             .is_none_or(|(next, _)| next.project != key.project)
         {
+            if project_batches.is_empty() {
+                continue;
+            }
             let users = earliest_per_user(&project_batches)?;
             project_batches.clear();
             let users = stored_first_seen

@@ -18,7 +18,7 @@ use super::spill::{SPILL_BELOW_ROWS, Spill, write_files};
 use crate::error::{Error, Result};
 use crate::first_seen::StoredFirstSeen;
 use crate::internal_events::{FlushFailed, FlushStored, InternalEvent};
-use crate::parquet_io::{Table, write_parquet};
+use crate::parquet_io::write_parquet;
 use crate::storage::Storage;
 use crate::wal::delete_segments;
 
@@ -151,7 +151,7 @@ pub(super) async fn run_spilling_flusher(
                     } else {
                         launches.push((
                             format!("{}/{name}", key.relative_dir()),
-                            write_parquet(Table::LaunchEvents, batches)?,
+                            write_parquet(key.table, batches)?,
                         ));
                         Ok(())
                     }

@@ -23,7 +23,7 @@ use arrow_ipc::writer::FileWriter;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::parquet_io::{Table, write_parquet};
+use crate::parquet_io::write_parquet;
 use crate::partition::PartitionKey;
 
 use super::buffer::batches_in_time_order;
@@ -88,7 +88,7 @@ impl Spill {
                     .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
                 let writer = FileWriter::try_new(
                     BufWriter::with_capacity(1 << 16, file),
-                    &Table::LaunchEvents.schema(),
+                    &key.table.schema(),
                 )?;
                 new.insert(SpillFile {
                     writer,
@@ -149,7 +149,7 @@ pub(super) fn write_files(taken: Taken, name: &str) -> Result<Vec<(String, Bytes
         taken
             .into_iter()
             .map(|(key, file)| {
-                let bytes = write_parquet(Table::LaunchEvents, &file.read_sorted()?)?;
+                let bytes = write_parquet(key.table, &file.read_sorted()?)?;
                 Ok((format!("{}/{name}", key.relative_dir()), bytes))
             })
             .collect::<Result<Vec<_>>>()

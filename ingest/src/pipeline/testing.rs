@@ -19,18 +19,18 @@ use bytes::Bytes;
 
 use crate::parquet_io::read_columns;
 use crate::partition::PartitionKey;
-use crate::record::LaunchRowsBuilder;
+use crate::record::RowsBuilder;
 
 /// One batch of launches of project `p` at the given times (ms), event ids `e<i>` in order
 /// from `first_id`.
 pub fn launches(first_id: usize, times: &[i64]) -> RecordBatch {
-    let mut rows = LaunchRowsBuilder::new("p", 0, false);
+    let mut rows = RowsBuilder::new("p", 0, false);
     for (i, t) in times.iter().enumerate() {
         let id = first_id + i;
         let line = format!(r#"{{"event_id":"e{id}","user_id":"u","ts":{t}}}"#);
         rows.push_json(&line, &Default::default()).unwrap();
     }
-    rows.finish().unwrap().batch
+    rows.finish().unwrap().tables.remove(0).batch
 }
 
 /// Rows of project `p` from `ingestor`, one event per id at time `ts` (ms), user `u<id>`.
@@ -38,7 +38,7 @@ pub fn launch_rows(
     ingestor: &super::Ingestor,
     ts: i64,
     ids: &[impl AsRef<str>],
-) -> crate::record::LaunchRows {
+) -> crate::record::Rows {
     let mut rows = ingestor.rows("p");
     for id in ids {
         let id = id.as_ref();
@@ -51,6 +51,7 @@ pub fn launch_rows(
 /// Partition `dt` of project `p`.
 pub fn day(dt: &str) -> Arc<PartitionKey> {
     Arc::new(PartitionKey {
+        table: crate::parquet_io::Table::LaunchEvents,
         project: "p".into(),
         dt: dt.into(),
     })

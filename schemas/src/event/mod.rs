@@ -1,9 +1,11 @@
-//! The launch-event wire format (DESIGN.md §4) and its validation.
+//! The event wire format (DESIGN.md §4) and its validation: launches, which carry the
+//! attribution, and core events (`event` other than `launch`: a signup, a purchase, the
+//! `$identify` of a login), which carry `props`.
 //!
 //! One event is one JSON object. Parsing borrows from the input where it can (the hot path of
 //! ingest and backfill) and every rejection names the field, the rule and the actual value or size,
 //! so that a developer can fix the sender from the message alone. [`wire`] reads an object as
-//! it comes (every field typed loosely); [`validate`] turns it into a [`LaunchEvent`] or the
+//! it comes (every field typed loosely); [`validate`] turns it into an [`Event`] or the
 //! precise reason why not.
 
 mod validate;
@@ -12,7 +14,7 @@ mod wire;
 use std::borrow::Cow;
 
 use validate::json_kind_of_text;
-pub use validate::validate_project_name;
+pub use validate::{MAX_EVENT_NAME_BYTES, validate_event_name, validate_project_name};
 use wire::Wire;
 
 /// Why one event was rejected. `field` is the JSON path of the offending field (`query.utm_source`).
@@ -127,10 +129,21 @@ impl LaunchType {
 /// A launch `query`: (key, value) pairs in the order sent.
 pub type QueryPairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
-/// A validated launch event. Its text borrows from the JSON it was parsed from where it can (no
-/// allocation on the hot path of ingest); [`LaunchEvent::into_owned`] detaches it.
+/// The `event` of a launch, and its default.
+pub const LAUNCH: &str = "launch";
+
+/// The `event` the SDK's `identify(login_id)` sends: `props.login_id` is the logged-in id of
+/// the event's (anonymous) `user_id`. Names starting with `$` are promolens' own; this is the
+/// only one.
+pub const IDENTIFY: &str = "$identify";
+
+/// A validated event. Its text borrows from the JSON it was parsed from where it can (no
+/// allocation on the hot path of ingest); [`Event::into_owned`] detaches it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LaunchEvent<'a> {
+pub struct Event<'a> {
+    /// What happened: [`LAUNCH`] (the default), a core event's name, or [`IDENTIFY`]. Only a
+    /// launch carries `scene`, `query` and `launch_type`.
+    pub event: Cow<'a, str>,
     pub event_id: Cow<'a, str>,
     pub user_id: Cow<'a, str>,
     /// When the launch happened, epoch milliseconds (from `ts`).
@@ -154,9 +167,9 @@ pub struct LaunchEvent<'a> {
 const MIN_TS_MS: i64 = 946_684_800_000;
 const MAX_TS_MS: i64 = 4_102_444_800_000;
 
-impl<'a> LaunchEvent<'a> {
+impl<'a> Event<'a> {
     /// Parses and validates one event from its JSON text.
-    pub fn parse(json: &'a str, limits: &Limits) -> Result<LaunchEvent<'a>, EventError> {
+    pub fn parse(json: &'a str, limits: &Limits) -> Result<Event<'a>, EventError> {
         // serde would read a JSON array positionally into the struct: refuse anything but an object.
         match json.trim_start().as_bytes().first() {
             Some(b'{') => {}
@@ -178,9 +191,10 @@ impl<'a> LaunchEvent<'a> {
     }
 
     /// The same event, owning its text.
-    pub fn into_owned(self) -> LaunchEvent<'static> {
+    pub fn into_owned(self) -> Event<'static> {
         let own = |s: Cow<'a, str>| Cow::Owned(s.into_owned());
-        LaunchEvent {
+        Event {
+            event: own(self.event),
             event_id: own(self.event_id),
             user_id: own(self.user_id),
             event_time_ms: self.event_time_ms,
@@ -198,7 +212,7 @@ impl<'a> LaunchEvent<'a> {
         }
     }
 
-    /// The event in the wire format, compact: [`LaunchEvent::parse`] reads it back unchanged.
+    /// The event in the wire format, compact: [`Event::parse`] reads it back unchanged.
     pub fn to_wire_json(&self) -> String {
         use std::fmt::Write;
         let s = |text: &str| serde_json::to_string(text).unwrap_or_default();
@@ -210,6 +224,9 @@ impl<'a> LaunchEvent<'a> {
             s(&self.user_id),
             self.event_time_ms
         );
+        if !self.is_launch() {
+            let _ = write!(out, ",\"event\":{}", s(&self.event));
+        }
         if let Some(t) = self.sent_at_ms {
             let _ = write!(out, ",\"sent_at\":{t}");
         }
@@ -242,6 +259,11 @@ impl<'a> LaunchEvent<'a> {
         out
     }
 
+    /// Whether this is a launch (else a core event, or an identification).
+    pub fn is_launch(&self) -> bool {
+        self.event == LAUNCH
+    }
+
     /// The value of one `query` key.
     pub fn query_value(&self, key: &str) -> Option<&str> {
         self.query
@@ -267,8 +289,8 @@ fn json_error(e: serde_json::Error) -> EventError {
 mod tests {
     use super::*;
 
-    fn parse(json: &str) -> Result<LaunchEvent<'_>, EventError> {
-        LaunchEvent::parse(json, &Limits::default())
+    fn parse(json: &str) -> Result<Event<'_>, EventError> {
+        Event::parse(json, &Limits::default())
     }
 
     #[test]
@@ -355,6 +377,75 @@ mod tests {
             let err = parse(json).unwrap_err().to_string();
             assert!(err.contains(want), "{json}\n  got: {err}\n want: {want}");
         }
+    }
+
+    #[test]
+    fn core_events_and_their_rules() {
+        let e = parse(r#"{"event":"purchase","event_id":"e","user_id":"u","ts":1763942400000,"path":"pages/pay","props":{"amount":12.5}}"#).unwrap();
+        assert_eq!((e.event.as_ref(), e.is_launch()), ("purchase", false));
+        assert_eq!(parse(&e.to_wire_json()).unwrap(), e);
+        let launch = parse(r#"{"event_id":"e","user_id":"u","ts":1763942400000}"#).unwrap();
+        assert!(launch.is_launch());
+        assert!(
+            !launch.to_wire_json().contains("\"event\""),
+            "a launch is written as before"
+        );
+        assert!(
+            parse(
+                r#"{"event":"launch","event_id":"e","user_id":"u","ts":1763942400000,"scene":1047}"#
+            )
+            .unwrap()
+            .is_launch()
+        );
+        let identify = parse(r#"{"event":"$identify","event_id":"e","user_id":"u","ts":1763942400000,"props":{"login_id":"M-1"}}"#).unwrap();
+        assert_eq!(identify.event, IDENTIFY);
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"event":"signup","event_id":"e","user_id":"u","ts":1763942400000,"scene":1047}"#,
+                "field `scene`: only launches carry `scene`; this event is `signup`",
+            ),
+            (
+                r#"{"event":"signup","event_id":"e","user_id":"u","ts":1763942400000,"query":{}}"#,
+                "field `query`: only launches carry `query`",
+            ),
+            (
+                r#"{"event":"9lives","event_id":"e","user_id":"u","ts":1763942400000}"#,
+                "field `event`: event name `9lives` must start with a letter",
+            ),
+            (
+                r#"{"event":"add to cart","event_id":"e","user_id":"u","ts":1763942400000}"#,
+                "event name `add to cart` has ` `",
+            ),
+            (
+                r#"{"event":"$pageview","event_id":"e","user_id":"u","ts":1763942400000}"#,
+                "names starting with `$` are reserved",
+            ),
+            (
+                r#"{"event":7,"event_id":"e","user_id":"u","ts":1763942400000}"#,
+                "field `event`: expected a string, got a number",
+            ),
+            (
+                r#"{"event":"$identify","event_id":"e","user_id":"u","ts":1763942400000}"#,
+                "missing required field `props.login_id`",
+            ),
+            (
+                r#"{"event":"$identify","event_id":"e","user_id":"u","ts":1763942400000,"props":{"login_id":5}}"#,
+                "field `props.login_id`: expected a string, got a number",
+            ),
+        ];
+        for (json, want) in cases {
+            let err = parse(json).unwrap_err().to_string();
+            assert!(err.contains(want), "{json}\n  got: {err}\n want: {want}");
+        }
+        let long = "e".repeat(65);
+        let err = parse(&format!(
+            r#"{{"event":"{long}","event_id":"e","user_id":"u","ts":1763942400000}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field `event` is 65 bytes, over the 64-byte limit by 1 bytes"
+        );
     }
 
     #[test]

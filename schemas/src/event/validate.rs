@@ -1,15 +1,45 @@
-//! From the loosely typed [`Wire`] object to a [`LaunchEvent`], or the rule it breaks: which
+//! From the loosely typed [`Wire`] object to an [`Event`], or the rule it breaks: which
 //! field, which limit, by how much.
 
 use std::borrow::Cow;
 
 use super::wire::{Json, Query, Wire};
 use super::{
-    EventError, LaunchEvent, LaunchType, Limits, MAX_TS_MS, MIN_TS_MS, QueryPairs, TsWindow,
+    Event, EventError, IDENTIFY, LAUNCH, LaunchType, Limits, MAX_TS_MS, MIN_TS_MS, QueryPairs,
+    TsWindow,
 };
 
+/// Longest event name, bytes.
+pub const MAX_EVENT_NAME_BYTES: usize = 64;
+
 impl<'a> Wire<'a> {
-    pub(super) fn validate(self, limits: &Limits) -> Result<LaunchEvent<'a>, EventError> {
+    pub(super) fn validate(self, limits: &Limits) -> Result<Event<'a>, EventError> {
+        let event = match optional_string("event", self.event, MAX_EVENT_NAME_BYTES)? {
+            None => Cow::Borrowed(LAUNCH),
+            Some(name) => {
+                validate_event_name(&name).map_err(|reason| EventError::Invalid {
+                    field: "event".into(),
+                    reason,
+                })?;
+                name
+            }
+        };
+        if event != LAUNCH {
+            let launch_only = [
+                ("scene", self.scene.is_some()),
+                ("query", self.query.is_some()),
+                ("launch_type", self.launch_type.is_some()),
+            ];
+            if let Some((field, _)) = launch_only.iter().find(|(_, present)| *present) {
+                return Err(EventError::Invalid {
+                    field: (*field).into(),
+                    reason: format!(
+                        "only launches carry `{field}`; this event is `{event}` (leave `event` \
+                         out, or send `launch`, for a launch)"
+                    ),
+                });
+            }
+        }
         let event_id = required_string("event_id", self.event_id, limits.max_id_bytes)?;
         let user_id = required_string("user_id", self.user_id, limits.max_id_bytes)?;
         let event_time_ms = match self.ts {
@@ -113,7 +143,11 @@ impl<'a> Wire<'a> {
                 }
             }
         };
-        Ok(LaunchEvent {
+        if event == IDENTIFY {
+            check_login_id(props.as_deref(), limits)?;
+        }
+        Ok(Event {
+            event,
             event_id,
             user_id,
             event_time_ms,
@@ -145,6 +179,51 @@ pub fn validate_project_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Event names are metric names (`purchase_users`) and SQL values: a letter, then letters,
+/// digits, `_`, `.` or `-`. `$` names are promolens' own ([`IDENTIFY`]).
+pub fn validate_event_name(name: &str) -> Result<(), String> {
+    if name == IDENTIFY {
+        return Ok(());
+    }
+    if name.starts_with('$') {
+        return Err(format!(
+            "`{name}` is not an event promolens knows: names starting with `$` are reserved \
+             (`{IDENTIFY}` is the only one)"
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(format!("event name `{name}` must start with a letter"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "event name `{name}` has `{bad}`: use letters, digits, `_`, `.` and `-` only"
+        ));
+    }
+    Ok(())
+}
+
+/// An `$identify` names the logged-in id in `props.login_id`: a non-empty string of at most
+/// the id limit.
+fn check_login_id(props: Option<&str>, limits: &Limits) -> Result<(), EventError> {
+    #[derive(serde::Deserialize)]
+    struct Identify<'p> {
+        #[serde(borrow)]
+        login_id: Option<Json<'p>>,
+    }
+    let login_id = props
+        .and_then(|text| serde_json::from_str::<Identify<'_>>(text).ok())
+        .and_then(|p| p.login_id);
+    match optional_string("props.login_id", login_id, limits.max_id_bytes)? {
+        Some(_) => Ok(()),
+        None => Err(EventError::Missing {
+            field: "props.login_id",
+        }),
+    }
 }
 
 fn required_string<'a>(

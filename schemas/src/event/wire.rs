@@ -13,6 +13,8 @@ use serde_json::value::RawValue;
 #[derive(Deserialize)]
 pub(super) struct Wire<'a> {
     #[serde(borrow, default)]
+    pub(super) event: Option<Json<'a>>,
+    #[serde(borrow, default)]
     pub(super) event_id: Option<Json<'a>>,
     #[serde(borrow, default)]
     pub(super) user_id: Option<Json<'a>>,

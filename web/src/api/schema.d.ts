@@ -292,7 +292,7 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Stores a body of launch events; each one is checked on its own.
+         * Stores a body of events (launches and core events); each one is checked on its own.
          * @description NDJSON (one event per line) or a JSON array of events, `Content-Encoding: gzip` accepted, at most the body limit (10 MiB by default) also once inflated. An answer of 200 means every accepted event is durable. Events that are not valid are listed (the first 100, with their index and reason) and counted; the others are kept.
          */
         post: operations["ingest_events"];
@@ -632,6 +632,54 @@ export interface components {
             field?: string | null;
             over_limit?: components["schemas"]["OverLimit"] | null;
         };
+        /**
+         * @description One event, as the SDK sends it (DESIGN.md, "Wire format limits"): a launch of the
+         *     mini-program, or a core event (`event` other than `launch`: a signup, a purchase, the
+         *     `$identify` of a login). This schema documents the format; the server checks each event
+         *     itself, so that one bad event is listed in the answer while the good ones of the same body
+         *     are kept. Unknown fields are ignored (newer SDKs).
+         */
+        Event: {
+            /**
+             * @description What happened: `launch` (the default) or a core event's name (a letter, then letters,
+             *     digits, `_`, `.`, `-`; at most 64 bytes). `$identify` links `user_id` to the logged-in
+             *     id in `props.login_id`. Only launches carry `scene`, `query` and `launch_type`.
+             * @example purchase
+             */
+            event?: string | null;
+            /** @description Unique per event (at most 128 bytes): a retry with the same id is stored once. */
+            event_id: string;
+            /** @description The (anonymous) user, at most 128 bytes. */
+            user_id: string;
+            /**
+             * @description When it happened: epoch milliseconds or RFC 3339, within 400 days before and 1 day
+             *     after its arrival (by default).
+             */
+            ts: components["schemas"]["Timestamp"];
+            sent_at?: components["schemas"]["Timestamp"] | null;
+            /** @description The project; when present it must be the URL's. */
+            project?: string | null;
+            /**
+             * Format: int32
+             * @description WeChat's launch scene value (0 to 999999), e.g. 1047 for a scanned mini-program code.
+             * @example 1047
+             */
+            scene?: number | null;
+            /** @description The page opened (at most 1024 bytes). */
+            path?: string | null;
+            /**
+             * @description The page's launch parameters (at most 64, values strings): `utm_*`, `c`, a B code's
+             *     `scene`, a QR code's `q`.
+             */
+            query?: Record<string, never> | null;
+            /** @description `cold` or `hot`. */
+            launch_type?: string | null;
+            /**
+             * @description Anything else (an object, at most 16 KiB). A core event's top-level numbers are kept as
+             *     numbers (`amount` for the `<event>_value` metric), its strings for grouping.
+             */
+            props?: Record<string, never> | null;
+        };
         Figures: {
             /**
              * Format: int64
@@ -745,43 +793,6 @@ export interface components {
              * @description Filled in lists from `access/last_used/` (see [`Registry::keys`]), never stored here.
              */
             last_used_at?: string | null;
-        };
-        /**
-         * @description One launch of the mini-program, as the SDK sends it (DESIGN.md, "Wire format limits"). This
-         *     schema documents the format; the server checks each event itself, so that one bad event is
-         *     listed in the answer while the good ones of the same body are kept. Unknown fields are
-         *     ignored (newer SDKs).
-         */
-        LaunchEvent: {
-            /** @description Unique per event (at most 128 bytes): a retry with the same id is stored once. */
-            event_id: string;
-            /** @description The (anonymous) user, at most 128 bytes. */
-            user_id: string;
-            /**
-             * @description When the launch happened: epoch milliseconds or RFC 3339, within 400 days before and 1 day
-             *     after its arrival (by default).
-             */
-            ts: components["schemas"]["Timestamp"];
-            sent_at?: components["schemas"]["Timestamp"] | null;
-            /** @description The project; when present it must be the URL's. */
-            project?: string | null;
-            /**
-             * Format: int32
-             * @description WeChat's launch scene value (0 to 999999), e.g. 1047 for a scanned mini-program code.
-             * @example 1047
-             */
-            scene?: number | null;
-            /** @description The page opened (at most 1024 bytes). */
-            path?: string | null;
-            /**
-             * @description The page's launch parameters (at most 64, values strings): `utm_*`, `c`, a B code's
-             *     `scene`, a QR code's `q`.
-             */
-            query?: Record<string, never> | null;
-            /** @description `cold` or `hot`. */
-            launch_type?: string | null;
-            /** @description Anything else (an object, at most 16 KiB). */
-            props?: Record<string, never> | null;
         };
         /** @description A code and its acquisition in the past 7 complete days (the project's time zone). */
         ListedCode: components["schemas"]["Code"] & {
@@ -2590,7 +2601,7 @@ export interface operations {
         /** @description Launch events */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["LaunchEvent"][];
+                "application/json": components["schemas"]["Event"][];
                 "application/x-ndjson": string;
             };
         };
