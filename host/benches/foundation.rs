@@ -359,6 +359,7 @@ fn query_round(corpus: &Corpus, data: &Path, compacted: bool) {
         .expect("window"),
         filters: Vec::new(),
         returning: false,
+        outcomes: Default::default(),
     };
     let mut ours = Vec::new();
     let mut answer = Vec::new();

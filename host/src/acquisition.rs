@@ -19,9 +19,13 @@ use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, StringArray, TimestampMillisecondArray,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::HashMap;
 use datafusion::datasource::MemTable;
@@ -123,10 +127,7 @@ impl Filter {
     /// The SQL condition on column `column`; its values become parameters `$3`… (after the
     /// project and the window's start), pushed onto `params`.
     fn sql(&self, column: &str, params: &mut Vec<ScalarValue>) -> String {
-        let mut param = |value: &str| {
-            params.push(ScalarValue::Utf8(Some(value.to_string())));
-            format!("${}", params.len() + 2)
-        };
+        let mut param = |value: &str| bind(params, ScalarValue::Utf8(Some(value.to_string())));
         match &self.condition {
             Condition::Equals { value } => format!("{column} = {}", param(value)),
             Condition::In { values } => {
@@ -146,6 +147,113 @@ impl Filter {
             Condition::IsNull => format!("{column} IS NULL"),
         }
     }
+}
+
+/// A core event counted for a row's new users: who did it (`<event>_users`, `<event>_rate`),
+/// how often (`<event>_count`) and for how much (`<event>_value`, the sum of a numeric prop),
+/// within `within_days` of their first launch.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CoreEvent {
+    /// The event's name, as sent in `event` (`signup`, `purchase`).
+    pub event: String,
+    /// Days after the first launch in which it counts (1 to 365, default 7).
+    #[serde(default = "default_within_days")]
+    pub within_days: u32,
+    /// The numeric prop `<event>_value` sums (default `amount`).
+    #[serde(default = "default_value_prop")]
+    pub value: String,
+}
+
+fn default_within_days() -> u32 {
+    7
+}
+
+fn default_value_prop() -> String {
+    "amount".to_string()
+}
+
+impl CoreEvent {
+    /// `event` with the defaults.
+    pub fn named(event: &str) -> CoreEvent {
+        CoreEvent {
+            event: event.to_string(),
+            within_days: default_within_days(),
+            value: default_value_prop(),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        promolens_schemas::event::validate_event_name(&self.event)
+            .map_err(|m| Error::invalid("core_events", m))?;
+        if matches!(self.event.as_str(), "launch" | "new" | "returning")
+            || self.event.starts_with('$')
+        {
+            return Err(Error::invalid(
+                "core_events",
+                format!(
+                    "`{}` is not a core event (launches are counted by new_users, users and launches)",
+                    self.event
+                ),
+            ));
+        }
+        if !(1..=365).contains(&self.within_days) {
+            return Err(Error::invalid(
+                "core_events",
+                format!(
+                    "within_days of `{}` must be 1 to 365, got {}",
+                    self.event, self.within_days
+                ),
+            ));
+        }
+        if self.value.is_empty() || self.value.len() > 128 {
+            return Err(Error::invalid(
+                "core_events",
+                format!(
+                    "value of `{}` must name a prop of 1 to 128 bytes",
+                    self.event
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Days after acquisition `retained_d<N>` may ask about.
+pub const RETENTION_DAYS: [u32; 3] = [1, 7, 30];
+
+/// What a row's new users did after their first launch.
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes {
+    /// Core events counted (each adds `<event>_users`, `_count`, `_value` and `_rate`).
+    pub events: Vec<CoreEvent>,
+    /// `retained_d<N>` for each N of [`RETENTION_DAYS`]: the share of the row's new users whose
+    /// day N after the day of their first launch has ended by `now_ms` who launched that day
+    /// (null when none has).
+    pub retained_days: Vec<u32>,
+    /// The moment the query runs at, epoch ms.
+    pub now_ms: i64,
+}
+
+impl Outcomes {
+    /// The metric columns these outcomes add, with whether each is a ratio.
+    pub fn columns(&self) -> Vec<(String, bool)> {
+        let events = self.events.iter().flat_map(|e| {
+            ["users", "count", "value", "rate"]
+                .map(|measure| (format!("{}_{measure}", e.event), matches!(measure, "rate")))
+        });
+        let retained = self
+            .retained_days
+            .iter()
+            .map(|n| (format!("retained_d{n}"), true));
+        events.chain(retained).collect()
+    }
+}
+
+/// Appends `value` to `params` and names it (`$3`…: after the project and the window's start).
+fn bind(params: &mut Vec<ScalarValue>, value: ScalarValue) -> String {
+    params.push(value);
+    format!("${}", params.len() + 2)
 }
 
 /// Label of the row of launches without a `utm_source` or code.
@@ -316,6 +424,8 @@ pub struct AcquisitionQuery {
     pub filters: Vec<Filter>,
     /// Also `returning_users`: the row's users who were seen before the window.
     pub returning: bool,
+    /// Core events and retention of the row's new users.
+    pub outcomes: Outcomes,
 }
 
 impl AcquisitionQuery {
@@ -372,8 +482,11 @@ impl AcquisitionQuery {
     }
 
     /// The SQL of the answer over `window` (the rows of [`Self::window_sql`], held in memory),
-    /// with `$1` project, `$2` window start and the filters' values after them (pushed onto
-    /// `params`).
+    /// with `$1` project, `$2` window start and the filters' and outcomes' values after them
+    /// (pushed onto `params`).
+    ///
+    /// Each measure comes from one branch of a `UNION ALL` (the others give it 0), summed per
+    /// row at the end: rows whose dimension values are NULL meet without any join on them.
     fn counts_sql(&self, window: &str, params: &mut Vec<ScalarValue>) -> String {
         let n = self.by.len();
         let d = |i: usize| format!("d{i}");
@@ -403,6 +516,166 @@ impl AcquisitionQuery {
             .enumerate()
             .map(|(j, f)| format!(" AND {}", f.sql(&format!("f{j}"), params)))
             .collect::<String>();
+        let outcomes = &self.outcomes;
+        // Every measure, with the value the branches that do not count it give.
+        let mut measures: Vec<(String, &str)> = ["new_users", "users", "launches"]
+            .map(|m| (m.to_string(), "0"))
+            .to_vec();
+        if self.returning {
+            measures.push(("returning_users".into(), "0"));
+        }
+        for k in 0..outcomes.events.len() {
+            measures.push((format!("e{k}_users"), "0"));
+            measures.push((format!("e{k}_count"), "0"));
+            measures.push((format!("e{k}_value"), "CAST(0 AS DOUBLE)"));
+        }
+        for n in &outcomes.retained_days {
+            measures.push((format!("r{n}_eligible"), "0"));
+            measures.push((format!("r{n}_kept"), "0"));
+        }
+        let branch = |own: &[(String, String)], rest: &str| {
+            let columns = measures
+                .iter()
+                .map(|(name, zero)| {
+                    let expr = own
+                        .iter()
+                        .find(|(m, _)| m == name)
+                        .map_or(*zero, |(_, e)| e);
+                    format!("{expr} AS {name}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "SELECT {keys}, {columns}\n                {rest}\n                GROUP BY {keys}"
+            )
+        };
+        let own = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(m, e)| (m.to_string(), e.to_string()))
+                .collect()
+        };
+        let mut branches = vec![
+            branch(
+                &own(&[
+                    ("users", "count(DISTINCT user_id)"),
+                    ("launches", "count(*)"),
+                ]),
+                &format!("FROM {window} WHERE true{kept}"),
+            ),
+            branch(&own(&[("new_users", "count(*)")]), "FROM first_touch"),
+        ];
+        if self.returning {
+            // Returning users: those of the row seen before the window (`user_first_seen`).
+            branches.push(branch(
+                &own(&[("returning_users", "count(DISTINCT user_id)")]),
+                &format!(
+                    "FROM {window} w
+                WHERE true{kept} AND EXISTS (
+                    SELECT 1 FROM user_first_seen f
+                    WHERE f.project = $1 AND f.first_time < $2 AND f.user_id = w.user_id
+                )"
+                ),
+            ));
+        }
+        for (k, event) in outcomes.events.iter().enumerate() {
+            // The event's partitions: from the window's first day to `within_days` after its
+            // last, a day of margin each side (partition days are in the project's zone).
+            let name = bind(params, ScalarValue::Utf8(Some(event.event.clone())));
+            let value = bind(params, ScalarValue::Utf8(Some(event.value.clone())));
+            let dt_from = bind(params, dt(self.window.from - Days::new(1)));
+            let dt_to = bind(
+                params,
+                dt(self.window.to + Days::new(u64::from(event.within_days) + 1)),
+            );
+            branches.push(branch(
+                &[
+                    (format!("e{k}_users"), "count(DISTINCT ft.user_id)".into()),
+                    (format!("e{k}_count"), "count(*)".into()),
+                    (
+                        format!("e{k}_value"),
+                        format!("coalesce(sum(e.props_number[{value}]), 0)"),
+                    ),
+                ],
+                &format!(
+                    "FROM first_touch ft JOIN events e ON e.user_id = ft.user_id
+                WHERE e.project = $1 AND e.event = {name} AND e.dt >= {dt_from} AND e.dt <= {dt_to}
+                  AND e.event_time >= ft.event_time
+                  AND e.event_time < ft.event_time + INTERVAL '{} days'",
+                    event.within_days
+                ),
+            ));
+        }
+        if let Some(&longest) = outcomes.retained_days.iter().max() {
+            let now = bind(params, utc(outcomes.now_ms));
+            let dt_from = bind(params, dt(self.window.from));
+            let dt_to = bind(
+                params,
+                dt(self.window.to + Days::new(u64::from(longest) + 1)),
+            );
+            for n in &outcomes.retained_days {
+                branches.push(branch(
+                    &[
+                        (
+                            format!("r{n}_eligible"),
+                            "count(DISTINCT ft.user_id)".into(),
+                        ),
+                        (format!("r{n}_kept"), "count(DISTINCT l.user_id)".into()),
+                    ],
+                    &format!(
+                        "FROM first_touch ft LEFT JOIN (
+                    SELECT user_id, event_time FROM launch_events
+                    WHERE project = $1 AND dt >= {dt_from} AND dt <= {dt_to}
+                ) l ON l.user_id = ft.user_id
+                    AND l.event_time >= ft.r{n}_from AND l.event_time < ft.r{n}_to
+                WHERE ft.r{n}_to <= {now}"
+                    ),
+                ));
+            }
+        }
+        let mut totals = vec![
+            "CAST(sum(new_users) AS BIGINT) AS new_users".to_string(),
+            "CAST(sum(users) AS BIGINT) AS users".to_string(),
+            "CAST(sum(launches) AS BIGINT) AS launches".to_string(),
+        ];
+        if self.returning {
+            totals.push("CAST(sum(returning_users) AS BIGINT) AS returning_users".into());
+        }
+        let share = |part: &str, whole: &str, name: &str| {
+            format!(
+                "CASE WHEN sum({whole}) = 0 THEN NULL \
+                 ELSE CAST(sum({part}) AS DOUBLE) / sum({whole}) END AS \"{name}\""
+            )
+        };
+        for (k, event) in outcomes.events.iter().enumerate() {
+            let e = &event.event;
+            totals.push(format!("CAST(sum(e{k}_users) AS BIGINT) AS \"{e}_users\""));
+            totals.push(format!("CAST(sum(e{k}_count) AS BIGINT) AS \"{e}_count\""));
+            // Rounded to a millionth: sums of decimal amounts in binary floating point would
+            // otherwise end in noise (2364.1000000000004).
+            totals.push(format!("round(sum(e{k}_value), 6) AS \"{e}_value\""));
+            totals.push(share(
+                &format!("e{k}_users"),
+                "new_users",
+                &format!("{e}_rate"),
+            ));
+        }
+        for n in &outcomes.retained_days {
+            totals.push(share(
+                &format!("r{n}_kept"),
+                &format!("r{n}_eligible"),
+                &format!("retained_d{n}"),
+            ));
+        }
+        // A new user's first launch, and (for retention) their day N's bounds.
+        let first_touch_columns = std::iter::once(", user_id, event_time".to_string())
+            .chain(
+                outcomes
+                    .retained_days
+                    .iter()
+                    .map(|n| format!(", r{n}_from, r{n}_to")),
+            )
+            .collect::<String>();
         format!(
             "WITH
             -- A user's first launch ever is in the window exactly when it is their first launch
@@ -410,7 +683,7 @@ impl AcquisitionQuery {
             -- never seen before the window: an anti-join against `user_first_seen` (one row per
             -- user and flush, kept at ingest) instead of the whole launch history.
             first_touch AS (
-                SELECT {keys}
+                SELECT {keys}{first_touch_columns}
                 FROM {window} w
                 WHERE first_launch{kept} AND NOT EXISTS (
                     SELECT 1 FROM user_first_seen f
@@ -418,46 +691,20 @@ impl AcquisitionQuery {
                 )
             ),
             counts AS (
-                SELECT {keys}, 0 AS new_users, count(DISTINCT user_id) AS users, count(*) AS launches{no_returning}
-                FROM {window}
-                WHERE true{kept}
-                GROUP BY {keys}
-                UNION ALL
-                SELECT {keys}, count(*) AS new_users, 0 AS users, 0 AS launches{no_returning}
-                FROM first_touch
-                GROUP BY {keys}{returning_part}
+                {branches}
             )
             SELECT {labelled},
-                   CAST(sum(new_users) AS BIGINT) AS new_users,
-                   CAST(sum(users) AS BIGINT) AS users,
-                   CAST(sum(launches) AS BIGINT) AS launches{returning_sum}
+                   {totals}
             FROM counts GROUP BY {keys}
             ORDER BY {time_order}new_users DESC, users DESC, launches DESC, {dims_order}",
-            // Returning users: those of the row seen before the window (`user_first_seen`).
-            no_returning = if self.returning { ", 0 AS returning_users" } else { "" },
-            returning_part = if self.returning {
-                format!(
-                    "
-                UNION ALL
-                SELECT {keys}, 0 AS new_users, 0 AS users, 0 AS launches,
-                       count(DISTINCT user_id) AS returning_users
-                FROM {window} w
-                WHERE true{kept} AND EXISTS (
-                    SELECT 1 FROM user_first_seen f
-                    WHERE f.project = $1 AND f.first_time < $2 AND f.user_id = w.user_id
-                )
-                GROUP BY {keys}"
-                )
+            branches = branches.join("\n                UNION ALL\n                "),
+            totals = totals.join(",\n                   "),
+            // Split first by time, the rows follow the calendar.
+            time_order = if is_time(&self.by[0]) {
+                format!("\"{}\", ", self.by[0])
             } else {
                 String::new()
             },
-            returning_sum = if self.returning {
-                ",\n                   CAST(sum(returning_users) AS BIGINT) AS returning_users"
-            } else {
-                ""
-            },
-            // Split first by time, the rows follow the calendar.
-            time_order = if is_time(&self.by[0]) { format!("\"{}\", ", self.by[0]) } else { String::new() },
             dims_order = list(&|i| format!("\"{}\"", self.by[i])),
         )
     }
@@ -489,6 +736,16 @@ impl AcquisitionQuery {
             .map_err(|m| Error::invalid("project", m))?;
         for filter in &self.filters {
             filter.check()?;
+        }
+        for event in &self.outcomes.events {
+            event.check()?;
+        }
+        if let Some(n) = (self.outcomes.retained_days.iter()).find(|n| !RETENTION_DAYS.contains(n))
+        {
+            return Err(Error::invalid(
+                "metrics",
+                format!("retained_d{n}: retention is measured on day 1, 7 or 30"),
+            ));
         }
         let project = ScalarValue::Utf8(Some(self.project.clone()));
         let start = utc(self.window.start_ms());
@@ -533,6 +790,8 @@ impl AcquisitionQuery {
         let schema = window.schema().inner().clone();
         let (schema, rows) = mark_first_launches(&schema, window.collect().await?)?;
         let (schema, rows) = add_time_columns(&schema, rows, &self.time_columns(), self.window.tz)?;
+        let (schema, rows) =
+            add_retention_columns(&schema, rows, &self.outcomes.retained_days, self.window.tz)?;
         ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
         let answer = async {
             let mut filter_values = Vec::new();
@@ -659,6 +918,66 @@ fn add_time_columns(
     Ok((extended, batches))
 }
 
+/// Appends to the window's rows, for each N of `days`, the bounds of day N after the launch's
+/// day in `tz` (`r<N>_from`, `r<N>_to`, UTC timestamps): where a retained user launches again.
+fn add_retention_columns(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    days: &[u32],
+    tz: Tz,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    if days.is_empty() {
+        return Ok((schema.clone(), batches));
+    }
+    let time_index = schema.index_of("event_time")?;
+    let mut fields = schema.fields().to_vec();
+    let timestamp = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    for n in days {
+        fields.push(Arc::new(Field::new(
+            format!("r{n}_from"),
+            timestamp.clone(),
+            false,
+        )));
+        fields.push(Arc::new(Field::new(
+            format!("r{n}_to"),
+            timestamp.clone(),
+            false,
+        )));
+    }
+    let extended = Arc::new(Schema::new(fields));
+    // Rows of a window fall on few days: each day's start is found once.
+    let mut starts: HashMap<NaiveDate, i64> = HashMap::new();
+    let mut start = |day: NaiveDate| *starts.entry(day).or_insert_with(|| start_of_day(day, tz));
+    let batches = batches
+        .iter()
+        .map(|batch| {
+            let times = batch
+                .column(time_index)
+                .as_primitive::<TimestampMillisecondType>();
+            let days_of_rows: Vec<NaiveDate> = (0..batch.num_rows())
+                .map(|row| {
+                    DateTime::from_timestamp_millis(times.value(row))
+                        .unwrap_or_default()
+                        .with_timezone(&tz)
+                        .date_naive()
+                })
+                .collect();
+            let mut out = batch.columns().to_vec();
+            for &n in days {
+                for offset in [n, n + 1] {
+                    let bounds: TimestampMillisecondArray = days_of_rows
+                        .iter()
+                        .map(|day| Some(start(*day + Days::new(u64::from(offset)))))
+                        .collect();
+                    out.push(Arc::new(bounds.with_timezone("UTC")));
+                }
+            }
+            RecordBatch::try_new(extended.clone(), out)
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    Ok((extended, batches))
+}
+
 /// The label of `day`'s bucket for a time dimension.
 fn bucket(day: NaiveDate, dimension: &str) -> String {
     match dimension {
@@ -668,6 +987,11 @@ fn bucket(day: NaiveDate, dimension: &str) -> String {
         "month" => day.format("%Y-%m").to_string(),
         _ => day.format("%Y-%m-%d").to_string(),
     }
+}
+
+/// A partition day, as in `dt=2026-11-24`.
+fn dt(day: NaiveDate) -> ScalarValue {
+    ScalarValue::Utf8(Some(day.to_string()))
 }
 
 fn utc(ms: i64) -> ScalarValue {

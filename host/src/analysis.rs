@@ -15,15 +15,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::acquisition::{
-    AcquisitionQuery, Condition, Filter, NOT_SET, TIME_DIMENSIONS, UNATTRIBUTED, Window,
-    check_dimensions, is_dimension, parse_tz,
+    AcquisitionQuery, Condition, CoreEvent, Filter, NOT_SET, Outcomes, RETENTION_DAYS,
+    TIME_DIMENSIONS, UNATTRIBUTED, Window, check_dimensions, is_dimension, parse_tz,
 };
 use crate::error::{Error, Result};
 use crate::output::json_rows;
 
-/// What an analysis counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+/// What an analysis counts; in a spec, by its name (`new_users`, `purchase_rate`,
+/// `retained_d7`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Metric {
     /// Users whose first launch ever is in the range (first touch).
     NewUsers,
@@ -32,17 +33,99 @@ pub enum Metric {
     Launches,
     /// Users who launched in the range and were first seen before it.
     ReturningUsers,
+    /// `<event>_users`, `_count`, `_value` or `_rate` of a core event ([`CoreEvent`]).
+    Event {
+        event: String,
+        measure: EventMeasure,
+    },
+    /// `retained_d<N>`: the share of the new users who launched again on day N.
+    Retained(u32),
 }
+
+/// What an event metric measures of the row's new users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventMeasure {
+    /// Who did the event within its days.
+    Users,
+    /// How many times.
+    Count,
+    /// The sum of its value prop.
+    Value,
+    /// `users` over `new_users`.
+    Rate,
+}
+
+const EVENT_MEASURES: [(&str, EventMeasure); 4] = [
+    ("users", EventMeasure::Users),
+    ("count", EventMeasure::Count),
+    ("value", EventMeasure::Value),
+    ("rate", EventMeasure::Rate),
+];
 
 impl Metric {
     /// Its column in an answer.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            Metric::NewUsers => "new_users",
-            Metric::Users => "users",
-            Metric::Launches => "launches",
-            Metric::ReturningUsers => "returning_users",
+            Metric::NewUsers => "new_users".into(),
+            Metric::Users => "users".into(),
+            Metric::Launches => "launches".into(),
+            Metric::ReturningUsers => "returning_users".into(),
+            Metric::Event { event, measure } => {
+                let suffix = EVENT_MEASURES
+                    .iter()
+                    .find(|(_, m)| m == measure)
+                    .map_or("users", |(s, _)| *s);
+                format!("{event}_{suffix}")
+            }
+            Metric::Retained(n) => format!("retained_d{n}"),
         }
+    }
+}
+
+impl TryFrom<String> for Metric {
+    type Error = String;
+
+    fn try_from(name: String) -> std::result::Result<Metric, String> {
+        let metric = match name.as_str() {
+            "new_users" => Metric::NewUsers,
+            "users" => Metric::Users,
+            "launches" => Metric::Launches,
+            "returning_users" => Metric::ReturningUsers,
+            _ => {
+                if let Some(n) = name.strip_prefix("retained_d") {
+                    return match n.parse() {
+                        Ok(n) if RETENTION_DAYS.contains(&n) => Ok(Metric::Retained(n)),
+                        _ => Err(format!(
+                            "unknown metric `{name}`: retention is retained_d1, retained_d7 or retained_d30"
+                        )),
+                    };
+                }
+                let measure = name.rsplit_once('_').and_then(|(event, suffix)| {
+                    let (_, measure) = EVENT_MEASURES.iter().find(|(s, _)| *s == suffix)?;
+                    Some((event, *measure))
+                });
+                match measure {
+                    Some((event, measure)) if !event.is_empty() => Metric::Event {
+                        event: event.to_string(),
+                        measure,
+                    },
+                    _ => {
+                        return Err(format!(
+                            "unknown metric `{name}`; choose from new_users, users, launches, \
+                             returning_users, retained_d1/7/30, or a core event's \
+                             <event>_users, _count, _value, _rate (e.g. purchase_rate)"
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(metric)
+    }
+}
+
+impl From<Metric> for String {
+    fn from(metric: Metric) -> String {
+        metric.name()
     }
 }
 
@@ -129,9 +212,18 @@ impl Range {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalysisSpec {
-    /// In order (default: new_users, users, launches).
+    /// In order (default: new_users, users, launches): `new_users`, `users`, `launches`,
+    /// `returning_users`; per core event E, `E_users` (new users who did E within its days of
+    /// their first launch), `E_count`, `E_value` (the sum of its value prop), `E_rate`
+    /// (`E_users / new_users`); `retained_d1`, `retained_d7`, `retained_d30` (the share of new
+    /// users who launched again on that day after the day of their first launch, among those
+    /// whose day has ended).
     #[serde(default = "all_metrics")]
+    #[schema(value_type = Vec<String>, example = json!(["new_users", "purchase_rate", "retained_d7"]))]
     pub metrics: Vec<Metric>,
+    /// How each core event of the metrics is counted (default: within 7 days, value `amount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub core_events: Vec<CoreEvent>,
     /// In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
     /// `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`.
     #[serde(default = "default_dimensions")]
@@ -217,7 +309,47 @@ impl AnalysisSpec {
             window: self.range.window(now, tz)?,
             filters: self.filters.clone(),
             returning: self.metrics.contains(&Metric::ReturningUsers),
+            outcomes: self.outcomes(now)?,
         })
+    }
+
+    /// The core events and retention days the metrics need, each once.
+    fn outcomes(&self, now: DateTime<Utc>) -> Result<Outcomes> {
+        let mut outcomes = Outcomes {
+            now_ms: now.timestamp_millis(),
+            ..Outcomes::default()
+        };
+        for listed in &self.core_events {
+            if self
+                .core_events
+                .iter()
+                .filter(|e| e.event == listed.event)
+                .count()
+                > 1
+            {
+                return Err(Error::invalid(
+                    "core_events",
+                    format!("core event `{}` listed twice", listed.event),
+                ));
+            }
+        }
+        for metric in &self.metrics {
+            match metric {
+                Metric::Event { event, .. }
+                    if !outcomes.events.iter().any(|e| &e.event == event) =>
+                {
+                    let counted = self.core_events.iter().find(|e| &e.event == event);
+                    outcomes
+                        .events
+                        .push(counted.cloned().unwrap_or_else(|| CoreEvent::named(event)));
+                }
+                Metric::Retained(n) if !outcomes.retained_days.contains(n) => {
+                    outcomes.retained_days.push(*n);
+                }
+                _ => {}
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Runs `query` (this spec's), and the previous period's beside it when comparing.
@@ -236,9 +368,11 @@ impl AnalysisSpec {
         }
         .run(ctx)
         .await?;
-        let metrics: Vec<&str> = ["new_users", "users", "launches"]
+        let metrics: Vec<(String, bool)> = ["new_users", "users", "launches"]
             .into_iter()
             .chain(query.returning.then_some("returning_users"))
+            .map(|m| (m.to_string(), false))
+            .chain(query.outcomes.columns())
             .collect();
         beside_previous(ctx, &query.by, &metrics, current, previous).await
     }
@@ -249,13 +383,10 @@ impl AnalysisSpec {
         let metrics = self.metrics.iter().flat_map(|m| {
             let name = m.name();
             if self.compare {
-                vec![
-                    name.to_string(),
-                    format!("{name}_previous"),
-                    format!("{name}_change"),
-                ]
+                let (previous, change) = (format!("{name}_previous"), format!("{name}_change"));
+                vec![name, previous, change]
             } else {
-                vec![name.to_string()]
+                vec![name]
             }
         });
         self.dimensions.iter().cloned().chain(metrics).collect()
@@ -344,12 +475,14 @@ impl AnalysisSpec {
 }
 
 /// The current period's rows beside the previous period's, matched on the dimensions' values:
-/// each metric, its previous value (0 where the row is new) and its relative change; rows of the
-/// previous period only are kept with 0 now (a source that stopped bringing users is news).
+/// each metric, its previous value (0 where the row is new, for counts; ratios stay null) and
+/// its relative change; rows of the previous period only are kept with 0 now (a source that
+/// stopped bringing users is news). `computed` names each metric column, and whether it is a
+/// ratio.
 async fn beside_previous(
     ctx: &SessionContext,
     dims: &[String],
-    computed: &[&str],
+    computed: &[(String, bool)],
     current: Vec<RecordBatch>,
     previous: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
@@ -395,11 +528,19 @@ async fn beside_previous(
         .join(" AND ");
     let metrics = computed
         .iter()
-        .map(|m| {
+        .map(|(m, ratio)| {
+            let (now, then) = if *ratio {
+                (format!("n.\"{m}\""), format!("t.\"{m}\""))
+            } else {
+                (
+                    format!("coalesce(n.\"{m}\", 0)"),
+                    format!("coalesce(t.\"{m}\", 0)"),
+                )
+            };
             format!(
-                "coalesce(n.{m}, 0) AS {m}, coalesce(t.{m}, 0) AS {m}_previous, \
-                 CASE WHEN coalesce(t.{m}, 0) = 0 THEN NULL \
-                 ELSE CAST(coalesce(n.{m}, 0) - t.{m} AS DOUBLE) / t.{m} END AS {m}_change"
+                "{now} AS \"{m}\", {then} AS \"{m}_previous\", \
+                 CASE WHEN {then} = 0 THEN NULL \
+                 ELSE CAST({now} - {then} AS DOUBLE) / {then} END AS \"{m}_change\""
             )
         })
         .collect::<Vec<_>>()

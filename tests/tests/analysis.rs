@@ -382,6 +382,16 @@ fn a_bad_spec_names_its_part() {
             "compare",
             "other than day, week and month",
         ),
+        (
+            json!({"metrics": ["purchase_users"], "core_events": [{"event": "purchase", "within_days": 400}]}),
+            "core_events",
+            "within_days of `purchase` must be 1 to 365, got 400",
+        ),
+        (
+            json!({"metrics": ["new_users", "launch_users"]}),
+            "core_events",
+            "`launch` is not a core event",
+        ),
     ] {
         let response = client
             .post(format!("{}/v1/projects/shop/analyses:run", server.url))
@@ -397,13 +407,219 @@ fn a_bad_spec_names_its_part() {
             "{spec}: {error}"
         );
     }
-    // An unknown operator is refused by the JSON reader, naming it.
-    let response = client
-        .post(format!("{}/v1/projects/shop/analyses:run", server.url))
-        .bearer_auth(&keys.admin)
-        .json(&json!({"filters": [{"dimension": "path", "op": "between"}]}))
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
-    assert!(response.text().unwrap().contains("between"));
+    // An unknown operator or metric is refused by the JSON reader, naming it.
+    for (spec, words) in [
+        (
+            json!({"filters": [{"dimension": "path", "op": "between"}]}),
+            "between",
+        ),
+        (
+            json!({"metrics": ["purchase_sum"]}),
+            "unknown metric `purchase_sum`",
+        ),
+        (
+            json!({"metrics": ["retained_d3"]}),
+            "retained_d1, retained_d7 or retained_d30",
+        ),
+    ] {
+        let response = client
+            .post(format!("{}/v1/projects/shop/analyses:run", server.url))
+            .bearer_auth(&keys.admin)
+            .json(&spec)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400);
+        let text = response.text().unwrap();
+        assert!(text.contains(words), "{spec}: {text}");
+    }
+}
+
+/// Signups, purchases and shares of the launches' users (and of 100 users who never launched)
+/// at any time of the five weeks and ten days after, some before a user's first launch, some
+/// sent twice; amounts as integers, decimals, a text that is not a number, or missing.
+fn core_events() -> Vec<String> {
+    let mut state: u64 = 0xc0e_7e57;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) % n
+    };
+    let span = 45 * 86_400_000;
+    let mut out = Vec::new();
+    for i in 0..1500 {
+        let event = ["signup", "purchase", "purchase", "share"][next(4) as usize];
+        let amount = match next(5) {
+            0 => json!(next(500)),
+            1 | 2 => json!(next(100_000) as f64 / 100.0),
+            3 => json!("12.5"),
+            _ => Value::Null,
+        };
+        let mut props = serde_json::Map::new();
+        if !amount.is_null() {
+            props.insert("amount".into(), amount);
+        }
+        props.insert("sku".into(), json!(format!("S{}", next(9))));
+        let line = json!({
+            "event": event,
+            "event_id": format!("c{i}"),
+            "user_id": format!("u{}", next(700)),
+            "ts": HISTORY_START + next(span) as i64,
+            "props": props,
+        })
+        .to_string();
+        if i % 40 == 0 {
+            out.push(line.clone());
+        }
+        out.push(line);
+    }
+    out
+}
+
+const DUCKDB_OUTCOMES: &str = r#"
+import duckdb, json, sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
+path, now, question = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+con = duckdb.connect()
+con.execute(f"""
+CREATE TABLE raw AS SELECT * FROM read_json('{path}', format = 'newline_delimited',
+    columns = {{event: 'VARCHAR', event_id: 'VARCHAR', user_id: 'VARCHAR', ts: 'BIGINT',
+               query: 'STRUCT(utm_source VARCHAR)', props: 'JSON'}});
+CREATE TABLE once AS SELECT * FROM raw
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts) = 1;
+CREATE TABLE launches AS
+  SELECT user_id, ts, event_id, nullif(url_decode(query.utm_source), '') AS src,
+         CAST(timezone('Asia/Shanghai', to_timestamp(ts / 1000.0)) AS DATE) AS day
+  FROM once WHERE event IS NULL;
+CREATE TABLE firsts AS
+  SELECT user_id, ts AS first_ts, day AS first_day,
+         CASE WHEN src IS NULL THEN '(unattributed)' ELSE src END AS source
+  FROM launches QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY ts, event_id) = 1;
+CREATE TABLE core AS
+  SELECT user_id, ts, event,
+         CASE WHEN json_type(props, '$.amount') IN ('UBIGINT', 'BIGINT', 'DOUBLE')
+              THEN CAST(json_extract(props, '$.amount') AS DOUBLE) END AS amount
+  FROM once WHERE event IS NOT NULL;
+""")
+shanghai = ZoneInfo('Asia/Shanghai')
+def ms(day, end=False):
+    d = datetime.fromisoformat(day).replace(tzinfo=shanghai)
+    return int(d.timestamp() * 1000) + (86_400_000 if end else 0)
+today = datetime.fromisoformat(now).astimezone(shanghai).date()
+rows = {}
+new = con.execute("SELECT source, count(*) FROM firsts WHERE first_ts >= $1 AND first_ts < $2 GROUP BY source",
+                  [ms(question['from']), ms(question['to'], end=True)]).fetchall()
+for source, n in new:
+    rows[source] = {'new_users': n}
+for event, within in question['events'].items():
+    for source, users, count, value in con.execute("""
+        SELECT f.source, count(DISTINCT f.user_id), count(*), coalesce(sum(c.amount), 0)
+        FROM firsts f JOIN core c ON c.user_id = f.user_id AND c.event = $3
+         AND c.ts >= f.first_ts AND c.ts < f.first_ts + $4 * 86400000
+        WHERE f.first_ts >= $1 AND f.first_ts < $2 GROUP BY f.source""",
+            [ms(question['from']), ms(question['to'], end=True), event, within]).fetchall():
+        rows[source][f'{event}_users'] = users
+        rows[source][f'{event}_count'] = count
+        rows[source][f'{event}_value'] = value
+for n in question['retained']:
+    for source, eligible, kept in con.execute("""
+        SELECT f.source, count(*),
+               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM launches l WHERE l.user_id = f.user_id
+                                               AND l.day = f.first_day + $3))
+        FROM firsts f WHERE f.first_ts >= $1 AND f.first_ts < $2 AND f.first_day + $3 + 1 <= $4
+        GROUP BY f.source""", [ms(question['from']), ms(question['to'], end=True), n, today]).fetchall():
+        rows[source][f'retained_d{n}'] = kept / eligible
+print(json.dumps(rows))
+"#;
+
+#[test]
+fn core_events_and_retention_match_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    promolens_tests::provision(data, "shop");
+    let raw = dir.path().join("events.ndjson");
+    // Launches and core events in one file, interleaved.
+    let mut lines = events();
+    for (i, line) in core_events().into_iter().enumerate() {
+        lines.insert((i * 7) % lines.len(), line);
+    }
+    std::fs::write(&raw, lines.join("\n") + "\n").unwrap();
+    stdout_of(&promolens(&[
+        "backfill",
+        "--data",
+        data,
+        "--project",
+        "shop",
+        raw.to_str().unwrap(),
+    ]));
+    let spec = json!({
+        "metrics": ["new_users", "signup_users", "signup_count", "signup_value", "signup_rate", "purchase_users",
+                    "purchase_count", "purchase_value", "purchase_rate", "retained_d1", "retained_d7",
+                    "retained_d30"],
+        "core_events": [{"event": "purchase", "within_days": 3}],
+        "dimensions": ["utm_source"],
+        "range": {"from": "2025-10-20", "to": "2025-11-16"},
+    });
+    let file = dir.path().join("spec.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let answer = analyze(data, &file);
+    let question = json!({"from": "2025-10-20", "to": "2025-11-16",
+                          "events": {"signup": 7, "purchase": 3}, "retained": [1, 7, 30]});
+    let expected = python_json(
+        DUCKDB_OUTCOMES,
+        &[
+            raw.to_str().unwrap(),
+            NOW,
+            &serde_json::to_string(&question).unwrap(),
+        ],
+    );
+    let rows = answer["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), expected.as_object().unwrap().len(), "{answer}");
+    let close = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-6,
+        _ => a == b,
+    };
+    let mut converted = 0;
+    for row in rows {
+        let source = row["utm_source"].as_str().unwrap();
+        let want = &expected[source];
+        let new_users = want["new_users"].as_i64().unwrap();
+        assert_eq!(row["new_users"], new_users, "{source}");
+        for event in ["signup", "purchase"] {
+            for measure in ["users", "count", "value"] {
+                let column = format!("{event}_{measure}");
+                let expected = want.get(&column).cloned().unwrap_or(json!(0));
+                assert!(
+                    close(&row[&column], &expected),
+                    "{source} {column}: {} vs {expected}",
+                    row[&column]
+                );
+            }
+            let users = want
+                .get(format!("{event}_users"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            converted += users;
+            let rate = row[format!("{event}_rate")].as_f64().unwrap();
+            assert!(
+                (rate - users as f64 / new_users as f64).abs() < 1e-9,
+                "{source} {event}_rate"
+            );
+        }
+        for n in [1, 7, 30] {
+            let column = format!("retained_d{n}");
+            let expected = want.get(&column).cloned().unwrap_or(Value::Null);
+            assert!(
+                close(&row[&column], &expected),
+                "{source} {column}: {} vs {expected}",
+                row[&column]
+            );
+        }
+    }
+    assert!(
+        converted > 20,
+        "the data has conversions to count: {converted}"
+    );
 }

@@ -325,6 +325,7 @@ async fn list(
             window,
             filters: Vec::new(),
             returning: false,
+            outcomes: Default::default(),
         };
         for row in crate::output::json_rows(&query.run(ctx).await?)? {
             if let Some(id) = row.get("code_id").and_then(|v| v.as_str()) {

@@ -101,6 +101,7 @@ async fn acquisition(
         window: window.clone(),
         filters: Vec::new(),
         returning: false,
+        outcomes: Default::default(),
     };
     let batches = query.run(&state.ctx).await?;
     Ok(Json(AcquisitionAnswer {

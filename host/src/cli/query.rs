@@ -64,6 +64,7 @@ pub async fn acquisition(args: AcquisitionArgs) -> anyhow::Result<()> {
         window: window(args.days, args.from, args.to, now, tz)?,
         filters: Vec::new(),
         returning: false,
+        outcomes: Default::default(),
     };
     let batches = query.run(&ctx).await?;
     if args.format == Format::Table {

@@ -431,8 +431,22 @@ export interface components {
         };
         /** @description One analysis. */
         AnalysisSpec: {
-            /** @description In order (default: new_users, users, launches). */
-            metrics?: components["schemas"]["Metric"][];
+            /**
+             * @description In order (default: new_users, users, launches): `new_users`, `users`, `launches`,
+             *     `returning_users`; per core event E, `E_users` (new users who did E within its days of
+             *     their first launch), `E_count`, `E_value` (the sum of its value prop), `E_rate`
+             *     (`E_users / new_users`); `retained_d1`, `retained_d7`, `retained_d30` (the share of new
+             *     users who launched again on that day after the day of their first launch, among those
+             *     whose day has ended).
+             * @example [
+             *       "new_users",
+             *       "purchase_rate",
+             *       "retained_d7"
+             *     ]
+             */
+            metrics?: string[];
+            /** @description How each core event of the metrics is counted (default: within 7 days, value `amount`). */
+            core_events?: components["schemas"]["CoreEvent"][];
             /**
              * @description In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
              *     `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`.
@@ -572,6 +586,22 @@ export interface components {
         } | {
             /** @enum {string} */
             op: "is_null";
+        };
+        /**
+         * @description A core event counted for a row's new users: who did it (`<event>_users`, `<event>_rate`),
+         *     how often (`<event>_count`) and for how much (`<event>_value`, the sum of a numeric prop),
+         *     within `within_days` of their first launch.
+         */
+        CoreEvent: {
+            /** @description The event's name, as sent in `event` (`signup`, `purchase`). */
+            event: string;
+            /**
+             * Format: int32
+             * @description Days after the first launch in which it counts (1 to 365, default 7).
+             */
+            within_days?: number;
+            /** @description The numeric prop `<event>_value` sums (default `amount`). */
+            value?: string;
         };
         /** @description How a request is carried by the code, and what it costs of WeChat's limit. */
         Encoding: {
@@ -803,11 +833,6 @@ export interface components {
             key?: components["schemas"]["KeyRecord"] | null;
             project: components["schemas"]["Project"];
         };
-        /**
-         * @description What an analysis counts.
-         * @enum {string}
-         */
-        Metric: "new_users" | "users" | "launches" | "returning_users";
         /**
          * @description A code request as people write it (HTTP JSON, CLI flags): flat UTM fields and defaults for
          *     everything optional; [`NewCode::into_request`] makes the plugin's `code-request` of it.
