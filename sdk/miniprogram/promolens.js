@@ -7,12 +7,17 @@
  *     key: 'plk_…',  // the project's ingest key: it can send events and nothing else
  *   });
  *   App({ onLaunch(o) { promolens.onLaunch(o); }, onShow(o) { promolens.onShow(o); } });
+ *   promolens.track('purchase', { amount: 59.9, sku: 'A-1' });  // a core event
+ *   promolens.identify(member.openid);  // after a login: links this device's anonymous id
  *
  * - A stable anonymous user id lives in wx storage (`promolens_uid`).
  * - Each event gets an `event_id` once; the queue is kept in wx storage, and a batch that was not
  *   acknowledged is sent again with the same ids, so the server counts a retried event once.
  * - A cold start calls onLaunch and then onShow with the same options: that first onShow is not a
  *   second launch and is not reported.
+ * - `track(event, props)` sends a core event (a signup, a purchase); numbers in `props` stay
+ *   numbers (`amount` is what promolens sums). `identify(loginId)` sends `$identify` once per
+ *   login id and device: promolens counts the anonymous ids linked to one login id as one user.
  * - 4xx answers (a batch the server can never accept) drop the batch; network failures, 5xx,
  *   429 and the answers a fixed configuration cures (401 and 403: a wrong or revoked key; 404: no
  *   such project) keep it and retry with backoff, so a version with the right key sends them.
@@ -21,6 +26,9 @@
 
 const UID_KEY = 'promolens_uid';
 const QUEUE_KEY = 'promolens_queue';
+const LOGIN_KEY = 'promolens_login_id';
+/** Core event names: a letter, then letters, digits, `_`, `.`, `-` (the server's rule). */
+const EVENT_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
 
 function randomHex(bytes) {
   let out = '';
@@ -87,7 +95,7 @@ function createTracker(options) {
       query[k] = String(o.query[k]);
     });
     const event = {
-      event_id: `${now().toString(36)}-${randomHex(8)}`,
+      event_id: newEventId(),
       user_id: uid(),
       ts: now(),
       scene: typeof o.scene === 'number' ? o.scene : Number(o.scene) || undefined,
@@ -96,6 +104,22 @@ function createTracker(options) {
       launch_type: launchType,
     };
     if (appVersion) event.props = { app_version: appVersion };
+    return enqueue(event);
+  }
+
+  function newEventId() {
+    return `${now().toString(36)}-${randomHex(8)}`;
+  }
+
+  /** A core event, or `$identify`. */
+  function recordEvent(name, props) {
+    const event = { event: name, event_id: newEventId(), user_id: uid(), ts: now() };
+    const merged = { ...(appVersion ? { app_version: appVersion } : {}), ...(props || {}) };
+    if (Object.keys(merged).length) event.props = merged;
+    return enqueue(event);
+  }
+
+  function enqueue(event) {
     queue.push(event);
     if (queue.length > maxQueue) queue.splice(0, queue.length - maxQueue);
     persist();
@@ -168,6 +192,41 @@ function createTracker(options) {
         return null;
       }
       return record('hot', launchOptions);
+    },
+    /**
+     * A core event: `track('purchase', { amount: 59.9, sku: 'A-1' })`. Launches are reported by
+     * onLaunch and onShow, not here.
+     */
+    track(name, props) {
+      if (typeof name !== 'string' || !EVENT_NAME.test(name) || name === 'launch') {
+        throw new Error(`promolens: \`${name}\` is not a core event name (a letter, then letters, digits, _ . -; not launch)`);
+      }
+      if (props !== undefined && (props === null || typeof props !== 'object' || Array.isArray(props))) {
+        throw new Error('promolens: props must be an object');
+      }
+      return recordEvent(name, props);
+    },
+    /**
+     * The user logged in: `identify(openid)` or a member number. Sent once per login id on this
+     * device (kept in wx storage); the anonymous id stays this device's `user_id`.
+     */
+    identify(loginId) {
+      if (typeof loginId !== 'string' || loginId === '' || loginId.length > 128) {
+        throw new Error('promolens: identify needs a login id of 1 to 128 characters');
+      }
+      let known = '';
+      try {
+        known = wxApi.getStorageSync(LOGIN_KEY) || '';
+      } catch (e) {
+        known = '';
+      }
+      if (known === loginId) return null;
+      try {
+        wxApi.setStorageSync(LOGIN_KEY, loginId);
+      } catch (e) {
+        /* sent again next session: the server links it once */
+      }
+      return recordEvent('$identify', { login_id: loginId });
     },
     /** Call from App.onHide() to send what is queued before the app goes to the background. */
     onHide() {

@@ -180,3 +180,39 @@ test('events refused for a wrong key wait for the right one instead of being dro
   });
   assert.strictEqual(rows[0].utm_source, 'kept');
 });
+
+test('core events and a login arrive in `events`, amounts as numbers, the login once per device', async (t) => {
+  const server = await startServer();
+  t.after(() => {
+    server.child.kill('SIGTERM');
+    fs.rmSync(server.data, { recursive: true, force: true });
+  });
+  const { wx } = fakeWx();
+  const tracker = createTracker({ wx, endpoint: `${server.url}/v1/projects/sdkdemo/events`, key: server.keys.ingest, flushDelay: 10 });
+  tracker.onLaunch({ scene: 1047, path: 'pages/index/index', query: { utm_source: 'gzh' } });
+  tracker.track('signup', { method: 'wechat_phone' });
+  tracker.track('purchase', { amount: 59.9, sku: 'A-1', quantity: 2 });
+  assert.ok(tracker.identify('member-42'));
+  assert.strictEqual(tracker.identify('member-42'), null, 'the same login is linked once');
+  assert.throws(() => tracker.track('launch'), /not a core event name/);
+  assert.throws(() => tracker.track('add to cart'), /not a core event name/);
+  assert.throws(() => tracker.track('purchase', [1]), /props must be an object/);
+  await eventually(async () => {
+    await tracker.flush();
+    assert.strictEqual(tracker.pending(), 0);
+  });
+  const rows = await eventually(async () => {
+    const r = await sql(server,
+      "SELECT event, user_id, props_number['amount'] AS amount, props_text['sku'] AS sku, props_text['login_id'] AS login FROM events ORDER BY event");
+    assert.strictEqual(r.length, 3, JSON.stringify(r));
+    return r;
+  });
+  assert.deepStrictEqual(rows.map((r) => [r.event, r.amount, r.sku, r.login]), [
+    ['$identify', null, null, 'member-42'],
+    ['purchase', 59.9, 'A-1', null],
+    ['signup', null, null, null],
+  ]);
+  for (const r of rows) assert.strictEqual(r.user_id, tracker.userId());
+  const launches = await sql(server, 'SELECT count(*) AS n FROM launch_events');
+  assert.strictEqual(launches[0].n, 1, 'core events are not launches');
+});
