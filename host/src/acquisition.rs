@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::code_links::{CodeLinks, SCAN_KEY_FUNCTION, code_links};
 use crate::error::{Error, Result};
+use promolens_schemas::IDENTIFY;
+use promolens_schemas::tables::{EVENTS, LAUNCH_EVENTS, USER_FIRST_SEEN};
 
 /// Dimensions an acquisition can be split by: columns of `launch_events`.
 pub const DIMENSIONS: [&str; 11] = [
@@ -433,7 +435,7 @@ impl AcquisitionQuery {
     /// partition days: one row per launch with its attribution flag and dimension values `d0…`.
     /// Dimension names come from [`DIMENSIONS`] only, never from the caller's text. `codes` is
     /// the table of [`CodeLinks`].
-    fn window_sql(&self, codes: &str, links: &CodeLinks) -> String {
+    fn window_sql(&self, codes: &str, links: &CodeLinks, identities: Option<&str>) -> String {
         // Time dimensions are added to the snapshot in Rust (`add_time_columns`).
         let projected = self
             .by
@@ -459,9 +461,17 @@ impl AcquisitionQuery {
         } else {
             "l.code_id".to_string()
         };
+        // A launch's user is the person it belongs to (DESIGN.md "Identities").
+        let (user, people) = match identities {
+            Some(ids) => (
+                "coalesce(i.person, l.user_id)",
+                format!("\n                LEFT JOIN {ids} i ON i.user_id = l.user_id"),
+            ),
+            None => ("l.user_id", String::new()),
+        };
         format!(
             "WITH resolved AS (
-                SELECT l.user_id, l.event_id, l.event_time,
+                SELECT {user} AS user_id, l.event_id, l.event_time,
                        coalesce(c.code_id, l.code_id) AS code_id, l.code_kind,
                        l.scene, l.launch_type, l.path,
                        coalesce(l.utm_source, c.utm_source) AS utm_source,
@@ -472,7 +482,7 @@ impl AcquisitionQuery {
                        CASE WHEN c.code_id IS NULL THEN l.code_id
                             ELSE concat(c.name, ' (', c.code_id, ')') END AS code
                 FROM launch_events l
-                LEFT JOIN {codes} c ON c.link = {link}
+                LEFT JOIN {codes} c ON c.link = {link}{people}
                 WHERE l.project = $1 AND l.dt >= $4 AND l.dt <= $5
                   AND l.event_time >= $2 AND l.event_time < $3
             )
@@ -487,7 +497,13 @@ impl AcquisitionQuery {
     ///
     /// Each measure comes from one branch of a `UNION ALL` (the others give it 0), summed per
     /// row at the end: rows whose dimension values are NULL meet without any join on them.
-    fn counts_sql(&self, window: &str, params: &mut Vec<ScalarValue>) -> String {
+    fn counts_sql(
+        &self,
+        window: &str,
+        identities: Option<&str>,
+        params: &mut Vec<ScalarValue>,
+    ) -> String {
+        let first_seen = by_person(identities, USER_FIRST_SEEN, "project, first_time");
         let n = self.by.len();
         let d = |i: usize| format!("d{i}");
         let list = |f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>().join(", ");
@@ -572,7 +588,7 @@ impl AcquisitionQuery {
                 &format!(
                     "FROM {window} w
                 WHERE true{kept} AND EXISTS (
-                    SELECT 1 FROM user_first_seen f
+                    SELECT 1 FROM {first_seen} f
                     WHERE f.project = $1 AND f.first_time < $2 AND f.user_id = w.user_id
                 )"
                 ),
@@ -598,11 +614,16 @@ impl AcquisitionQuery {
                     ),
                 ],
                 &format!(
-                    "FROM first_touch ft JOIN events e ON e.user_id = ft.user_id
+                    "FROM first_touch ft JOIN {events} e ON e.user_id = ft.user_id
                 WHERE e.project = $1 AND e.event = {name} AND e.dt >= {dt_from} AND e.dt <= {dt_to}
                   AND e.event_time >= ft.event_time
                   AND e.event_time < ft.event_time + INTERVAL '{} days'",
-                    event.within_days
+                    event.within_days,
+                    events = by_person(
+                        identities,
+                        EVENTS,
+                        "project, dt, event, event_time, props_number"
+                    ),
                 ),
             ));
         }
@@ -624,11 +645,12 @@ impl AcquisitionQuery {
                     ],
                     &format!(
                         "FROM first_touch ft LEFT JOIN (
-                    SELECT user_id, event_time FROM launch_events
+                    SELECT user_id, event_time FROM {launches}
                     WHERE project = $1 AND dt >= {dt_from} AND dt <= {dt_to}
                 ) l ON l.user_id = ft.user_id
                     AND l.event_time >= ft.r{n}_from AND l.event_time < ft.r{n}_to
-                WHERE ft.r{n}_to <= {now}"
+                WHERE ft.r{n}_to <= {now}",
+                        launches = by_person(identities, LAUNCH_EVENTS, "project, dt, event_time"),
                     ),
                 ));
             }
@@ -686,7 +708,7 @@ impl AcquisitionQuery {
                 SELECT {keys}{first_touch_columns}
                 FROM {window} w
                 WHERE first_launch{kept} AND NOT EXISTS (
-                    SELECT 1 FROM user_first_seen f
+                    SELECT 1 FROM {first_seen} f
                     WHERE f.project = $1 AND f.first_time < $2 AND f.user_id = w.user_id
                 )
             ),
@@ -757,28 +779,44 @@ impl AcquisitionQuery {
         );
         let links = code_links(ctx, &self.project).await?;
         ctx.register_table(&codes, links.table.clone())?;
-        let answer = self
-            .run_over(ctx, &codes, &links, &name, project, start)
-            .await;
+        let identities = format!("acquisition_people_{unique}");
+        let answer = async {
+            let people = identities_of(ctx, &project).await?;
+            let has_people = people.num_rows() > 0;
+            if has_people {
+                ctx.register_table(
+                    &identities,
+                    Arc::new(MemTable::try_new(people.schema(), vec![vec![people]])?),
+                )?;
+            }
+            let tables = QueryTables {
+                codes: &codes,
+                links: &links,
+                identities: has_people.then_some(identities.as_str()),
+                window: &name,
+            };
+            self.run_over(ctx, &tables, project, start).await
+        }
+        .await;
         ctx.deregister_table(&codes)?;
+        ctx.deregister_table(&identities)?;
         answer
     }
 
     async fn run_over(
         &self,
         ctx: &SessionContext,
-        codes: &str,
-        links: &CodeLinks,
-        name: &str,
+        tables: &QueryTables<'_>,
         project: ScalarValue,
         start: ScalarValue,
     ) -> Result<Vec<RecordBatch>> {
+        let name = tables.window;
         // Partition days are in the project's time zone, which may differ from the query's:
         // a day of margin on both sides, the exact bounds come from `event_time`.
         let dt_from = (self.window.from - Days::new(1)).to_string();
         let dt_to = (self.window.to + Days::new(1)).to_string();
         let window = ctx
-            .sql(&self.window_sql(codes, links))
+            .sql(&self.window_sql(tables.codes, tables.links, tables.identities))
             .await?
             .with_param_values(vec![
                 project.clone(),
@@ -795,7 +833,7 @@ impl AcquisitionQuery {
         ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
         let answer = async {
             let mut filter_values = Vec::new();
-            let sql = self.counts_sql(name, &mut filter_values);
+            let sql = self.counts_sql(name, tables.identities, &mut filter_values);
             let mut params = vec![project, start];
             params.extend(filter_values);
             let frame = ctx.sql(&sql).await?.with_param_values(params)?;
@@ -805,6 +843,55 @@ impl AcquisitionQuery {
         ctx.deregister_table(name)?;
         answer
     }
+}
+
+/// The tables one query registers for itself (names unique per query).
+struct QueryTables<'a> {
+    /// The project's code links ([`CodeLinks`]).
+    codes: &'a str,
+    links: &'a CodeLinks,
+    /// Each anonymous id linked to a login and its person ([`identities_of`]); `None` when
+    /// nobody of the project has logged in.
+    identities: Option<&'a str>,
+    /// The window's launches, held in memory.
+    window: &'a str,
+}
+
+/// The project's identities: each anonymous `user_id` an `$identify` linked to a login id, and
+/// its person, `login:<login id>` (the first login of the id, should a device be shared). Every
+/// user-level count treats the ids of one person as one user (DESIGN.md "Identities").
+async fn identities_of(ctx: &SessionContext, project: &ScalarValue) -> Result<RecordBatch> {
+    let frame = ctx
+        .sql(&format!(
+            "SELECT user_id,
+                    concat('login:', first_value(props_text['login_id'] ORDER BY event_time, event_id)) AS person
+             FROM {EVENTS} WHERE project = $1 AND event = '{IDENTIFY}'
+             GROUP BY user_id"
+        ))
+        .await?
+        .with_param_values(vec![project.clone()])?;
+    let schema = frame.schema().inner().clone();
+    let batches = frame.collect().await?;
+    Ok(datafusion::arrow::compute::concat_batches(
+        &schema, &batches,
+    )?)
+}
+
+/// `table` with each row's `user_id` its person's, as a subquery with `columns` beside it (or
+/// the table itself when there are no identities).
+fn by_person(identities: Option<&str>, table: &str, columns: &str) -> String {
+    let Some(ids) = identities else {
+        return table.to_string();
+    };
+    let columns = columns
+        .split(", ")
+        .map(|c| format!("t.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "(SELECT coalesce(i.person, t.user_id) AS user_id, {columns}
+          FROM {table} t LEFT JOIN {ids} i ON i.user_id = t.user_id)"
+    )
 }
 
 /// Adds the column `first_launch` to the window's rows: true on each user's first launch in the

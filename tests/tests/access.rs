@@ -341,7 +341,10 @@ fn a_key_of_one_project_reaches_nothing_of_another() {
         .iter()
         .map(|r| r["table_name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["events", "launch_events", "promo_codes", "user_first_seen"]);
+    assert_eq!(
+        names,
+        ["events", "launch_events", "promo_codes", "user_first_seen"]
+    );
     let (status, answer) = sql(&w.other.analyst, "EXPLAIN SELECT * FROM launch_events");
     assert_eq!(status, 200, "{answer}");
     let plan = answer.to_string();

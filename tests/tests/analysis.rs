@@ -436,7 +436,9 @@ fn a_bad_spec_names_its_part() {
 
 /// Signups, purchases and shares of the launches' users (and of 100 users who never launched)
 /// at any time of the five weeks and ten days after, some before a user's first launch, some
-/// sent twice; amounts as integers, decimals, a text that is not a number, or missing.
+/// sent twice; amounts as integers, decimals, a text that is not a number, or missing. And
+/// logins: 150 `$identify` linking anonymous ids to 40 login ids (so one person has several
+/// devices), some ids linked twice to different logins (the first counts).
 fn core_events() -> Vec<String> {
     let mut state: u64 = 0xc0e_7e57;
     let mut next = |n: u64| {
@@ -473,6 +475,18 @@ fn core_events() -> Vec<String> {
         }
         out.push(line);
     }
+    for i in 0..150 {
+        out.push(
+            json!({
+                "event": "$identify",
+                "event_id": format!("id{i}"),
+                "user_id": format!("u{}", next(700)),
+                "ts": HISTORY_START + next(span) as i64,
+                "props": {"login_id": format!("m{}", next(40))},
+            })
+            .to_string(),
+        );
+    }
     out
 }
 
@@ -486,8 +500,15 @@ con.execute(f"""
 CREATE TABLE raw AS SELECT * FROM read_json('{path}', format = 'newline_delimited',
     columns = {{event: 'VARCHAR', event_id: 'VARCHAR', user_id: 'VARCHAR', ts: 'BIGINT',
                query: 'STRUCT(utm_source VARCHAR)', props: 'JSON'}});
-CREATE TABLE once AS SELECT * FROM raw
+CREATE TABLE deduped AS SELECT * FROM raw
     QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts) = 1;
+-- A person per login: each anonymous id's first login.
+CREATE TABLE people AS
+  SELECT user_id, 'login:' || first(json_extract_string(props, '$.login_id') ORDER BY ts, event_id) AS person
+  FROM deduped WHERE event = '$identify' GROUP BY user_id;
+CREATE TABLE once AS
+  SELECT d.* REPLACE (coalesce(p.person, d.user_id) AS user_id)
+  FROM deduped d LEFT JOIN people p USING (user_id);
 CREATE TABLE launches AS
   SELECT user_id, ts, event_id, nullif(url_decode(query.utm_source), '') AS src,
          CAST(timezone('Asia/Shanghai', to_timestamp(ts / 1000.0)) AS DATE) AS day
@@ -500,7 +521,7 @@ CREATE TABLE core AS
   SELECT user_id, ts, event,
          CASE WHEN json_type(props, '$.amount') IN ('UBIGINT', 'BIGINT', 'DOUBLE')
               THEN CAST(json_extract(props, '$.amount') AS DOUBLE) END AS amount
-  FROM once WHERE event IS NOT NULL;
+  FROM once WHERE event IS NOT NULL AND event <> '$identify';
 """)
 shanghai = ZoneInfo('Asia/Shanghai')
 def ms(day, end=False):
