@@ -2,7 +2,9 @@
 //! project `demo` with their days moved so that the last one is yesterday: "the past 7 days"
 //! shows numbers at once, whatever the date. The project gets a few codes of each kind first,
 //! and one launch in five of the sample becomes a scan of one of them (as WeChat gives a scan to
-//! the mini-program), so the codes list shows real numbers too.
+//! the mini-program), so the codes list shows real numbers too. The sample has signups and
+//! purchases too (`promolens gen --events 6000 --users 1200 --days 30 --end 2025-11-23 --seed 7
+//! --core-events`).
 
 use std::io::Read;
 
@@ -197,11 +199,16 @@ pub async fn load(ingestor: &Ingestor, codes: &[Code], now: DateTime<Utc>) -> Re
         })
         .collect();
     let mut rows = ingestor.rows(DEMO_PROJECT);
-    for (i, mut e) in events.into_iter().enumerate() {
+    let mut launches = 0;
+    for mut e in events {
         e.event_time_ms += shift;
         e.sent_at_ms = e.sent_at_ms.map(|t| t + shift);
         e.project = None;
-        if i % 5 == 0 && !scans.is_empty() {
+        let i = launches;
+        if e.is_launch() {
+            launches += 1;
+        }
+        if e.is_launch() && i % 5 == 0 && !scans.is_empty() {
             let scan = &scans[(i / 5) % scans.len()];
             e.scene = Some(scan.scene);
             e.path = Some(scan.page.as_str().into());

@@ -136,11 +136,17 @@ fn in_time_order(batches: &[RecordBatch], pieces: &[Piece]) -> Result<Vec<Record
         }
     }
     places.sort_unstable();
+    // The sources are this partition's batches only: the buffer also holds batches of the
+    // other table, whose columns differ (interleave checks every source's types).
+    let mut used: Vec<usize> = pieces.iter().map(|p| p.batch).collect();
+    used.sort_unstable();
+    used.dedup();
+    let source_of = |batch: u32| used.partition_point(|&b| b < batch as usize);
     let indices: Vec<(usize, usize)> = places
         .into_iter()
-        .map(|(_, batch, row)| (batch as usize, row as usize))
+        .map(|(_, batch, row)| (source_of(batch), row as usize))
         .collect();
-    let sources: Vec<&RecordBatch> = batches.iter().collect();
+    let sources: Vec<&RecordBatch> = used.iter().map(|&b| &batches[b]).collect();
     Ok(vec![arrow_select::interleave::interleave_record_batch(
         &sources, &indices,
     )?])
@@ -172,7 +178,7 @@ fn slices_in_order(batches: &[RecordBatch], pieces: &[Piece]) -> Result<Option<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::testing::{day, launches};
+    use crate::pipeline::testing::{core_events, day, events_day, launches};
 
     const T: i64 = 1_763_942_400_000;
 
@@ -260,5 +266,30 @@ mod tests {
         buffer.add(&launches(0, &[T + 2, T, T + 1]), vec![(a, vec![0, 1, 2])]);
         let times: Vec<i64> = drain(buffer)[0].1.iter().map(|(_, t)| *t).collect();
         assert_eq!(times, [T, T + 1, T + 2]);
+    }
+
+    #[test]
+    fn each_table_is_put_in_order_from_its_own_batches() {
+        let mut buffer = Buffer::default();
+        // Launches and core events of one day, each table's rows out of order (they must be
+        // interleaved), their batches side by side in the buffer.
+        buffer.add(
+            &launches(0, &[T + 2, T]),
+            vec![(day("2025-01-01"), vec![0, 1])],
+        );
+        buffer.add(
+            &core_events(0, &[T + 5, T + 1]),
+            vec![(events_day("2025-01-01"), vec![0, 1])],
+        );
+        buffer.add(&launches(2, &[T + 1]), vec![(day("2025-01-01"), vec![0])]);
+        let partitions = drain(buffer);
+        assert_eq!(
+            partitions[0].1,
+            [("e1".into(), T), ("e2".into(), T + 1), ("e0".into(), T + 2)]
+        );
+        assert_eq!(
+            partitions[1].1,
+            [("c1".into(), T + 1), ("c0".into(), T + 5)]
+        );
     }
 }

@@ -33,6 +33,18 @@ pub fn launches(first_id: usize, times: &[i64]) -> RecordBatch {
     rows.finish().unwrap().tables.remove(0).batch
 }
 
+/// One batch of core events (`purchase`) of project `p` at the given times (ms), event ids
+/// `c<i>` in order from `first_id`.
+pub fn core_events(first_id: usize, times: &[i64]) -> RecordBatch {
+    let mut rows = RowsBuilder::new("p", 0, false);
+    for (i, t) in times.iter().enumerate() {
+        let id = first_id + i;
+        let line = format!(r#"{{"event":"purchase","event_id":"c{id}","user_id":"u","ts":{t}}}"#);
+        rows.push_json(&line, &Default::default()).unwrap();
+    }
+    rows.finish().unwrap().tables.remove(0).batch
+}
+
 /// Rows of project `p` from `ingestor`, one event per id at time `ts` (ms), user `u<id>`.
 pub fn launch_rows(
     ingestor: &super::Ingestor,
@@ -46,6 +58,15 @@ pub fn launch_rows(
         rows.push_json(&line, &Default::default()).unwrap();
     }
     rows.finish().unwrap()
+}
+
+/// Partition `dt` of project `p`'s core events.
+pub fn events_day(dt: &str) -> Arc<PartitionKey> {
+    Arc::new(PartitionKey {
+        table: crate::parquet_io::Table::Events,
+        project: "p".into(),
+        dt: dt.into(),
+    })
 }
 
 /// Partition `dt` of project `p`.
