@@ -375,23 +375,24 @@ impl Window {
 
 /// Parses `--by utm_source,utm_campaign`.
 pub fn parse_dimensions(by: &str) -> Result<Vec<String>> {
-    let dims = by
+    let dims: Vec<String> = by
         .split(',')
         .map(str::trim)
         .filter(|d| !d.is_empty())
         .map(str::to_string)
         .collect();
-    check_dimensions("by", dims)
-}
-
-/// `dims` if each is a dimension, named once, and there is at least one; else an error on `field`.
-pub fn check_dimensions(field: &'static str, dims: Vec<String>) -> Result<Vec<String>> {
     if dims.is_empty() {
         return Err(Error::invalid(
-            field,
+            "by",
             "name at least one dimension, e.g. utm_source",
         ));
     }
+    check_dimensions("by", dims)
+}
+
+/// `dims` if each is a dimension and named once; else an error on `field`. No dimension at all
+/// is one row of totals.
+pub fn check_dimensions(field: &'static str, dims: Vec<String>) -> Result<Vec<String>> {
     if let Some(d) = dims.iter().find(|d| !is_dimension(d)) {
         return Err(Error::invalid(
             field,
@@ -486,7 +487,8 @@ impl AcquisitionQuery {
                 WHERE l.project = $1 AND l.dt >= $4 AND l.dt <= $5
                   AND l.event_time >= $2 AND l.event_time < $3
             )
-            SELECT user_id, event_id, event_time, {ATTRIBUTED} AS attributed{projected}
+            SELECT user_id, event_id, event_time, {ATTRIBUTED} AS attributed,
+                   true AS everyone{projected}
             FROM resolved"
         )
     }
@@ -523,6 +525,9 @@ impl AcquisitionQuery {
         // (`(unattributed)`); split by time only, every launch of a day is in that day's row.
         let keys = if self.by.iter().any(|d| !is_time(d)) {
             format!("attributed, {dims}")
+        } else if self.by.is_empty() {
+            // One row of totals: every launch has the same (constant) key.
+            "everyone".to_string()
         } else {
             dims.clone()
         };
@@ -689,6 +694,13 @@ impl AcquisitionQuery {
                 &format!("retained_d{n}"),
             ));
         }
+        // Split first by time, the rows follow the calendar; then the largest first.
+        let order: Vec<String> = (self.by.first().filter(|d| is_time(d)))
+            .map(|d| format!("\"{d}\""))
+            .into_iter()
+            .chain(["new_users DESC", "users DESC", "launches DESC"].map(String::from))
+            .chain(self.by.iter().map(|d| format!("\"{d}\"")))
+            .collect();
         // A new user's first launch, and (for retention) their day N's bounds.
         let first_touch_columns = std::iter::once(", user_id, event_time".to_string())
             .chain(
@@ -715,19 +727,17 @@ impl AcquisitionQuery {
             counts AS (
                 {branches}
             )
-            SELECT {labelled},
-                   {totals}
+            SELECT {columns}
             FROM counts GROUP BY {keys}
-            ORDER BY {time_order}new_users DESC, users DESC, launches DESC, {dims_order}",
+            ORDER BY {order}",
             branches = branches.join("\n                UNION ALL\n                "),
-            totals = totals.join(",\n                   "),
-            // Split first by time, the rows follow the calendar.
-            time_order = if is_time(&self.by[0]) {
-                format!("\"{}\", ", self.by[0])
-            } else {
-                String::new()
-            },
-            dims_order = list(&|i| format!("\"{}\"", self.by[i])),
+            columns = (!labelled.is_empty())
+                .then_some(labelled)
+                .into_iter()
+                .chain(totals)
+                .collect::<Vec<_>>()
+                .join(",\n                   "),
+            order = order.join(", "),
         )
     }
 

@@ -225,7 +225,8 @@ pub struct AnalysisSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub core_events: Vec<CoreEvent>,
     /// In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
-    /// `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`.
+    /// `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`. None: one row of
+    /// totals.
     #[serde(default = "default_dimensions")]
     pub dimensions: Vec<String>,
     #[serde(default)]
@@ -518,42 +519,37 @@ async fn beside_previous(
     let quoted = |d: &str| format!("\"{d}\"");
     let dims_out = dims
         .iter()
-        .map(|d| format!("coalesce(n.{0}, t.{0}) AS {0}", quoted(d)))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .map(|d| format!("coalesce(n.{0}, t.{0}) AS {0}", quoted(d)));
+    let metrics = computed.iter().map(|(m, ratio)| {
+        let (now, then) = if *ratio {
+            (format!("n.\"{m}\""), format!("t.\"{m}\""))
+        } else {
+            (
+                format!("coalesce(n.\"{m}\", 0)"),
+                format!("coalesce(t.\"{m}\", 0)"),
+            )
+        };
+        format!(
+            "{now} AS \"{m}\", {then} AS \"{m}_previous\", \
+             CASE WHEN {then} = 0 THEN NULL \
+             ELSE CAST({now} - {then} AS DOUBLE) / {then} END AS \"{m}_change\""
+        )
+    });
+    let columns = dims_out.chain(metrics).collect::<Vec<_>>().join(", ");
+    // Without dimensions, each side is one row of totals: they meet whatever their values.
     let on = dims
         .iter()
         .map(|d| format!("n.{0} = t.{0}", quoted(d)))
+        .chain(dims.is_empty().then(|| "true".to_string()))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let metrics = computed
-        .iter()
-        .map(|(m, ratio)| {
-            let (now, then) = if *ratio {
-                (format!("n.\"{m}\""), format!("t.\"{m}\""))
-            } else {
-                (
-                    format!("coalesce(n.\"{m}\", 0)"),
-                    format!("coalesce(t.\"{m}\", 0)"),
-                )
-            };
-            format!(
-                "{now} AS \"{m}\", {then} AS \"{m}_previous\", \
-                 CASE WHEN {then} = 0 THEN NULL \
-                 ELSE CAST({now} - {then} AS DOUBLE) / {then} END AS \"{m}_change\""
-            )
-        })
+    let order = ["new_users DESC", "new_users_previous DESC", "users DESC"]
+        .map(String::from)
+        .into_iter()
+        .chain(dims.iter().map(|d| quoted(d)))
         .collect::<Vec<_>>()
         .join(", ");
-    let order = dims
-        .iter()
-        .map(|d| quoted(d))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT {dims_out}, {metrics} FROM {now} n FULL JOIN {then} t ON {on} \
-         ORDER BY new_users DESC, new_users_previous DESC, users DESC, {order}"
-    );
+    let sql = format!("SELECT {columns} FROM {now} n FULL JOIN {then} t ON {on} ORDER BY {order}");
     let answer = async { crate::sql::collect(ctx.sql(&sql).await?).await }.await;
     ctx.deregister_table(&now)?;
     ctx.deregister_table(&then)?;
