@@ -763,7 +763,8 @@ impl AcquisitionQuery {
         crate::sql::again_if_files_vanished(|| self.run_once(ctx)).await
     }
 
-    async fn run_once(&self, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
+    /// Whether the query can run: its project's name, filters, core events and retention days.
+    pub fn check(&self) -> Result<()> {
         promolens_schemas::event::validate_project_name(&self.project)
             .map_err(|m| Error::invalid("project", m))?;
         for filter in &self.filters {
@@ -779,6 +780,11 @@ impl AcquisitionQuery {
                 format!("retained_d{n}: retention is measured on day 1, 7 or 30"),
             ));
         }
+        Ok(())
+    }
+
+    async fn run_once(&self, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
+        self.check()?;
         let project = ScalarValue::Utf8(Some(self.project.clone()));
         let start = utc(self.window.start_ms());
         // Names of their own per query: concurrent queries share the context's catalog.

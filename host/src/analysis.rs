@@ -21,6 +21,15 @@ use crate::acquisition::{
 use crate::error::{Error, Result};
 use crate::output::json_rows;
 
+/// What running analyses needs, shared by the HTTP routes and the code list: the tables, each
+/// project's time zone (the default of its windows), the saved analyses.
+#[derive(Clone)]
+pub struct Analytics {
+    pub ctx: SessionContext,
+    pub zones: promolens_ingest::ProjectZones,
+    pub saved: crate::saved_analyses::SavedAnalyses,
+}
+
 /// What an analysis counts; in a spec, by its name (`new_users`, `purchase_rate`,
 /// `retained_d7`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -275,6 +284,9 @@ pub struct AnalysisAnswer {
     /// The days it was compared with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_window: Option<Window>,
+    /// The saved analysis run, and its version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_analysis: Option<crate::saved_analyses::SavedRef>,
     /// One object per combination of the dimensions' values: each dimension, each metric, and
     /// `drill_down`, the spec of this row's drill-down (its values as filters, the next
     /// dimension), or null where there is none.
@@ -312,6 +324,16 @@ impl AnalysisSpec {
             returning: self.metrics.contains(&Metric::ReturningUsers),
             outcomes: self.outcomes(now)?,
         })
+    }
+
+    /// This spec with the range, zone and filters of `other`.
+    pub fn with_range_of(self, other: AnalysisSpec) -> AnalysisSpec {
+        AnalysisSpec {
+            range: other.range,
+            tz: other.tz,
+            filters: other.filters,
+            ..self
+        }
     }
 
     /// The core events and retention days the metrics need, each once.
@@ -438,6 +460,7 @@ impl AnalysisSpec {
             spec: self.clone(),
             window: query.window,
             previous_window,
+            saved_analysis: None,
             rows,
         })
     }

@@ -1,5 +1,5 @@
-//! The promolens platform: DataFusion over the tables ingest writes, the acquisition analysis,
-//! read-only SQL, code management, projects/keys/roles ([`access`]), the HTTP API ([`api`]:
+//! The promolens platform: DataFusion over the tables ingest writes, the acquisition analysis
+//! and analysis specs (saved or not), read-only SQL, code management, projects/keys/roles ([`access`]), the HTTP API ([`api`]:
 //! routes, layers, the JSON error) that [`server`] serves, and the `promolens` CLI's work.
 //!
 //! May depend on `schemas` and `ingest`; nothing depends on it.
@@ -16,6 +16,7 @@ pub mod error;
 pub mod generator;
 pub mod internal_events;
 pub mod output;
+pub mod saved_analyses;
 pub mod server;
 pub mod sql;
 pub mod tables;

@@ -78,16 +78,18 @@ enum Command {
     },
     /// Merge the small Parquet files of each partition (safe while serving).
     Compact(cli::compact::CompactArgs),
-    /// Load NDJSON files (plain or .gz) of launch events.
+    /// Load NDJSON files (plain or .gz) of events.
     Backfill(cli::backfill::BackfillArgs),
     /// Acquisition by UTM dimension: new users (first touch), users, launches.
     Acquisition(cli::query::AcquisitionArgs),
     /// Run an analysis spec (JSON, as `POST /v1/projects/{p}/analyses:run` takes it): metrics
     /// by dimensions, filtered, over a range or preset.
     Analyze(cli::query::AnalyzeArgs),
-    /// Run a read-only SQL query over the tables (launch_events).
+    /// Saved analyses: list, show, create, update, rename, delete, run.
+    Analyses(cli::analyses::AnalysesArgs),
+    /// Run a read-only SQL query over the tables (launch_events, events, …).
     Sql(cli::query::SqlArgs),
-    /// Generate realistic launch events as NDJSON (.gz compresses).
+    /// Generate realistic launch (and core) events as NDJSON (.gz compresses).
     Gen(cli::generate::GenArgs),
     /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` answers).
     Openapi,
@@ -183,6 +185,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Compact(args) => cli::compact::run(args).await?,
         Command::Acquisition(args) => cli::query::acquisition(args).await?,
         Command::Analyze(args) => cli::query::analyze(args).await?,
+        Command::Analyses(args) => cli::analyses::run(args).await?,
         Command::Sql(args) => cli::query::sql(args).await?,
         Command::Gen(args) => cli::generate::run(args).await?,
         Command::Openapi => println!("{}", promolens::api::document().to_pretty_json()?),

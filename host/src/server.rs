@@ -49,8 +49,12 @@ pub async fn serve(
 ) -> crate::Result<()> {
     let ctx = crate::tables::session(&storage).await?;
     let zones = access.registry.zones().clone();
-    codes.analytics = Some((ctx.clone(), zones.clone()));
-    let query = QueryState { ctx, zones };
+    let query = QueryState {
+        ctx,
+        zones,
+        saved: crate::saved_analyses::SavedAnalyses::new(storage.clone()),
+    };
+    codes.analytics = Some(query.clone());
     let app = router(
         ingestor.clone(),
         limits,

@@ -22,9 +22,10 @@ use promolens_schemas::tables::{
 
 use crate::access::audit::AUDIT_LOG;
 use crate::error::Result;
+use crate::saved_analyses::SAVED_ANALYSES;
 
-/// A session with `launch_events`, `events`, `user_first_seen` and `promo_codes` registered over
-/// `storage`.
+/// A session with `launch_events`, `events`, `user_first_seen`, `promo_codes` and
+/// `saved_analyses` registered over `storage`.
 ///
 /// The session may live as long as the server: file listings are not cached (new Parquet files
 /// arrive every flush), and go through [`VisibleStore`] so that files replaced by a compaction
@@ -62,13 +63,20 @@ pub async fn session(storage: &Storage) -> Result<SessionContext> {
         &USER_FIRST_SEEN_PARTITIONS,
     )?;
     register_promo_codes(&ctx).await?;
+    register_saved_analyses(&ctx).await?;
     register_audit_log(&ctx)?;
     ctx.register_udf(crate::code_links::ScanKeyFunction::udf());
     Ok(ctx)
 }
 
 /// The tables SQL from a project's key sees (and `audit_log` for its admins).
-pub const PROJECT_TABLES: [&str; 4] = [LAUNCH_EVENTS, EVENTS, USER_FIRST_SEEN, PROMO_CODES];
+pub const PROJECT_TABLES: [&str; 5] = [
+    LAUNCH_EVENTS,
+    EVENTS,
+    USER_FIRST_SEEN,
+    PROMO_CODES,
+    SAVED_ANALYSES,
+];
 
 /// A session over one project's rows only, for SQL sent with that project's key: each of
 /// `tables` is a view of the shared session's table filtered to the project (the filter prunes
@@ -114,6 +122,41 @@ fn register_audit_log(ctx: &SessionContext) -> Result<()> {
         .with_listing_options(options)
         .with_schema(schema);
     ctx.register_table(AUDIT_LOG, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
+
+/// `saved_analyses`: a view over the current records of [`crate::saved_analyses`], the spec as
+/// JSON text.
+async fn register_saved_analyses(ctx: &SessionContext) -> Result<()> {
+    let options = ListingOptions::new(Arc::new(JsonFormat::default()))
+        .with_file_extension(".json")
+        .with_table_partition_cols(vec![("project".to_string(), DataType::Utf8)]);
+    let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
+    let schema = Arc::new(Schema::new(vec![
+        text("id", false),
+        text("name", false),
+        text("spec", false),
+        Field::new("version", DataType::Int64, false),
+        Field::new("created_at_ms", DataType::Int64, false),
+        Field::new("updated_at_ms", DataType::Int64, false),
+        text("updated_by", true),
+    ]));
+    let config = ListingTableConfig::new(table_url(SAVED_ANALYSES)?)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ctx.register_table(
+        "saved_analysis_records",
+        Arc::new(ListingTable::try_new(config)?),
+    )?;
+    ctx.sql(&format!(
+        "CREATE VIEW {SAVED_ANALYSES} AS SELECT
+            id, project, name, version, spec,
+            to_timestamp_millis(created_at_ms) AS created_at,
+            to_timestamp_millis(updated_at_ms) AS updated_at,
+            updated_by
+         FROM saved_analysis_records"
+    ))
+    .await?;
     Ok(())
 }
 

@@ -44,6 +44,37 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>, &'static str)> {
             Some(json!({"dimensions": ["day"]})),
             "analyze",
         ),
+        (Method::GET, "/v1/projects/demo/analyses", None, "analyze"),
+        (
+            Method::POST,
+            "/v1/projects/demo/analyses",
+            Some(json!({"name": "", "spec": {}})),
+            "analyze",
+        ),
+        (
+            Method::GET,
+            "/v1/projects/demo/analyses/codes-past-7-days",
+            None,
+            "analyze",
+        ),
+        (
+            Method::PATCH,
+            "/v1/projects/demo/analyses/no-such",
+            Some(json!({"name": "n"})),
+            "analyze",
+        ),
+        (
+            Method::DELETE,
+            "/v1/projects/demo/analyses/no-such",
+            None,
+            "analyze",
+        ),
+        (
+            Method::POST,
+            "/v1/projects/demo/analyses/codes-past-7-days/run",
+            None,
+            "analyze",
+        ),
         (
             Method::POST,
             "/v1/sql",
@@ -343,7 +374,13 @@ fn a_key_of_one_project_reaches_nothing_of_another() {
         .collect();
     assert_eq!(
         names,
-        ["events", "launch_events", "promo_codes", "user_first_seen"]
+        [
+            "events",
+            "launch_events",
+            "promo_codes",
+            "saved_analyses",
+            "user_first_seen"
+        ]
     );
     let (status, answer) = sql(&w.other.analyst, "EXPLAIN SELECT * FROM launch_events");
     assert_eq!(status, 200, "{answer}");

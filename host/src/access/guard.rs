@@ -43,7 +43,11 @@ pub fn door(method: &Method, route: &str) -> Door {
         | "/v1/invitations:accept" => return Door::Open,
         "/v1/me" | "/v1/projects/{project}" => P::ReadProject,
         "/v1/projects/{project}/events" => P::SendEvents,
-        "/v1/projects/{project}/acquisition" | "/v1/projects/{project}/analyses:run" => P::Analyze,
+        "/v1/projects/{project}/acquisition"
+        | "/v1/projects/{project}/analyses:run"
+        | "/v1/projects/{project}/analyses"
+        | "/v1/projects/{project}/analyses/{id}"
+        | "/v1/projects/{project}/analyses/{id}/run" => P::Analyze,
         "/v1/sql" => P::Sql,
         "/v1/projects/{project}/authorization" if get => P::ReadCodes,
         "/v1/projects/{project}/authorization" => P::Authorize,

@@ -21,10 +21,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access::{Caller, Outcome};
+use crate::analysis::AnalysisSpec;
 use crate::codes::{
     Authorization, BatchOutcome, Code, CodePreview, CodesError, CodesState, NewCode, PluginError,
     QuotaState, describe,
 };
+use crate::saved_analyses::{CODES_LIST, codes_list_spec};
 
 /// Records a change and its outcome, then hands the result on. A change that was made but
 /// cannot be recorded is answered as an error (the log must not miss a change reported done).
@@ -290,6 +292,8 @@ struct CodeList {
 struct ListedCode {
     #[serde(flatten)]
     code: Code,
+    /// The code's figures over the range of the project's saved analysis `codes-past-7-days`
+    /// (the past 7 days unless someone changed it).
     past_7_days: Figures,
 }
 
@@ -315,19 +319,23 @@ async fn list(
     let codes = s.codes.list(&project, params.include_deleted).await?;
     let quota = s.codes.quota(&project).await?;
     let mut figures = std::collections::HashMap::new();
-    if let Some((ctx, zones)) = &s.analytics {
-        // The reference product's list: each code's acquisition in the past 7 days.
-        let tz = zones.get(&project);
-        let window = crate::acquisition::Window::past_days(chrono::Utc::now(), 7, tz)?;
-        let query = crate::acquisition::AcquisitionQuery {
-            project: project.clone(),
-            by: vec!["code_id".into()],
-            window,
-            filters: Vec::new(),
-            returning: false,
-            outcomes: Default::default(),
+    if let Some(analytics) = &s.analytics {
+        // The reference product's list: each code's acquisition in the past 7 days, as the
+        // project's saved analysis of the list says (its range and filters; split by code).
+        let spec = match analytics.saved.get(&project, CODES_LIST, None).await {
+            Ok(saved) => saved.spec,
+            Err(crate::Error::NotFound { .. }) => codes_list_spec(),
+            Err(e) => return Err(e.into()),
         };
-        for row in crate::output::json_rows(&query.run(ctx).await?)? {
+        // Its range, zone and filters; the list's own figures and split.
+        let spec = AnalysisSpec {
+            dimensions: vec!["code_id".into()],
+            compare: false,
+            ..codes_list_spec()
+        }
+        .with_range_of(spec);
+        let query = spec.query(&project, chrono::Utc::now(), analytics.zones.get(&project))?;
+        for row in crate::output::json_rows(&spec.run(&query, &analytics.ctx).await?)? {
             if let Some(id) = row.get("code_id").and_then(|v| v.as_str()) {
                 figures.insert(id.to_string(), row.clone());
             }

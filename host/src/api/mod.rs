@@ -4,6 +4,7 @@
 //! `crate::access`), and answer.
 
 pub mod access;
+pub mod analyses;
 pub mod codes;
 pub mod console;
 pub mod error;
@@ -61,6 +62,12 @@ pub fn router(
         body_limit: limits.body_bytes,
     };
     let routes = Router::new()
+        .merge(
+            analyses::routes()
+                .split_for_parts()
+                .0
+                .with_state(query.clone()),
+        )
         .merge(queries::routes().split_for_parts().0.with_state(query))
         .merge(
             probes::routes()
@@ -96,6 +103,7 @@ pub fn router(
 /// `promolens openapi` prints it, and the console's types are generated from it).
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut paths = queries::routes().split_for_parts().1;
+    paths.merge(analyses::routes().split_for_parts().1);
     paths.merge(probes::routes().split_for_parts().1);
     paths.merge(events::routes().split_for_parts().1);
     paths.merge(codes::routes().split_for_parts().1);

@@ -8,8 +8,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, NaiveDate, Utc};
-use datafusion::prelude::SessionContext;
-use promolens_ingest::ProjectZones;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -21,13 +19,8 @@ use crate::acquisition::{AcquisitionQuery, Window, parse_dimensions, parse_tz, w
 use crate::analysis::{AnalysisAnswer, AnalysisSpec};
 use crate::output::{self, Format, json_rows};
 
-/// What the query routes share.
-#[derive(Clone)]
-pub struct QueryState {
-    pub ctx: SessionContext,
-    /// Each project's time zone (the default of its windows).
-    pub zones: ProjectZones,
-}
+/// What the query routes share: the analytics services.
+pub use crate::analysis::Analytics as QueryState;
 
 /// The routes, before their state is given (the document is read off them without a server).
 pub fn routes() -> OpenApiRouter<QueryState> {
@@ -114,7 +107,7 @@ async fn acquisition(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct RunParams {
+pub(super) struct RunParams {
     /// The moment "today" is taken from (default: now).
     now: Option<DateTime<Utc>>,
     /// `json` (default: the whole answer, drill-downs included), `csv` or `table` (an aligned
@@ -147,11 +140,26 @@ async fn run_analysis(
     ApiQuery(params): ApiQuery<RunParams>,
     ApiJson(spec): ApiJson<AnalysisSpec>,
 ) -> Result<Response, ApiError> {
+    answer(&state, &project, &spec, &params, None).await
+}
+
+/// Runs `spec` (of the saved analysis `saved`, if it is one) and answers as `params` ask.
+pub(super) async fn answer(
+    state: &QueryState,
+    project: &str,
+    spec: &AnalysisSpec,
+    params: &RunParams,
+    saved: Option<crate::saved_analyses::SavedRef>,
+) -> Result<Response, ApiError> {
     let now = params.now.unwrap_or_else(Utc::now);
-    let query = spec.query(&project, now, state.zones.get(&project))?;
+    let query = spec.query(project, now, state.zones.get(project))?;
     let batches = spec.run(&query, &state.ctx).await?;
     let (format, media_type) = match params.format.unwrap_or(AnswerFormat::Json) {
-        AnswerFormat::Json => return Ok(Json(spec.answer(query, &batches)?).into_response()),
+        AnswerFormat::Json => {
+            let mut answer = spec.answer(query, &batches)?;
+            answer.saved_analysis = saved;
+            return Ok(Json(answer).into_response());
+        }
         AnswerFormat::Csv => (Format::Csv, "text/csv; charset=utf-8"),
         AnswerFormat::Table => (Format::Table, "text/plain; charset=utf-8"),
     };

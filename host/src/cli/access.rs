@@ -101,6 +101,9 @@ pub async fn projects(storage: &Storage, action: ProjectsAction) -> anyhow::Resu
             access
                 .record(&operator(&name), "project.create", &project.tz)
                 .await?;
+            promolens::saved_analyses::SavedAnalyses::new(storage.clone())
+                .create_defaults(&name)
+                .await?;
             print_json(&project)
         }
         ProjectsAction::List => print_json(&registry.projects()),

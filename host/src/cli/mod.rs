@@ -2,6 +2,7 @@
 //! command line and hands each over; what several share is here.
 
 pub mod access;
+pub mod analyses;
 pub mod backfill;
 pub mod codes;
 pub mod compact;

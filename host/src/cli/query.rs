@@ -98,27 +98,47 @@ pub struct AnalyzeArgs {
 }
 
 pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
-    let text = if args.spec == "-" {
+    let spec = read_spec(&args.spec)?;
+    let storage = args.data.open()?;
+    run_spec(&storage, &args.project, &spec, args.now, args.format, None).await
+}
+
+/// A spec from a JSON file, or standard input for `-`.
+pub fn read_spec(source: &str) -> anyhow::Result<AnalysisSpec> {
+    let text = if source == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
-        std::fs::read_to_string(&args.spec)
-            .map_err(|e| anyhow::anyhow!("reading the spec {}: {e}", args.spec))?
+        std::fs::read_to_string(source)
+            .map_err(|e| anyhow::anyhow!("reading the spec {source}: {e}"))?
     };
-    let spec: AnalysisSpec =
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("the spec {}: {e}", args.spec))?;
-    let storage = args.data.open()?;
-    let tz = project_tz(&storage, &args.project).await?;
-    let ctx = promolens::tables::session(&storage).await?;
-    let query = spec.query(&args.project, args.now.unwrap_or_else(Utc::now), tz)?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("the spec {source}: {e}"))
+}
+
+/// Runs `spec` (of the saved analysis `saved`, if it is one) at `now` and prints the answer.
+pub async fn run_spec(
+    storage: &promolens_ingest::Storage,
+    project: &str,
+    spec: &AnalysisSpec,
+    now: Option<DateTime<Utc>>,
+    format: Format,
+    saved: Option<promolens::saved_analyses::SavedRef>,
+) -> anyhow::Result<()> {
+    let tz = project_tz(storage, project).await?;
+    let ctx = promolens::tables::session(storage).await?;
+    let query = spec.query(project, now.unwrap_or_else(Utc::now), tz)?;
     let batches = spec.run(&query, &ctx).await?;
-    let answer = spec.answer(query, &batches)?;
+    let mut answer = spec.answer(query, &batches)?;
+    answer.saved_analysis = saved;
     let mut out = std::io::stdout().lock();
-    if args.format == Format::Json {
+    if format == Format::Json {
         serde_json::to_writer_pretty(&mut out, &answer)?;
         writeln!(out)?;
         return Ok(());
     }
-    if args.format == Format::Table {
+    if format == Format::Table {
+        if let Some(saved) = &answer.saved_analysis {
+            write!(out, "{} (version {}): ", saved.name, saved.version)?;
+        }
         let window = &answer.window;
         write!(
             out,
@@ -133,8 +153,7 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         }
         writeln!(out)?;
     }
-    let projected = spec.project(&batches)?;
-    output::write(&projected, args.format, &mut out)?;
+    output::write(&spec.project(&batches)?, format, &mut out)?;
     Ok(())
 }
 

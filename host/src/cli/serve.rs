@@ -30,7 +30,7 @@ pub async fn run(
     let zones = ProjectZones::new(DEFAULT_TZ);
     let registry = registry(&storage, &zones).await?;
     if demo {
-        demo_keys(&registry, listen).await?;
+        demo_keys(&registry, &storage, listen).await?;
     }
     registry.keep_fresh();
     let access = promolens::access::Access {
@@ -121,10 +121,17 @@ async fn background_compaction(
 /// `serve --demo`: project `demo` (created the first time) and a fresh admin and ingest key,
 /// printed with what to try. The previous run's demo keys are revoked: each start shows keys
 /// that work, and no old demo key stays valid.
-async fn demo_keys(registry: &Registry, listen: SocketAddr) -> anyhow::Result<()> {
+async fn demo_keys(
+    registry: &Registry,
+    storage: &Storage,
+    listen: SocketAddr,
+) -> anyhow::Result<()> {
     use promolens::demo::DEMO_PROJECT;
     if registry.project(DEMO_PROJECT).is_err() {
         registry.create_project(DEMO_PROJECT, DEFAULT_TZ).await?;
+        promolens::saved_analyses::SavedAnalyses::new(storage.clone())
+            .create_defaults(DEMO_PROJECT)
+            .await?;
     }
     const LABEL: &str = "serve --demo";
     for key in registry.keys(DEMO_PROJECT) {

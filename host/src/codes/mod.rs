@@ -45,11 +45,9 @@ pub struct CodesState {
     pub codes: Codes,
     pub credentials: Arc<credentials::CredentialStore>,
     pub wechat: Arc<wechat::WechatClient>,
-    /// The tables and the projects' time zone, for each code's "past 7 days" in the list.
-    pub analytics: Option<(
-        datafusion::prelude::SessionContext,
-        promolens_ingest::ProjectZones,
-    )>,
+    /// For each code's figures in the list (the saved analysis
+    /// [`crate::saved_analyses::CODES_LIST`]).
+    pub analytics: Option<crate::analysis::Analytics>,
     /// Every change (authorization, codes created, renamed, deleted, batches) is recorded.
     pub audit: crate::access::AuditLog,
 }

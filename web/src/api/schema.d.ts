@@ -129,6 +129,63 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{project}/analyses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The project's saved analyses. */
+        get: operations["list"];
+        put?: never;
+        /** Saves an analysis (version 1). */
+        post: operations["create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{project}/analyses/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One saved analysis. */
+        get: operations["show"];
+        put?: never;
+        post?: never;
+        /** Deletes an analysis (its versions stay readable with `?version=`). */
+        delete: operations["delete"];
+        options?: never;
+        head?: never;
+        /** Renames an analysis, changes its spec, or both: a new version. */
+        patch: operations["update"];
+        trace?: never;
+    };
+    "/v1/projects/{project}/analyses/{id}/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Runs a saved analysis, its range evaluated against today (or `now`); the answer names the
+         *     analysis and its version.
+         */
+        post: operations["run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{project}/analyses:run": {
         parameters: {
             query?: never;
@@ -422,12 +479,17 @@ export interface components {
             /** @description The days it covered. */
             window: components["schemas"]["Window"];
             previous_window?: components["schemas"]["Window"] | null;
+            saved_analysis?: components["schemas"]["SavedRef"] | null;
             /**
              * @description One object per combination of the dimensions' values: each dimension, each metric, and
              *     `drill_down`, the spec of this row's drill-down (its values as filters, the next
              *     dimension), or null where there is none.
              */
             rows: Record<string, never>[];
+        };
+        AnalysisList: {
+            /** @description The most recently changed first. */
+            analyses: components["schemas"]["SavedAnalysis"][];
         };
         /** @description One analysis. */
         AnalysisSpec: {
@@ -449,7 +511,8 @@ export interface components {
             core_events?: components["schemas"]["CoreEvent"][];
             /**
              * @description In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
-             *     `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`.
+             *     `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`. None: one row of
+             *     totals.
              */
             dimensions?: string[];
             filters?: components["schemas"]["Filter"][];
@@ -513,6 +576,16 @@ export interface components {
             name: string;
             code?: components["schemas"]["Code"] | null;
             error?: components["schemas"]["ErrorDetail"] | null;
+        };
+        /** @description A change to a saved analysis: a new name, a new spec, or both. */
+        Change: {
+            name?: string | null;
+            spec?: components["schemas"]["AnalysisSpec"] | null;
+            /**
+             * Format: int64
+             * @description The version the change was made from: refused (409) when the analysis has changed since.
+             */
+            version?: number | null;
         };
         /** @description A code as promolens keeps it. */
         Code: {
@@ -826,12 +899,24 @@ export interface components {
         };
         /** @description A code and its acquisition in the past 7 complete days (the project's time zone). */
         ListedCode: components["schemas"]["Code"] & {
+            /**
+             * @description The code's figures over the range of the project's saved analysis `codes-past-7-days`
+             *     (the past 7 days unless someone changed it).
+             */
             past_7_days: components["schemas"]["Figures"];
         };
         /** @description The caller's key (never the key itself) and its project. */
         Me: {
             key?: components["schemas"]["KeyRecord"] | null;
             project: components["schemas"]["Project"];
+        };
+        NewAnalysis: {
+            /**
+             * @description 1 to 100 characters.
+             * @example Signups by source, last week
+             */
+            name: string;
+            spec: components["schemas"]["AnalysisSpec"];
         };
         /**
          * @description A code request as people write it (HTTP JSON, CLI flags): flat UTM fields and defaults for
@@ -991,6 +1076,34 @@ export interface components {
          * @enum {string}
          */
         Role: "admin" | "marketer" | "analyst" | "ingest";
+        /** @description A saved analysis, as the API shows it. */
+        SavedAnalysis: {
+            /** @description 1 to 64 of `a-z`, `0-9`, `-`. */
+            id: string;
+            name: string;
+            spec: components["schemas"]["AnalysisSpec"];
+            /**
+             * Format: int64
+             * @description 1 for a new analysis, one more at each change.
+             */
+            version: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /**
+             * @description The key that made this version (`None` for the analyses a project starts with, and for
+             *     the CLI, the operator's door).
+             */
+            updated_by?: string | null;
+        };
+        /** @description Which saved analysis an answer comes from. */
+        SavedRef: {
+            id: string;
+            name: string;
+            /** Format: int64 */
+            version: number;
+        };
         SqlAnswer: {
             /** @description The result's column names, in order. */
             columns: string[];
@@ -1428,6 +1541,522 @@ export interface operations {
                 };
             };
             /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A failure of the server (the log has the details) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request took over 120 s (`timeout`), or the ingest pipeline has stopped */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The analyses */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalysisList"];
+                };
+            };
+            /** @description A bad parameter or project name (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No key, or a key that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key is of another project, or its role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A failure of the server (the log has the details) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request took over 120 s (`timeout`), or the ingest pipeline has stopped */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewAnalysis"];
+            };
+        };
+        responses: {
+            /** @description Saved */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SavedAnalysis"];
+                };
+            };
+            /** @description A bad name or spec (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No key, or a key that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key is of another project, or its role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No `Content-Type: application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A failure of the server (the log has the details) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request took over 120 s (`timeout`), or the ingest pipeline has stopped */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    show: {
+        parameters: {
+            query?: {
+                /** @description An earlier version (default: the current one). */
+                version?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The project's name */
+                project: string;
+                /** @description The analysis */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The analysis */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SavedAnalysis"];
+                };
+            };
+            /** @description A bad parameter or project name (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No key, or a key that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key is of another project, or its role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such analysis (or version) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A failure of the server (the log has the details) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request took over 120 s (`timeout`), or the ingest pipeline has stopped */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's name */
+                project: string;
+                /** @description The analysis */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A bad parameter or project name (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No key, or a key that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key is of another project, or its role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such analysis */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A failure of the server (the log has the details) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request took over 120 s (`timeout`), or the ingest pipeline has stopped */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's name */
+                project: string;
+                /** @description The analysis */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Change"];
+            };
+        };
+        responses: {
+            /** @description The new version */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SavedAnalysis"];
+                };
+            };
+            /** @description A bad name or spec */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No key, or a key that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key is of another project, or its role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such analysis */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It changed since `version` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No `Content-Type: application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A failure of the server (the log has the details) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request took over 120 s (`timeout`), or the ingest pipeline has stopped */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    run: {
+        parameters: {
+            query?: {
+                /** @description The moment "today" is taken from (default: now). */
+                now?: string;
+                /**
+                 * @description `json` (default: the whole answer, drill-downs included), `csv` or `table` (an aligned
+                 *     text table): the rows' dimensions and metrics.
+                 */
+                format?: "json" | "csv" | "table";
+            };
+            header?: never;
+            path: {
+                /** @description The project's name */
+                project: string;
+                /** @description The analysis */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalysisAnswer"];
+                    "text/csv": string;
+                    "text/plain": string;
+                };
+            };
+            /** @description A bad parameter or project name (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No key, or a key that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key is of another project, or its role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such analysis */
             404: {
                 headers: {
                     [name: string]: unknown;
