@@ -2,6 +2,8 @@
 // past N days, from/to or a preset, a table and a chart (bars by dimension, lines when split by
 // day, week or month), click a row to open the drill-down the API gives it, CSV export.
 // Everything the page shows is in its URL (#/analysis?…), so an analysis is shared as a link.
+// Metrics are chosen (core events added by name: who did it, the share, the money), and an
+// analysis is saved, opened, renamed and deleted (saved analyses of the API).
 // Dimensions and metrics are data (the lists below), not code: the workbench adds to them.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import * as echarts from 'echarts/core';
@@ -11,7 +13,7 @@ import { CanvasRenderer } from 'echarts/renderers';
 import type { Api, Schemas } from './api/client';
 import type { Key, Lang, Translate } from './i18n';
 import { saveBlob } from './save';
-import { DIMENSIONS, METRICS, PRESETS, TIME_DIMENSIONS, comparable, fromAnalysisSpec, toAnalysisSpec, type Spec } from './spec';
+import { DIMENSIONS, EVENT_MEASURES, EVENT_NAME, METRICS, PRESETS, TIME_DIMENSIONS, comparable, eventOf, eventsOf, fromAnalysisSpec, fromSaved, toAnalysisSpec, type Spec } from './spec';
 
 echarts.use([BarChart, LineChart, GridComponent, LegendComponent, TooltipComponent, CanvasRenderer]);
 
@@ -48,6 +50,13 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
     );
   }, [asked]);
   const rows = (answer?.value.rows ?? []) as unknown as Row[];
+  // The metrics of the answer on screen.
+  const metrics = (answer?.value.spec.metrics as string[] | undefined) ?? spec.metrics;
+  const events = eventsOf(spec.metrics);
+  const toggle = (metric: string, on: boolean) => {
+    const next = on ? [...spec.metrics, metric] : spec.metrics.filter((m) => m !== metric);
+    if (next.length) onSpec({ ...spec, metrics: next });
+  };
   const shown = spec.by;
   const label = (row: Row) => shown.map((d) => (row[d] == null ? t('analysis.none') : String(row[d]))).join(' · ');
   const remaining = DIMENSIONS.filter((d) => !spec.by.includes(d) && !filterDims.includes(d));
@@ -68,7 +77,27 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
   return (
     <section class="analysis">
       <h1>{t('analysis.title')}</h1>
+      <SavedBar api={api} project={project} spec={spec} t={t} onSpec={onSpec} />
       <div class="card controls">
+        <fieldset>
+          <legend>{t('analysis.metrics')}</legend>
+          {METRICS.map((m) => (
+            <label class="choice" key={m}>
+              <input type="checkbox" checked={spec.metrics.includes(m)} onChange={(e) => toggle(m, e.currentTarget.checked)} />
+              {t(`metric.${m}` as Key)}
+            </label>
+          ))}
+          {events.map((event) => (
+            <span key={event} class="chip">
+              {t('analysis.event', { event })}
+              <button type="button" aria-label={t('analysis.removeEvent', { event })} onClick={() => {
+                const next = spec.metrics.filter((m) => eventOf(m) !== event);
+                onSpec({ ...spec, metrics: next.length ? next : ['new_users'] });
+              }}>×</button>
+            </span>
+          ))}
+          <EventForm t={t} onAdd={(event) => !events.includes(event) && onSpec({ ...spec, metrics: [...spec.metrics, ...EVENT_MEASURES.map((m) => `${event}_${m}`)] })} />
+        </fieldset>
         <fieldset>
           <legend>{t('analysis.dimensions')}</legend>
           <ol class="dims">
@@ -151,11 +180,11 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
                   {shown.map((d) => (
                     <th scope="col" key={d}>{t(`dim.${d}` as Key)}</th>
                   ))}
-                  {METRICS.map((m) => [
-                    <th scope="col" class="number" key={m}>{t(`metric.${m}` as Key)}</th>,
+                  {metrics.map((m) => [
+                    <th scope="col" class="number" key={m}>{metricName(m, t)}</th>,
                     compared && (
                       <th scope="col" class="number" key={`${m}-previous`}>
-                        {t('analysis.previousOf', { metric: t(`metric.${m}` as Key) })}
+                        {t('analysis.previousOf', { metric: metricName(m, t) })}
                       </th>
                     ),
                   ])}
@@ -167,11 +196,11 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
                     {shown.map((d) => (
                       <td key={d}>{row[d] == null ? t('analysis.none') : String(row[d])}</td>
                     ))}
-                    {METRICS.map((m) => [
-                      <td class="number" key={m}>{number.format(Number(row[m] ?? 0))}</td>,
+                    {metrics.map((m) => [
+                      <td class="number" key={m}>{formatMetric(m, row[m], number)}</td>,
                       compared && (
                         <td class="number" key={`${m}-previous`}>
-                          {number.format(Number(row[`${m}_previous`] ?? 0))} ({change(row[`${m}_change`])})
+                          {formatMetric(m, row[`${m}_previous`], number)} ({change(row[`${m}_change`])})
                         </td>
                       ),
                     ])}
@@ -191,12 +220,135 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
               </button>
             </p>
           )}
-          <button type="button" onClick={() => downloadCsv(shown, compared, rows)}>
+          <button type="button" onClick={() => downloadCsv(shown, metrics, compared, rows)}>
             {t('analysis.csv')}
           </button>
         </>
       )}
     </section>
+  );
+}
+
+/** A metric's name: its own words, or a core event's measure with the event's name. */
+function metricName(metric: string, t: Translate): string {
+  const event = eventOf(metric);
+  if (event == null) return t(`metric.${metric}` as Key);
+  return t(`metric.event_${metric.slice(event.length + 1)}` as Key, { event });
+}
+
+/** Shares as percentages, money with two decimals, counts as whole numbers; `—` for none. */
+function formatMetric(metric: string, value: unknown, number: Intl.NumberFormat): string {
+  if (value == null) return '—';
+  const n = Number(value);
+  if (metric.endsWith('_rate') || metric.startsWith('retained_d')) return `${(n * 100).toFixed(1)}%`;
+  if (metric.endsWith('_value')) return n.toFixed(2);
+  return number.format(n);
+}
+
+/** The analyses a project starts with, in the reader's language until someone renames them. */
+const DEFAULT_NAMES: Record<string, Key> = {
+  'codes-past-7-days': 'saved.default.codes',
+  'acquisition-past-7-days': 'saved.default.headline',
+};
+
+function savedName(analysis: Schemas['SavedAnalysis'], t: Translate): string {
+  const words = DEFAULT_NAMES[analysis.id];
+  return words && analysis.version === 1 ? t(words) : analysis.name;
+}
+
+/** Adds a core event by its name, as the mini-program sends it (`track('purchase', …)`). */
+function EventForm({ t, onAdd }: { t: Translate; onAdd: (event: string) => void }) {
+  const [name, setName] = useState('');
+  const valid = EVENT_NAME.test(name) && name !== 'launch';
+  return (
+    <form class="range" onSubmit={(e) => {
+      e.preventDefault();
+      if (valid) {
+        onAdd(name);
+        setName('');
+      }
+    }}>
+      <label>
+        {t('analysis.coreEvent')} <input value={name} placeholder="purchase" onInput={(e) => setName(e.currentTarget.value.trim())} />
+      </label>
+      <button type="submit" disabled={!valid}>{t('analysis.addEvent')}</button>
+    </form>
+  );
+}
+
+/** The project's saved analyses: open one, save this analysis (as a new one, or as a new
+ * version of the one opened), rename or delete the one opened. */
+function SavedBar({ api, project, spec, t, onSpec }: { api: Api; project: string; spec: Spec; t: Translate; onSpec: (s: Spec) => void }) {
+  const base = `/v1/projects/${encodeURIComponent(project)}/analyses`;
+  const [saved, setSaved] = useState<Schemas['SavedAnalysis'][]>([]);
+  const [name, setName] = useState('');
+  const [message, setMessage] = useState<string | null>(null);
+  const [deleting, setDeleting] = useState(false);
+  const reload = () =>
+    api.send<Schemas['AnalysisList']>('GET', base).then(
+      (list) => setSaved(list.analyses),
+      (e) => setMessage(String(e instanceof Error ? e.message : e)),
+    );
+  useEffect(() => {
+    reload();
+  }, [project]);
+  const current = saved.find((a) => a.id === spec.saved) ?? null;
+  const act = (work: Promise<unknown>, done: string) =>
+    work.then(
+      () => {
+        setMessage(done);
+        setName('');
+        return reload();
+      },
+      (e) => setMessage(String(e instanceof Error ? e.message : e)),
+    );
+  const request = toAnalysisSpec(spec);
+  return (
+    <div class="card saved">
+      <label>
+        {t('saved.open')}{' '}
+        <select value={current?.id ?? ''} onChange={(e) => {
+          const chosen = saved.find((a) => a.id === e.currentTarget.value);
+          if (chosen) onSpec(fromSaved(chosen));
+        }}>
+          <option value="">—</option>
+          {saved.map((a) => (
+            <option key={a.id} value={a.id}>{savedName(a, t)}</option>
+          ))}
+        </select>
+      </label>
+      <label>
+        {t('saved.name')} <input value={name} onInput={(e) => setName(e.currentTarget.value)} />
+      </label>
+      <button type="button" disabled={!name.trim()} onClick={() =>
+        act(api.send<Schemas['SavedAnalysis']>('POST', base, { name: name.trim(), spec: request }).then((made) => onSpec({ ...spec, saved: made.id })), t('saved.saved'))
+      }>{t('saved.saveAs')}</button>
+      {current && (
+        <>
+          <button type="button" onClick={() => act(api.send('PATCH', `${base}/${current.id}`, { spec: request, version: current.version }), t('saved.updated', { name: savedName(current, t) }))}>
+            {t('saved.update', { name: savedName(current, t) })}
+          </button>
+          <button type="button" disabled={!name.trim()} onClick={() => act(api.send('PATCH', `${base}/${current.id}`, { name: name.trim(), version: current.version }), t('saved.renamed'))}>
+            {t('saved.rename')}
+          </button>
+          {deleting ? (
+            <span class="confirm" role="alertdialog" aria-label={t('saved.deleteOf', { name: savedName(current, t) })}>
+              {t('saved.deleteWhat')}{' '}
+              <button type="button" class="danger" onClick={() => {
+                setDeleting(false);
+                act(api.send('DELETE', `${base}/${current.id}`).then(() => onSpec({ ...spec, saved: null })), t('saved.deleted'));
+              }}>
+                {t('saved.delete')}
+              </button>{' '}
+              <button type="button" onClick={() => setDeleting(false)}>{t('row.keep')}</button>
+            </span>
+          ) : (
+            <button type="button" onClick={() => setDeleting(true)} aria-label={t('saved.deleteOf', { name: savedName(current, t) })}>{t('saved.delete')}</button>
+          )}
+        </>
+      )}
+      {message && <p role="status">{message}</p>}
+    </div>
   );
 }
 
@@ -291,9 +443,8 @@ function change(value: unknown): string {
   return `${percent > 0 ? '+' : percent < 0 ? '−' : ''}${Math.abs(percent).toFixed(1)}%`;
 }
 
-function downloadCsv(dims: string[], compared: boolean, rows: Row[]) {
-  const metrics = METRICS.flatMap((m) => (compared ? [m, `${m}_previous`, `${m}_change`] : [m]));
-  const columns = [...dims, ...metrics];
+function downloadCsv(dims: string[], metrics: string[], compared: boolean, rows: Row[]) {
+  const columns = [...dims, ...metrics.flatMap((m) => (compared ? [m, `${m}_previous`, `${m}_change`] : [m]))];
   const cell = (v: unknown) => {
     const text = v == null ? '' : String(v);
     return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;

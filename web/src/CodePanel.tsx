@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Api, Schemas } from './api/client';
 import type { Key, Translate } from './i18n';
-import { specQuery } from './spec';
+import { DEFAULT_METRICS, specQuery } from './spec';
 
 type Listed = Schemas['ListedCode'];
 const UTM = ['source', 'medium', 'campaign', 'content', 'term'] as const;
@@ -51,7 +51,7 @@ export function CodePanel({ api, project, code, t, formatDate, onClose }: {
     ['codes.created', formatDate(code.created_at_ms)],
     ['panel.updated', formatDate(code.updated_at_ms)],
   ];
-  const analysis = specQuery({ by: ['scene'], days: 30, from: null, to: null, preset: null, filters: { code_id: code.id }, compare: false });
+  const analysis = specQuery({ metrics: DEFAULT_METRICS, saved: null, by: ['scene'], days: 30, from: null, to: null, preset: null, filters: { code_id: code.id }, compare: false });
   return (
     <aside class="panel card" aria-labelledby="panel-title">
       <div class="panel-head">

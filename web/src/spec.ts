@@ -5,11 +5,19 @@ import type { Schemas } from './api/client';
 
 export const DIMENSIONS = ['utm_source', 'utm_medium', 'utm_campaign', 'utm_content', 'utm_term', 'code', 'code_kind', 'scene', 'path', 'day', 'week', 'month'] as const;
 export const TIME_DIMENSIONS: readonly string[] = ['day', 'week', 'month'];
-export const METRICS = ['new_users', 'users', 'launches'] as const;
+/** Metrics of launches (a core event's come from its name: `<event>_users`, …). */
+export const METRICS = ['new_users', 'users', 'launches', 'returning_users', 'retained_d1', 'retained_d7', 'retained_d30'] as const;
+export const DEFAULT_METRICS: string[] = ['new_users', 'users', 'launches'];
+/** What adding a core event shows of it. */
+export const EVENT_MEASURES = ['users', 'rate', 'value'] as const;
+const EVENT_METRIC = /^([A-Za-z][A-Za-z0-9_.-]{0,63})_(users|count|value|rate)$/;
+/** A core event's name as the server takes it. */
+export const EVENT_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
 export const PRESETS: Schemas['Preset'][] = ['today', 'yesterday', 'this_week', 'last_week', 'this_month', 'last_month', 'past_7_days', 'past_30_days', 'past_90_days'];
 
 /** What the URL holds. A filter's empty value means "no value". */
 export type Spec = {
+  metrics: string[];
   by: string[];
   days: number | null;
   from: string | null;
@@ -18,7 +26,25 @@ export type Spec = {
   filters: Record<string, string>;
   /** Beside the previous period of as many days. */
   compare: boolean;
+  /** The saved analysis this is (or was opened from). */
+  saved: string | null;
 };
+
+/** Whether `metric` is one the API computes. */
+export function isMetric(metric: string): boolean {
+  return (METRICS as readonly string[]).includes(metric) || (EVENT_METRIC.test(metric) && !metric.startsWith('launch_'));
+}
+
+/** The core event a metric is of, if it is one. */
+export function eventOf(metric: string): string | null {
+  if ((METRICS as readonly string[]).includes(metric)) return null;
+  return EVENT_METRIC.exec(metric)?.[1] ?? null;
+}
+
+/** The core events the metrics name, in order. */
+export function eventsOf(metrics: string[]): string[] {
+  return [...new Set(metrics.map(eventOf).filter((e): e is string => e != null))];
+}
 
 export function parseSpec(query: string): Spec {
   const params = new URLSearchParams(query);
@@ -29,11 +55,24 @@ export function parseSpec(query: string): Spec {
   const to = params.get('to');
   const preset = PRESETS.find((p) => p === params.get('preset')) ?? null;
   const days = (from && to) || preset ? null : Number(params.get('days') ?? 7) || 7;
-  return { by: by.length ? by : ['utm_source'], days, from, to, preset, filters, compare: params.get('compare') === '1' };
+  const metrics = (params.get('m') ?? '').split(',').filter(isMetric);
+  return {
+    metrics: metrics.length ? metrics : DEFAULT_METRICS,
+    by: by.length ? by : ['utm_source'],
+    days,
+    from,
+    to,
+    preset,
+    filters,
+    compare: params.get('compare') === '1',
+    saved: params.get('saved'),
+  };
 }
 
 export function specQuery(spec: Spec): string {
   const params = new URLSearchParams();
+  if (spec.saved) params.set('saved', spec.saved);
+  if (spec.metrics.join(',') !== DEFAULT_METRICS.join(',')) params.set('m', spec.metrics.join(','));
   params.set('by', spec.by.join(','));
   if (spec.preset) params.set('preset', spec.preset);
   else if (spec.days != null) params.set('days', String(spec.days));
@@ -52,7 +91,25 @@ export function toAnalysisSpec(spec: Spec): Schemas['AnalysisSpec'] {
   const filters: Schemas['Filter'][] = Object.entries(spec.filters).map(([dimension, value]) =>
     value === '' ? { dimension, op: 'is_null' } : { dimension, op: 'equals', value },
   );
-  return { metrics: [...METRICS], dimensions: spec.by, filters, range, compare: spec.compare && comparable(spec) };
+  return { metrics: spec.metrics, dimensions: spec.by, filters, range, compare: spec.compare && comparable(spec) };
+}
+
+/** What the URL holds for a saved analysis (its equality filters; the console shows no others). */
+export function fromSaved(saved: Schemas['SavedAnalysis']): Spec {
+  const { spec } = saved;
+  const range = spec.range ?? {};
+  const base: Spec = {
+    metrics: (spec.metrics ?? DEFAULT_METRICS).filter(isMetric),
+    by: spec.dimensions?.length ? spec.dimensions : ['utm_source'],
+    days: range.preset || (range.from && range.to) ? null : (range.past_days ?? 7),
+    from: range.from ?? null,
+    to: range.to ?? null,
+    preset: range.preset ?? null,
+    filters: {},
+    compare: spec.compare ?? false,
+    saved: saved.id,
+  };
+  return fromAnalysisSpec(spec, base);
 }
 
 /** Whether the analysis can be compared with the previous period (not when split by time). */

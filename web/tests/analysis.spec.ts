@@ -118,3 +118,67 @@ test('compared with the previous period, each figure shows its previous value an
   await expect(page.getByLabel('Compare with the previous period')).toBeDisabled();
   await expect(page.locator('table[aria-busy="false"] thead th')).toHaveCount(4);
 });
+
+test('a core event added, compared with the previous period, saved and reopened shows what analyses:run gives for the saved spec', async ({ page, request }) => {
+  const failed: string[] = [];
+  page.on('console', (message) => message.type() === 'error' && failed.push(message.text()));
+  await signIn(page, await makeKey(request, 'marketer', 'Li Lei (saved analysis test)'));
+  await page.goto('/#/analysis?by=utm_source&preset=past_30_days');
+  await page.getByLabel('Core event').fill('purchase');
+  await page.getByRole('button', { name: 'Add the event' }).click();
+  await expect(page).toHaveURL(/m=new_users%2Cusers%2Claunches%2Cpurchase_users%2Cpurchase_rate%2Cpurchase_value/);
+  await page.getByLabel('Compare with the previous period').check();
+  await expect(page.locator('table[aria-busy="false"] thead th')).toHaveCount(1 + 6 * 2);
+  const name = `Purchases by source ${Date.now()}`;
+  await page.getByLabel('Name', { exact: true }).fill(name);
+  await page.getByRole('button', { name: 'Save as a new analysis' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'Saved.' })).toBeVisible();
+  await expect(page).toHaveURL(/saved=/);
+
+  // Elsewhere, then back through the list of saved analyses.
+  await page.goto('/#/analysis?by=utm_medium&days=7');
+  await expect(page.locator('table[aria-busy="false"] thead th')).toHaveCount(4);
+  await page.getByLabel('Saved analyses').selectOption({ label: name });
+  await expect(page.locator('table[aria-busy="false"] thead th')).toHaveCount(1 + 6 * 2);
+
+  // The saved spec, run by the API.
+  const headers = { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` };
+  const list = await (await request.get('/v1/projects/demo/analyses', { headers })).json();
+  const saved = list.analyses.find((a: { name: string }) => a.name === name);
+  expect(saved.spec.metrics).toEqual(['new_users', 'users', 'launches', 'purchase_users', 'purchase_rate', 'purchase_value']);
+  expect(saved.spec.compare).toBe(true);
+  const run = await (await request.post(`/v1/projects/demo/analyses/${saved.id}/run`, { headers })).json();
+  const direct = await (await request.post('/v1/projects/demo/analyses:run', { headers, data: saved.spec })).json();
+  expect(run.rows).toEqual(direct.rows);
+  const rows = run.rows as Record<string, number | string | null>[];
+  expect(rows.some((r) => Number(r.purchase_users) > 0)).toBe(true);
+  const shown = page.locator('table[aria-busy="false"] tbody tr');
+  await expect(shown).toHaveCount(rows.length);
+  const percent = (v: unknown) => (v == null ? '—' : `${(Number(v) * 100).toFixed(1)}%`);
+  const change = (v: unknown) => {
+    if (v == null) return '—';
+    const p = Number(v) * 100;
+    return `${p > 0 ? '+' : p < 0 ? '−' : ''}${Math.abs(p).toFixed(1)}%`;
+  };
+  for (const [i, row] of rows.slice(0, 5).entries()) {
+    const cells = await shown.nth(i).locator('td').allInnerTexts();
+    expect(cells[0]).toBe(String(row.utm_source));
+    expect(cells[1]).toBe(Number(row.new_users).toLocaleString('en'));
+    expect(cells[7]).toBe(Number(row.purchase_users).toLocaleString('en'));
+    expect(cells[9]).toBe(percent(row.purchase_rate));
+    expect(cells[11]).toBe(Number(row.purchase_value).toFixed(2));
+    expect(cells[12]).toBe(`${Number(row.purchase_value_previous).toFixed(2)} (${change(row.purchase_value_change)})`);
+  }
+
+  // Renamed, then deleted: gone from the list.
+  await page.getByLabel('Name', { exact: true }).fill(`${name} (renamed)`);
+  await page.getByRole('button', { name: 'Rename' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'Renamed.' })).toBeVisible();
+  await expect(page.getByLabel('Saved analyses').locator('option', { hasText: `${name} (renamed)` })).toHaveCount(1);
+  await page.getByRole('button', { name: `Delete the saved analysis ${name} (renamed)` }).click();
+  await page.getByRole('alertdialog').getByRole('button', { name: 'Delete' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'Deleted.' })).toBeVisible();
+  await expect(page.getByLabel('Saved analyses').locator('option', { hasText: name })).toHaveCount(0);
+  await page.screenshot({ path: 'test-results/screens/analysis-saved-en.png', fullPage: true });
+  expect(failed).toEqual([]);
+});
