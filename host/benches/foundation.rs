@@ -360,6 +360,7 @@ fn query_round(corpus: &Corpus, data: &Path, compacted: bool) {
         filters: Vec::new(),
         returning: false,
         outcomes: Default::default(),
+        group: None,
     };
     let mut ours = Vec::new();
     let mut answer = Vec::new();

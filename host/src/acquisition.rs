@@ -224,6 +224,60 @@ impl CoreEvent {
 /// Days after acquisition `retained_d<N>` may ask about.
 pub const RETENTION_DAYS: [u32; 3] = [1, 7, 30];
 
+/// The users an analysis counts (every user when it names none): their launches, and them as
+/// new users.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UserGroup {
+    /// Users first seen in the range.
+    New,
+    /// Users first seen before the range.
+    Returning,
+    /// Users whose first launch ever had this value of `dimension` (a dimension of launches,
+    /// not a time).
+    FirstTouch { dimension: String, value: String },
+    /// Users who did the core event in the range.
+    Did { event: String },
+    /// Users who did not do the core event in the range.
+    DidNot { event: String },
+    /// Users with a core event in the range for which this SQL expression over `events` holds
+    /// (`event = 'purchase' AND props_number['amount'] >= 100`). It is parsed as one expression
+    /// and runs over the project's own tables only; it needs a key that may run SQL.
+    Sql { predicate: String },
+}
+
+impl UserGroup {
+    fn check(&self) -> Result<()> {
+        match self {
+            UserGroup::FirstTouch { dimension, .. }
+                if !DIMENSIONS.contains(&dimension.as_str()) =>
+            {
+                Err(Error::invalid(
+                    "group",
+                    format!(
+                        "a first-touch group names a dimension of launches ({}), got `{dimension}`",
+                        DIMENSIONS.join(", ")
+                    ),
+                ))
+            }
+            UserGroup::Did { event } | UserGroup::DidNot { event } => {
+                promolens_schemas::event::validate_event_name(event)
+                    .map_err(|m| Error::invalid("group", m))
+            }
+            UserGroup::Sql { predicate } if predicate.len() > 4096 => Err(Error::invalid(
+                "group",
+                format!("a predicate is at most 4096 bytes, got {}", predicate.len()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the group runs the caller's SQL.
+    pub fn is_sql(&self) -> bool {
+        matches!(self, UserGroup::Sql { .. })
+    }
+}
+
 /// What a row's new users did after their first launch.
 #[derive(Debug, Clone, Default)]
 pub struct Outcomes {
@@ -429,6 +483,8 @@ pub struct AcquisitionQuery {
     pub returning: bool,
     /// Core events and retention of the row's new users.
     pub outcomes: Outcomes,
+    /// Only these users.
+    pub group: Option<UserGroup>,
 }
 
 impl AcquisitionQuery {
@@ -436,7 +492,7 @@ impl AcquisitionQuery {
     /// partition days: one row per launch with its attribution flag and dimension values `d0…`.
     /// Dimension names come from [`DIMENSIONS`] only, never from the caller's text. `codes` is
     /// the table of [`CodeLinks`].
-    fn window_sql(&self, codes: &str, links: &CodeLinks, identities: Option<&str>) -> String {
+    fn window_sql(&self, tables: &QueryTables<'_>) -> String {
         // Time dimensions are added to the snapshot in Rust (`add_time_columns`).
         let projected = self
             .by
@@ -454,24 +510,76 @@ impl AcquisitionQuery {
                     .map(|(j, f)| format!(", CAST({} AS VARCHAR) AS f{j}", f.dimension)),
             )
             .collect::<String>();
-        let link = if links.has_scan_keys {
-            format!(
-                "coalesce(l.code_id, CASE WHEN l.code_kind IN ('A', 'C') \
-                 THEN {SCAN_KEY_FUNCTION}(l.path, l.query) END)"
-            )
-        } else {
-            "l.code_id".to_string()
-        };
-        // A launch's user is the person it belongs to (DESIGN.md "Identities").
-        let (user, people) = match identities {
-            Some(ids) => (
-                "coalesce(i.person, l.user_id)",
-                format!("\n                LEFT JOIN {ids} i ON i.user_id = l.user_id"),
-            ),
-            None => ("l.user_id", String::new()),
+        let resolved = resolved_launches(
+            tables,
+            "l.dt >= $4 AND l.dt <= $5 AND l.event_time >= $2 AND l.event_time < $3",
+        );
+        // Only the group's users, when it is a set of them.
+        let members = match (&self.group, tables.group) {
+            (Some(UserGroup::DidNot { .. }), Some(g)) => {
+                format!("\n            WHERE user_id NOT IN (SELECT user_id FROM {g})")
+            }
+            (_, Some(g)) => format!("\n            WHERE user_id IN (SELECT user_id FROM {g})"),
+            (_, None) => String::new(),
         };
         format!(
-            "WITH resolved AS (
+            "WITH {resolved}
+            SELECT user_id, event_id, event_time, {ATTRIBUTED} AS attributed,
+                   true AS everyone{projected}
+            FROM resolved{members}"
+        )
+    }
+
+    /// The users of a group given as a set ([`QueryTables::group`]): SQL over `resolved`
+    /// (first touch) or `events`, with `$1` project, `$2`/`$3` the window, `$4`/`$5` its
+    /// partitions and `$6` the group's value; `None` for a group of conditions on the window.
+    fn group_sql(&self, tables: &QueryTables<'_>) -> Option<String> {
+        let events = |condition: &str| {
+            format!(
+                "SELECT DISTINCT user_id FROM {} WHERE project = $1 AND dt >= $4 AND dt <= $5
+                   AND event_time >= $2 AND event_time < $3 AND {condition}",
+                by_person(tables.identities, EVENTS, "project, dt, event, event_time")
+            )
+        };
+        match self.group.as_ref()? {
+            UserGroup::New | UserGroup::Returning | UserGroup::Sql { .. } => None,
+            UserGroup::Did { .. } | UserGroup::DidNot { .. } => Some(events("event = $6")),
+            UserGroup::FirstTouch { dimension, .. } => Some(format!(
+                // Every launch up to the window's end, each user's first one's value.
+                "WITH {resolved}
+                SELECT user_id FROM (
+                    SELECT user_id,
+                           first_value(CAST({dimension} AS VARCHAR) ORDER BY event_time, event_id) AS value
+                    FROM resolved GROUP BY user_id
+                ) WHERE value = $6",
+                resolved = resolved_launches(tables, "l.event_time < $3")
+            )),
+        }
+    }
+}
+
+/// The `resolved` CTE: the project's launches meeting `bounds` (SQL over `l`), each with its
+/// person as `user_id` and the UTM fields a linked code's record gives it.
+fn resolved_launches(tables: &QueryTables<'_>, bounds: &str) -> String {
+    let link = if tables.links.has_scan_keys {
+        format!(
+            "coalesce(l.code_id, CASE WHEN l.code_kind IN ('A', 'C') \
+             THEN {SCAN_KEY_FUNCTION}(l.path, l.query) END)"
+        )
+    } else {
+        "l.code_id".to_string()
+    };
+    // A launch's user is the person it belongs to (DESIGN.md "Identities").
+    let (user, people) = match tables.identities {
+        Some(ids) => (
+            "coalesce(i.person, l.user_id)",
+            format!("\n                LEFT JOIN {ids} i ON i.user_id = l.user_id"),
+        ),
+        None => ("l.user_id", String::new()),
+    };
+    let codes = tables.codes;
+    format!(
+        "resolved AS (
                 SELECT {user} AS user_id, l.event_id, l.event_time,
                        coalesce(c.code_id, l.code_id) AS code_id, l.code_kind,
                        l.scene, l.launch_type, l.path,
@@ -484,15 +592,12 @@ impl AcquisitionQuery {
                             ELSE concat(c.name, ' (', c.code_id, ')') END AS code
                 FROM launch_events l
                 LEFT JOIN {codes} c ON c.link = {link}{people}
-                WHERE l.project = $1 AND l.dt >= $4 AND l.dt <= $5
-                  AND l.event_time >= $2 AND l.event_time < $3
-            )
-            SELECT user_id, event_id, event_time, {ATTRIBUTED} AS attributed,
-                   true AS everyone{projected}
-            FROM resolved"
-        )
-    }
+                WHERE l.project = $1 AND {bounds}
+            )"
+    )
+}
 
+impl AcquisitionQuery {
     /// The SQL of the answer over `window` (the rows of [`Self::window_sql`], held in memory),
     /// with `$1` project, `$2` window start and the filters' and outcomes' values after them
     /// (pushed onto `params`).
@@ -531,11 +636,20 @@ impl AcquisitionQuery {
         } else {
             dims.clone()
         };
+        let seen_before = format!(
+            "EXISTS (SELECT 1 FROM {first_seen} f
+                    WHERE f.project = $1 AND f.first_time < $2 AND f.user_id = w.user_id)"
+        );
         let kept = self
             .filters
             .iter()
             .enumerate()
             .map(|(j, f)| format!(" AND {}", f.sql(&format!("f{j}"), params)))
+            .chain(match self.group {
+                Some(UserGroup::New) => Some(format!(" AND NOT {seen_before}")),
+                Some(UserGroup::Returning) => Some(format!(" AND {seen_before}")),
+                _ => None,
+            })
             .collect::<String>();
         let outcomes = &self.outcomes;
         // Every measure, with the value the branches that do not count it give.
@@ -582,7 +696,7 @@ impl AcquisitionQuery {
                     ("users", "count(DISTINCT user_id)"),
                     ("launches", "count(*)"),
                 ]),
-                &format!("FROM {window} WHERE true{kept}"),
+                &format!("FROM {window} w WHERE true{kept}"),
             ),
             branch(&own(&[("new_users", "count(*)")]), "FROM first_touch"),
         ];
@@ -773,6 +887,9 @@ impl AcquisitionQuery {
         for event in &self.outcomes.events {
             event.check()?;
         }
+        if let Some(group) = &self.group {
+            group.check()?;
+        }
         if let Some(n) = (self.outcomes.retained_days.iter()).find(|n| !RETENTION_DAYS.contains(n))
         {
             return Err(Error::invalid(
@@ -796,6 +913,7 @@ impl AcquisitionQuery {
         let links = code_links(ctx, &self.project).await?;
         ctx.register_table(&codes, links.table.clone())?;
         let identities = format!("acquisition_people_{unique}");
+        let group = format!("acquisition_group_{unique}");
         let answer = async {
             let people = identities_of(ctx, &project).await?;
             let has_people = people.num_rows() > 0;
@@ -805,18 +923,90 @@ impl AcquisitionQuery {
                     Arc::new(MemTable::try_new(people.schema(), vec![vec![people]])?),
                 )?;
             }
-            let tables = QueryTables {
+            let mut tables = QueryTables {
                 codes: &codes,
                 links: &links,
                 identities: has_people.then_some(identities.as_str()),
+                group: None,
                 window: &name,
             };
+            if let Some(members) = self.group_members(ctx, &tables).await? {
+                ctx.register_table(
+                    &group,
+                    Arc::new(MemTable::try_new(members.schema(), vec![vec![members]])?),
+                )?;
+                tables.group = Some(group.as_str());
+            }
             self.run_over(ctx, &tables, project, start).await
         }
         .await;
         ctx.deregister_table(&codes)?;
         ctx.deregister_table(&identities)?;
+        ctx.deregister_table(&group)?;
         answer
+    }
+
+    /// The users of the group, as persons, when it is a set of them.
+    async fn group_members(
+        &self,
+        ctx: &SessionContext,
+        tables: &QueryTables<'_>,
+    ) -> Result<Option<RecordBatch>> {
+        let (dt_from, dt_to) = self.partition_days();
+        let window = |value: &str| {
+            vec![
+                ScalarValue::Utf8(Some(self.project.clone())),
+                utc(self.window.start_ms()),
+                utc(self.window.end_ms()),
+                ScalarValue::Utf8(Some(dt_from.clone())),
+                ScalarValue::Utf8(Some(dt_to.clone())),
+                ScalarValue::Utf8(Some(value.to_string())),
+            ]
+        };
+        let frame = match &self.group {
+            Some(UserGroup::Sql { predicate }) => {
+                sql_group(ctx, tables, &self.project, predicate, self.window_bounds()).await?
+            }
+            Some(UserGroup::Did { event } | UserGroup::DidNot { event }) => {
+                let Some(sql) = self.group_sql(tables) else {
+                    return Ok(None);
+                };
+                ctx.sql(&sql).await?.with_param_values(window(event))?
+            }
+            Some(UserGroup::FirstTouch { value, .. }) => {
+                let Some(sql) = self.group_sql(tables) else {
+                    return Ok(None);
+                };
+                ctx.sql(&sql).await?.with_param_values(window(value))?
+            }
+            _ => return Ok(None),
+        };
+        let schema = frame.schema().inner().clone();
+        let batches = frame.collect().await?;
+        Ok(Some(datafusion::arrow::compute::concat_batches(
+            &schema, &batches,
+        )?))
+    }
+
+    /// Partition days of the window: a day of margin on both sides (partition days are in
+    /// the project's zone, which may differ from the query's; exact bounds come from
+    /// `event_time`).
+    fn partition_days(&self) -> (String, String) {
+        (
+            (self.window.from - Days::new(1)).to_string(),
+            (self.window.to + Days::new(1)).to_string(),
+        )
+    }
+
+    /// The window's instants and partition days.
+    fn window_bounds(&self) -> WindowBounds {
+        let (dt_from, dt_to) = self.partition_days();
+        WindowBounds {
+            start_ms: self.window.start_ms(),
+            end_ms: self.window.end_ms(),
+            dt_from,
+            dt_to,
+        }
     }
 
     async fn run_over(
@@ -827,12 +1017,9 @@ impl AcquisitionQuery {
         start: ScalarValue,
     ) -> Result<Vec<RecordBatch>> {
         let name = tables.window;
-        // Partition days are in the project's time zone, which may differ from the query's:
-        // a day of margin on both sides, the exact bounds come from `event_time`.
-        let dt_from = (self.window.from - Days::new(1)).to_string();
-        let dt_to = (self.window.to + Days::new(1)).to_string();
+        let (dt_from, dt_to) = self.partition_days();
         let window = ctx
-            .sql(&self.window_sql(tables.codes, tables.links, tables.identities))
+            .sql(&self.window_sql(tables))
             .await?
             .with_param_values(vec![
                 project.clone(),
@@ -869,6 +1056,8 @@ struct QueryTables<'a> {
     /// Each anonymous id linked to a login and its person ([`identities_of`]); `None` when
     /// nobody of the project has logged in.
     identities: Option<&'a str>,
+    /// The users of the query's group, when it is a set of them ([`AcquisitionQuery::group_sql`]).
+    group: Option<&'a str>,
     /// The window's launches, held in memory.
     window: &'a str,
 }
@@ -908,6 +1097,71 @@ fn by_person(identities: Option<&str>, table: &str, columns: &str) -> String {
         "(SELECT coalesce(i.person, t.user_id) AS user_id, {columns}
           FROM {table} t LEFT JOIN {ids} i ON i.user_id = t.user_id)"
     )
+}
+
+/// A window's instants and partition days.
+struct WindowBounds {
+    start_ms: i64,
+    end_ms: i64,
+    dt_from: String,
+    dt_to: String,
+}
+
+/// The users (persons) with a core event in the window for which the caller's `predicate`
+/// holds. The predicate is parsed as one expression (never spliced into a statement) and
+/// planned over a session holding the project's `events` only, so that no subquery in it can
+/// reach another project.
+async fn sql_group(
+    ctx: &SessionContext,
+    tables: &QueryTables<'_>,
+    project: &str,
+    predicate: &str,
+    bounds: WindowBounds,
+) -> Result<datafusion::dataframe::DataFrame> {
+    use datafusion::prelude::{col, lit};
+    let own = crate::tables::project_session(ctx, project, &[EVENTS]).await?;
+    let events = own.table(EVENTS).await?;
+    let condition = own
+        .parse_sql_expr(predicate, events.schema())
+        .map_err(|e| Error::invalid("group", format!("the predicate: {e}")))?;
+    let users = events
+        .filter(
+            col("dt")
+                .gt_eq(lit(bounds.dt_from))
+                .and(col("dt").lt_eq(lit(bounds.dt_to)))
+                .and(col("event_time").gt_eq(lit(utc(bounds.start_ms))))
+                .and(col("event_time").lt(lit(utc(bounds.end_ms)))),
+        )?
+        .filter(condition)
+        .map_err(|e| Error::invalid("group", format!("the predicate: {e}")))?
+        .select(vec![col("user_id")])?
+        .distinct()?;
+    let schema = users.schema().inner().clone();
+    let raw = datafusion::arrow::compute::concat_batches(&schema, &users.collect().await?)?;
+    // The anonymous ids found, as persons.
+    let name = format!("acquisition_sql_group_{}", uuid::Uuid::new_v4().simple());
+    ctx.register_table(&name, Arc::new(MemTable::try_new(schema, vec![vec![raw]])?))?;
+    let people = match tables.identities {
+        Some(ids) => format!(
+            "SELECT DISTINCT coalesce(i.person, m.user_id) AS user_id FROM {name} m
+             LEFT JOIN {ids} i ON i.user_id = m.user_id"
+        ),
+        None => format!("SELECT user_id FROM {name}"),
+    };
+    let frame = ctx.sql(&people).await?;
+    let batches = frame.collect().await;
+    ctx.deregister_table(&name)?;
+    let batches = batches?;
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "user_id",
+        DataType::Utf8,
+        true,
+    )]));
+    let batches = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), vec![cast(b.column(0), &DataType::Utf8)?]))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(ctx.read_batches(batches)?)
 }
 
 /// Adds the column `first_launch` to the window's rows: true on each user's first launch in the

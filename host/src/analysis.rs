@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::acquisition::{
     AcquisitionQuery, Condition, CoreEvent, Filter, NOT_SET, Outcomes, RETENTION_DAYS,
-    TIME_DIMENSIONS, UNATTRIBUTED, Window, check_dimensions, is_dimension, parse_tz,
+    TIME_DIMENSIONS, UNATTRIBUTED, UserGroup, Window, check_dimensions, is_dimension, parse_tz,
 };
 use crate::error::{Error, Result};
 use crate::output::json_rows;
@@ -233,6 +233,9 @@ pub struct AnalysisSpec {
     /// How each core event of the metrics is counted (default: within 7 days, value `amount`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub core_events: Vec<CoreEvent>,
+    /// Only these users (default: everyone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<UserGroup>,
     /// In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
     /// `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`. None: one row of
     /// totals.
@@ -323,6 +326,7 @@ impl AnalysisSpec {
             filters: self.filters.clone(),
             returning: self.metrics.contains(&Metric::ReturningUsers),
             outcomes: self.outcomes(now)?,
+            group: self.group.clone(),
         })
     }
 

@@ -33,6 +33,7 @@ fn past_7_days(dimensions: Vec<String>) -> AnalysisSpec {
     AnalysisSpec {
         metrics: vec![Metric::NewUsers, Metric::Users, Metric::Launches],
         core_events: Vec::new(),
+        group: None,
         dimensions,
         filters: Vec::new(),
         range: Range {

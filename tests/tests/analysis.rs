@@ -562,6 +562,133 @@ for n in question['retained']:
 print(json.dumps(rows))
 "#;
 
+const DUCKDB_GROUPS: &str = r#"
+import duckdb, json, sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
+path, frm, to = sys.argv[1], sys.argv[2], sys.argv[3]
+con = duckdb.connect()
+con.execute(f"""
+CREATE TABLE raw AS SELECT * FROM read_json('{path}', format = 'newline_delimited',
+    columns = {{event: 'VARCHAR', event_id: 'VARCHAR', user_id: 'VARCHAR', ts: 'BIGINT',
+               query: 'STRUCT(utm_source VARCHAR)', props: 'JSON'}});
+CREATE TABLE deduped AS SELECT * FROM raw
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts) = 1;
+CREATE TABLE people AS
+  SELECT user_id, 'login:' || first(json_extract_string(props, '$.login_id') ORDER BY ts, event_id) AS person
+  FROM deduped WHERE event = '$identify' GROUP BY user_id;
+CREATE TABLE once AS
+  SELECT d.* REPLACE (coalesce(p.person, d.user_id) AS user_id)
+  FROM deduped d LEFT JOIN people p USING (user_id);
+CREATE TABLE launches AS
+  SELECT user_id, ts, event_id,
+         coalesce(nullif(url_decode(query.utm_source), ''), '(unattributed)') AS source
+  FROM once WHERE event IS NULL;
+CREATE TABLE firsts AS
+  SELECT user_id, ts AS first_ts, source FROM launches
+  QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY ts, event_id) = 1;
+CREATE TABLE core AS
+  SELECT user_id, ts, event,
+         CASE WHEN json_type(props, '$.amount') IN ('UBIGINT', 'BIGINT', 'DOUBLE')
+              THEN CAST(json_extract(props, '$.amount') AS DOUBLE) END AS amount
+  FROM once WHERE event IS NOT NULL AND event <> '$identify';
+""")
+shanghai = ZoneInfo('Asia/Shanghai')
+def ms(day, end=False):
+    d = datetime.fromisoformat(day).replace(tzinfo=shanghai)
+    return int(d.timestamp() * 1000) + (86_400_000 if end else 0)
+start, end = ms(frm), ms(to, end=True)
+window = "ts >= $1 AND ts < $2"
+groups = {
+    'everyone': "SELECT DISTINCT user_id FROM launches",
+    'new': "SELECT user_id FROM firsts WHERE first_ts >= $1 AND first_ts < $2",
+    'returning': "SELECT user_id FROM firsts WHERE first_ts < $1",
+    'did': f"SELECT DISTINCT user_id FROM core WHERE event = 'purchase' AND {window}",
+    'did_not': f"SELECT user_id FROM firsts EXCEPT SELECT user_id FROM core WHERE event = 'purchase' AND {window}",
+    'first_touch': "SELECT user_id FROM firsts WHERE source = 'gzh'",
+    'sql': f"SELECT DISTINCT user_id FROM core WHERE event = 'purchase' AND amount >= 300 AND {window}",
+}
+answers = {}
+for name, members in groups.items():
+    rows = {}
+    for source, users, count in con.execute(f"""
+        SELECT source, count(DISTINCT user_id), count(*) FROM launches
+        WHERE {window} AND user_id IN ({members}) AND $1 = $1 AND $2 = $2 GROUP BY source""", [start, end]).fetchall():
+        rows[source] = [0, users, count]
+    for source, new in con.execute(f"""
+        SELECT source, count(*) FROM firsts
+        WHERE first_ts >= $1 AND first_ts < $2 AND user_id IN ({members}) GROUP BY source""", [start, end]).fetchall():
+        rows[source][0] = new
+    answers[name] = rows
+print(json.dumps(answers))
+"#;
+
+#[test]
+fn user_groups_match_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    promolens_tests::provision(data, "shop");
+    let raw = dir.path().join("events.ndjson");
+    let mut lines = events();
+    for (i, line) in core_events().into_iter().enumerate() {
+        lines.insert((i * 7) % lines.len(), line);
+    }
+    std::fs::write(&raw, lines.join("\n") + "\n").unwrap();
+    stdout_of(&promolens(&[
+        "backfill",
+        "--data",
+        data,
+        "--project",
+        "shop",
+        raw.to_str().unwrap(),
+    ]));
+    let (from, to) = ("2025-11-03", "2025-11-16");
+    let expected = python_json(DUCKDB_GROUPS, &[raw.to_str().unwrap(), from, to]);
+    let groups = [
+        ("everyone", Value::Null),
+        ("new", json!({"kind": "new"})),
+        ("returning", json!({"kind": "returning"})),
+        ("did", json!({"kind": "did", "event": "purchase"})),
+        ("did_not", json!({"kind": "did_not", "event": "purchase"})),
+        (
+            "first_touch",
+            json!({"kind": "first_touch", "dimension": "utm_source", "value": "gzh"}),
+        ),
+        (
+            "sql",
+            json!({"kind": "sql", "predicate": "event = 'purchase' AND props_number['amount'] >= 300"}),
+        ),
+    ];
+    for (name, group) in groups {
+        let mut spec = json!({"metrics": ["new_users", "users", "launches"], "dimensions": ["utm_source"],
+                              "range": {"from": from, "to": to}});
+        if !group.is_null() {
+            spec["group"] = group;
+        }
+        let file = dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let answer = analyze(data, &file);
+        let ours: std::collections::BTreeMap<String, Value> = answer["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let source = r["utm_source"].as_str().unwrap().to_string();
+                (source, json!([r["new_users"], r["users"], r["launches"]]))
+            })
+            .collect();
+        let want: std::collections::BTreeMap<String, Value> = expected[name]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert!(!want.is_empty(), "{name}: the group has users");
+        assert_eq!(ours, want, "group {name}");
+    }
+}
+
 #[test]
 fn core_events_and_retention_match_duckdb() {
     let dir = tempfile::tempdir().unwrap();

@@ -218,6 +218,18 @@ fn saved_analyses_are_versioned_and_run_like_their_spec() {
     );
     assert_eq!(status, 200);
     assert_eq!(server.sql("shop", "SELECT id FROM saved_analyses").len(), 2);
+    // A group given by SQL runs the caller's SQL: an analyst's key may, a marketer's may not.
+    let sql_group = json!({"dimensions": ["utm_source"], "range": {"from": "2025-11-03", "to": "2025-11-16"},
+                           "group": {"kind": "sql", "predicate": "event = 'purchase'"}});
+    for (key, status) in [(&keys.analyst, 200), (&keys.marketer, 403)] {
+        let response = client
+            .post(format!("{}/v1/projects/shop/analyses:run", server.url))
+            .bearer_auth(key)
+            .json(&sql_group)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+    }
     // An ingest key reaches none of it.
     let (status, _) = call(Method::GET, "", None, &keys.ingest);
     assert_eq!(status, 403);

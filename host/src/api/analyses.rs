@@ -154,17 +154,20 @@ async fn delete(
     responses(
         (status = 200, description = "The rows", content(
             (AnalysisAnswer = "application/json"), (String = "text/csv"), (String = "text/plain"))),
+        (status = 403, description = "A group given by SQL, with a key that may not run SQL", body = ErrorBody),
         (status = 404, description = "No such analysis", body = ErrorBody),
     ))]
 async fn run(
     State(state): State<QueryState>,
     Path((project, id)): Path<(String, String)>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(params): ApiQuery<RunParams>,
 ) -> Result<Response, ApiError> {
     let saved = state.saved.get(&project, &id, None).await?;
     answer(
         &state,
         &project,
+        caller.role,
         &saved.spec,
         &params,
         Some(saved.reference()),

@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery};
-use crate::access::{Caller, Permission};
+use crate::access::{Caller, Permission, Role};
 use crate::acquisition::{AcquisitionQuery, Window, parse_dimensions, parse_tz, window};
 use crate::analysis::{AnalysisAnswer, AnalysisSpec};
 use crate::output::{self, Format, json_rows};
@@ -95,6 +95,7 @@ async fn acquisition(
         filters: Vec::new(),
         returning: false,
         outcomes: Default::default(),
+        group: None,
     };
     let batches = query.run(&state.ctx).await?;
     Ok(Json(AcquisitionAnswer {
@@ -133,24 +134,35 @@ enum AnswerFormat {
         (status = 200, description = "The rows, largest `new_users` first", content(
             (AnalysisAnswer = "application/json"), (String = "text/csv"), (String = "text/plain"))),
         (status = 400, description = "A bad spec (`field` names the part)", body = super::error::ErrorBody),
+        (status = 403, description = "A group given by SQL, with a key that may not run SQL", body = super::error::ErrorBody),
     ))]
 async fn run_analysis(
     State(state): State<QueryState>,
     Path(project): Path<String>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(params): ApiQuery<RunParams>,
     ApiJson(spec): ApiJson<AnalysisSpec>,
 ) -> Result<Response, ApiError> {
-    answer(&state, &project, &spec, &params, None).await
+    answer(&state, &project, caller.role, &spec, &params, None).await
 }
 
-/// Runs `spec` (of the saved analysis `saved`, if it is one) and answers as `params` ask.
+/// Runs `spec` (of the saved analysis `saved`, if it is one) for the caller's project and
+/// answers as `params` ask. A group given by SQL needs a key that may run SQL.
 pub(super) async fn answer(
     state: &QueryState,
     project: &str,
+    role: Role,
     spec: &AnalysisSpec,
     params: &RunParams,
     saved: Option<crate::saved_analyses::SavedRef>,
 ) -> Result<Response, ApiError> {
+    if spec.group.as_ref().is_some_and(|g| g.is_sql()) && !role.allows(Permission::Sql) {
+        return Err(crate::Error::Forbidden(format!(
+            "a group given by SQL runs the caller's SQL: a {role} key may not (analysts and \
+             administrators may)"
+        ))
+        .into());
+    }
     let now = params.now.unwrap_or_else(Utc::now);
     let query = spec.query(project, now, state.zones.get(project))?;
     let batches = spec.run(&query, &state.ctx).await?;

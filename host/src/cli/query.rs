@@ -65,6 +65,7 @@ pub async fn acquisition(args: AcquisitionArgs) -> anyhow::Result<()> {
         filters: Vec::new(),
         returning: false,
         outcomes: Default::default(),
+        group: None,
     };
     let batches = query.run(&ctx).await?;
     if args.format == Format::Table {

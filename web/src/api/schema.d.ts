@@ -509,6 +509,7 @@ export interface components {
             metrics?: string[];
             /** @description How each core event of the metrics is counted (default: within 7 days, value `amount`). */
             core_events?: components["schemas"]["CoreEvent"][];
+            group?: components["schemas"]["UserGroup"] | null;
             /**
              * @description In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
              *     `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`. None: one row of
@@ -1119,6 +1120,34 @@ export interface components {
         };
         /** @description A moment: epoch milliseconds or an RFC 3339 string, within 2000–2100. */
         Timestamp: number | string;
+        /**
+         * @description The users an analysis counts (every user when it names none): their launches, and them as
+         *     new users.
+         */
+        UserGroup: {
+            /** @enum {string} */
+            kind: "new";
+        } | {
+            /** @enum {string} */
+            kind: "returning";
+        } | {
+            dimension: string;
+            value: string;
+            /** @enum {string} */
+            kind: "first_touch";
+        } | {
+            event: string;
+            /** @enum {string} */
+            kind: "did";
+        } | {
+            event: string;
+            /** @enum {string} */
+            kind: "did_not";
+        } | {
+            predicate: string;
+            /** @enum {string} */
+            kind: "sql";
+        };
         /** @description Campaign parameters. An empty string counts as absent. */
         Utm: {
             /** @description `utm_source`: where the code is placed (an official account, a partner, a shop). */
@@ -2047,7 +2076,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key is of another project, or its role may not do this */
+            /** @description A group given by SQL, with a key that may not run SQL */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2138,7 +2167,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key is of another project, or its role may not do this */
+            /** @description A group given by SQL, with a key that may not run SQL */
             403: {
                 headers: {
                     [name: string]: unknown;
