@@ -224,6 +224,83 @@ impl CoreEvent {
 /// Days after acquisition `retained_d<N>` may ask about.
 pub const RETENTION_DAYS: [u32; 3] = [1, 7, 30];
 
+/// How a conversion (a core event) is credited to the launches before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    /// To the launch that acquired the user: a row's new users and what they did within
+    /// `within_days` (DESIGN.md §4).
+    #[default]
+    FirstTouch,
+    /// All to the last launch before the conversion.
+    LastTouch,
+    /// All to the last attributed launch before it (the last one when none is attributed).
+    LastNonDirect,
+    /// Equally to every launch before it.
+    Linear,
+    /// 40% to the first launch, 40% to the last, 20% shared by those between (half and half
+    /// for two; all for one).
+    PositionBased,
+}
+
+/// The attribution model of conversions, and how far back a launch may be to be credited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Attribution {
+    #[serde(default)]
+    pub model: Model,
+    /// Days before a conversion in which a launch is credited (1 to 365, default 30); not
+    /// used by the first-touch model.
+    #[serde(default = "default_lookback_days")]
+    pub lookback_days: u32,
+}
+
+fn default_lookback_days() -> u32 {
+    30
+}
+
+impl Default for Attribution {
+    fn default() -> Self {
+        Attribution {
+            model: Model::FirstTouch,
+            lookback_days: default_lookback_days(),
+        }
+    }
+}
+
+impl Attribution {
+    fn check(&self, by: &[String]) -> Result<()> {
+        if !(1..=365).contains(&self.lookback_days) {
+            return Err(Error::invalid(
+                "attribution",
+                format!("lookback_days must be 1 to 365, got {}", self.lookback_days),
+            ));
+        }
+        if self.model != Model::FirstTouch && by.iter().any(|d| is_time(d)) {
+            return Err(Error::invalid(
+                "attribution",
+                "a model other than first touch credits launches, not days: split by day, week \
+                 or month with the first-touch model",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The credit of the touch at `pos` (1-based) of `n` touches, as SQL; `last_credited` is
+    /// the position the last-non-direct model credits.
+    fn credit_sql(&self) -> &'static str {
+        match self.model {
+            Model::FirstTouch | Model::LastTouch => "CASE WHEN pos = n THEN 1.0 ELSE 0.0 END",
+            Model::LastNonDirect => "CASE WHEN pos = last_credited THEN 1.0 ELSE 0.0 END",
+            Model::Linear => "1.0 / n",
+            Model::PositionBased => {
+                "CASE WHEN n = 1 THEN 1.0 WHEN n = 2 THEN 0.5 \
+                 WHEN pos = 1 OR pos = n THEN 0.4 ELSE 0.2 / (n - 2) END"
+            }
+        }
+    }
+}
+
 /// The users an analysis counts (every user when it names none): their launches, and them as
 /// new users.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
@@ -289,6 +366,8 @@ pub struct Outcomes {
     pub retained_days: Vec<u32>,
     /// The moment the query runs at, epoch ms.
     pub now_ms: i64,
+    /// How core events are credited.
+    pub attribution: Attribution,
 }
 
 impl Outcomes {
@@ -493,23 +572,7 @@ impl AcquisitionQuery {
     /// Dimension names come from [`DIMENSIONS`] only, never from the caller's text. `codes` is
     /// the table of [`CodeLinks`].
     fn window_sql(&self, tables: &QueryTables<'_>) -> String {
-        // Time dimensions are added to the snapshot in Rust (`add_time_columns`).
-        let projected = self
-            .by
-            .iter()
-            .enumerate()
-            .filter(|(_, dimension)| !is_time(dimension))
-            .map(|(i, dimension)| {
-                format!(", CASE WHEN {ATTRIBUTED} THEN CAST({dimension} AS VARCHAR) END AS d{i}")
-            })
-            .chain(
-                self.filters
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| !is_time(&f.dimension))
-                    .map(|(j, f)| format!(", CAST({} AS VARCHAR) AS f{j}", f.dimension)),
-            )
-            .collect::<String>();
+        let projected = self.projected_columns();
         let resolved = resolved_launches(
             tables,
             "l.dt >= $4 AND l.dt <= $5 AND l.event_time >= $2 AND l.event_time < $3",
@@ -528,6 +591,35 @@ impl AcquisitionQuery {
                    true AS everyone{projected}
             FROM resolved{members}"
         )
+    }
+
+    /// The dimensions' and filters' columns of a launch of `resolved`: `d<i>` (a dimension's
+    /// value when the launch is attributed) and `f<j>` (a filter's value), each after a comma.
+    /// Time dimensions are added to the snapshot in Rust (`add_time_columns`).
+    fn projected_columns(&self) -> String {
+        self.projected_names()
+            .into_iter()
+            .map(|(name, expression)| format!(", {expression} AS {name}"))
+            .collect()
+    }
+
+    /// (name, SQL) of each of [`Self::projected_columns`].
+    fn projected_names(&self) -> Vec<(String, String)> {
+        let dims = self
+            .by
+            .iter()
+            .enumerate()
+            .filter(|(_, dimension)| !is_time(dimension))
+            .map(|(i, dimension)| {
+                (
+                    format!("d{i}"),
+                    format!("CASE WHEN {ATTRIBUTED} THEN CAST({dimension} AS VARCHAR) END"),
+                )
+            });
+        let filters = (self.filters.iter().enumerate())
+            .filter(|(_, f)| !is_time(&f.dimension))
+            .map(|(j, f)| (format!("f{j}"), format!("CAST({} AS VARCHAR)", f.dimension)));
+        dims.chain(filters).collect()
     }
 
     /// The users of a group given as a set ([`QueryTables::group`]): SQL over `resolved`
@@ -604,12 +696,8 @@ impl AcquisitionQuery {
     ///
     /// Each measure comes from one branch of a `UNION ALL` (the others give it 0), summed per
     /// row at the end: rows whose dimension values are NULL meet without any join on them.
-    fn counts_sql(
-        &self,
-        window: &str,
-        identities: Option<&str>,
-        params: &mut Vec<ScalarValue>,
-    ) -> String {
+    fn counts_sql(&self, tables: &QueryTables<'_>, params: &mut Vec<ScalarValue>) -> String {
+        let (window, identities) = (tables.window, tables.identities);
         let first_seen = by_person(identities, USER_FIRST_SEEN, "project, first_time");
         let n = self.by.len();
         let d = |i: usize| format!("d{i}");
@@ -659,9 +747,12 @@ impl AcquisitionQuery {
         if self.returning {
             measures.push(("returning_users".into(), "0"));
         }
+        // Credits of a multi-touch model are fractions.
+        let credited = outcomes.attribution.model != Model::FirstTouch;
+        let count_zero = if credited { "CAST(0 AS DOUBLE)" } else { "0" };
         for k in 0..outcomes.events.len() {
-            measures.push((format!("e{k}_users"), "0"));
-            measures.push((format!("e{k}_count"), "0"));
+            measures.push((format!("e{k}_users"), count_zero));
+            measures.push((format!("e{k}_count"), count_zero));
             measures.push((format!("e{k}_value"), "CAST(0 AS DOUBLE)"));
         }
         for n in &outcomes.retained_days {
@@ -713,7 +804,20 @@ impl AcquisitionQuery {
                 ),
             ));
         }
-        for (k, event) in outcomes.events.iter().enumerate() {
+        for (k, credits) in tables.credits.iter().enumerate().filter(|_| credited) {
+            branches.push(branch(
+                &[
+                    (
+                        format!("e{k}_users"),
+                        "sum(CASE WHEN first_of_user THEN credit ELSE 0.0 END)".into(),
+                    ),
+                    (format!("e{k}_count"), "sum(credit)".into()),
+                    (format!("e{k}_value"), "sum(credit * value)".into()),
+                ],
+                &format!("FROM {credits} w WHERE true{kept}"),
+            ));
+        }
+        for (k, event) in outcomes.events.iter().enumerate().filter(|_| !credited) {
             // The event's partitions: from the window's first day to `within_days` after its
             // last, a day of margin each side (partition days are in the project's zone).
             let name = bind(params, ScalarValue::Utf8(Some(event.event.clone())));
@@ -790,16 +894,21 @@ impl AcquisitionQuery {
         };
         for (k, event) in outcomes.events.iter().enumerate() {
             let e = &event.event;
-            totals.push(format!("CAST(sum(e{k}_users) AS BIGINT) AS \"{e}_users\""));
-            totals.push(format!("CAST(sum(e{k}_count) AS BIGINT) AS \"{e}_count\""));
-            // Rounded to a millionth: sums of decimal amounts in binary floating point would
-            // otherwise end in noise (2364.1000000000004).
+            // Rounded to a millionth: sums of decimal amounts (and credits) in binary floating
+            // point would otherwise end in noise (2364.1000000000004).
+            let count = |m: &str| {
+                if credited {
+                    format!("round(sum(e{k}_{m}), 6) AS \"{e}_{m}\"")
+                } else {
+                    format!("CAST(sum(e{k}_{m}) AS BIGINT) AS \"{e}_{m}\"")
+                }
+            };
+            totals.push(count("users"));
+            totals.push(count("count"));
             totals.push(format!("round(sum(e{k}_value), 6) AS \"{e}_value\""));
-            totals.push(share(
-                &format!("e{k}_users"),
-                "new_users",
-                &format!("{e}_rate"),
-            ));
+            // Credited conversions are of the row's users; first-touch ones of its new users.
+            let base = if credited { "users" } else { "new_users" };
+            totals.push(share(&format!("e{k}_users"), base, &format!("{e}_rate")));
         }
         for n in &outcomes.retained_days {
             totals.push(share(
@@ -855,6 +964,97 @@ impl AcquisitionQuery {
         )
     }
 
+    /// The credits of a core event under a multi-touch model, with `$1` project, `$2` window
+    /// start and the values pushed onto `params` after them: each conversion in the window
+    /// (each `event` of a user of the query) is credited to the user's launches in the
+    /// `lookback_days` before it, by the model; a conversion without any is credited to the
+    /// unattributed row. One row per credited launch: its user, dimensions and filters'
+    /// values, the credit, the conversion's value and whether it is the user's first. Read
+    /// into memory before the counts (as the window is), which sum them: `e<k>_count` the
+    /// credits, `e<k>_value` the credits times the value, `e<k>_users` the credits of each
+    /// user's first conversion (so a converting user is one in all).
+    fn credits_sql(
+        &self,
+        event: &CoreEvent,
+        tables: &QueryTables<'_>,
+        params: &mut Vec<ScalarValue>,
+    ) -> String {
+        let lookback = self.outcomes.attribution.lookback_days;
+        let name = bind(params, ScalarValue::Utf8(Some(event.event.clone())));
+        let value = bind(params, ScalarValue::Utf8(Some(event.value.clone())));
+        let start = utc(self.window.start_ms());
+        let end = utc(self.window.end_ms());
+        let (start, end) = (bind(params, start), bind(params, end));
+        let events_from = bind(params, dt(self.window.from - Days::new(1)));
+        let events_to = bind(params, dt(self.window.to + Days::new(1)));
+        let launches_from = bind(
+            params,
+            dt(self.window.from - Days::new(u64::from(lookback) + 1)),
+        );
+        let resolved = resolved_launches(
+            tables,
+            &format!("l.dt >= {launches_from} AND l.dt <= {events_to} AND l.event_time < {end}"),
+        );
+        let projected = self.projected_columns();
+        let touch_columns: String = self
+            .projected_names()
+            .into_iter()
+            .map(|(name, _)| format!(", t.{name}"))
+            .collect();
+        let ranked_columns: String = self
+            .projected_names()
+            .into_iter()
+            .map(|(name, _)| format!(", {name}"))
+            .collect();
+        let members = match (&self.group, tables.group) {
+            (Some(UserGroup::DidNot { .. }), Some(g)) => {
+                format!(" AND c.user_id NOT IN (SELECT user_id FROM {g})")
+            }
+            (_, Some(g)) => format!(" AND c.user_id IN (SELECT user_id FROM {g})"),
+            (_, None) => String::new(),
+        };
+        let events = by_person(
+            tables.identities,
+            EVENTS,
+            "project, dt, event, event_id, event_time, props_number",
+        );
+        let credit = self.outcomes.attribution.credit_sql();
+        format!(
+            "WITH {resolved},
+                touches AS (
+                    SELECT user_id, event_id, event_time, {ATTRIBUTED} AS attributed{projected}
+                    FROM resolved
+                ),
+                conversions AS (
+                    SELECT c.user_id, c.event_id AS conversion, c.event_time AS at,
+                           coalesce(c.props_number[{value}], 0) AS value,
+                           row_number() OVER (PARTITION BY c.user_id ORDER BY c.event_time, c.event_id) = 1 AS first_of_user
+                    FROM {events} c
+                    WHERE c.project = $1 AND c.event = {name} AND c.dt >= {events_from}
+                      AND c.dt <= {events_to} AND c.event_time >= {start} AND c.event_time < {end}{members}
+                ),
+                paired AS (
+                    SELECT c.user_id, c.conversion, c.value, c.first_of_user,
+                           t.event_id, t.attributed{touch_columns},
+                           row_number() OVER (PARTITION BY c.conversion ORDER BY t.event_time, t.event_id) AS pos,
+                           count(t.event_id) OVER (PARTITION BY c.conversion) AS touched
+                    FROM conversions c LEFT JOIN touches t
+                      ON t.user_id = c.user_id AND t.event_time <= c.at
+                     AND t.event_time >= c.at - INTERVAL '{lookback} days'
+                ),
+                ranked AS (
+                    SELECT *, greatest(touched, 1) AS n,
+                           coalesce(max(CASE WHEN attributed THEN pos END) OVER (PARTITION BY conversion),
+                                    greatest(touched, 1)) AS last_credited
+                    FROM paired
+                )
+                SELECT user_id, value, first_of_user,
+                       coalesce(attributed, false) AS attributed, true AS everyone{ranked_columns},
+                       {credit} AS credit
+                FROM ranked"
+        )
+    }
+
     /// The snapshot's columns computed from `event_time`: `d{i}` of time dimensions, `f{j}` of
     /// filters on them.
     fn time_columns(&self) -> Vec<(String, &str)> {
@@ -889,6 +1089,16 @@ impl AcquisitionQuery {
         }
         if let Some(group) = &self.group {
             group.check()?;
+        }
+        self.outcomes.attribution.check(&self.by)?;
+        if self.outcomes.attribution.model != Model::FirstTouch
+            && self.filters.iter().any(|f| is_time(&f.dimension))
+        {
+            return Err(Error::invalid(
+                "attribution",
+                "a model other than first touch credits launches: filter by day, week or month \
+                 with the first-touch model",
+            ));
         }
         if let Some(n) = (self.outcomes.retained_days.iter()).find(|n| !RETENTION_DAYS.contains(n))
         {
@@ -928,6 +1138,7 @@ impl AcquisitionQuery {
                 links: &links,
                 identities: has_people.then_some(identities.as_str()),
                 group: None,
+                credits: Vec::new(),
                 window: &name,
             };
             if let Some(members) = self.group_members(ctx, &tables).await? {
@@ -1034,9 +1245,35 @@ impl AcquisitionQuery {
         let (schema, rows) =
             add_retention_columns(&schema, rows, &self.outcomes.retained_days, self.window.tz)?;
         ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+        // Every credits table made is dropped again, whatever happens in between.
+        let credit_names: Vec<String> = (0..self.outcomes.events.len())
+            .map(|k| format!("{name}_credits_{k}"))
+            .collect();
         let answer = async {
+            let mut tables = QueryTables {
+                credits: Vec::new(),
+                ..*tables
+            };
+            let credited = self.outcomes.attribution.model != Model::FirstTouch;
+            for (event, credits) in self.outcomes.events.iter().zip(&credit_names) {
+                if !credited {
+                    break;
+                }
+                let mut values = Vec::new();
+                let sql = self.credits_sql(event, &tables, &mut values);
+                let mut params = vec![project.clone(), start.clone()];
+                params.extend(values);
+                let frame = ctx.sql(&sql).await?.with_param_values(params)?;
+                let planned = frame.schema().inner().clone();
+                let rows = frame.collect().await?;
+                // The batches' own schema: DataFusion's plan may disagree with them on whether
+                // a column can be null.
+                let schema = rows.first().map_or(planned, |b| b.schema());
+                ctx.register_table(credits, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+                tables.credits.push(credits.clone());
+            }
             let mut filter_values = Vec::new();
-            let sql = self.counts_sql(name, tables.identities, &mut filter_values);
+            let sql = self.counts_sql(&tables, &mut filter_values);
             let mut params = vec![project, start];
             params.extend(filter_values);
             let frame = ctx.sql(&sql).await?.with_param_values(params)?;
@@ -1044,6 +1281,9 @@ impl AcquisitionQuery {
         }
         .await;
         ctx.deregister_table(name)?;
+        for credits in &credit_names {
+            ctx.deregister_table(credits)?;
+        }
         answer
     }
 }
@@ -1058,6 +1298,8 @@ struct QueryTables<'a> {
     identities: Option<&'a str>,
     /// The users of the query's group, when it is a set of them ([`AcquisitionQuery::group_sql`]).
     group: Option<&'a str>,
+    /// Per core event, its credits under a multi-touch model ([`AcquisitionQuery::credits_sql`]).
+    credits: Vec<String>,
     /// The window's launches, held in memory.
     window: &'a str,
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::acquisition::{
-    AcquisitionQuery, Condition, CoreEvent, Filter, NOT_SET, Outcomes, RETENTION_DAYS,
+    AcquisitionQuery, Attribution, Condition, CoreEvent, Filter, NOT_SET, Outcomes, RETENTION_DAYS,
     TIME_DIMENSIONS, UNATTRIBUTED, UserGroup, Window, check_dimensions, is_dimension, parse_tz,
 };
 use crate::error::{Error, Result};
@@ -236,6 +236,9 @@ pub struct AnalysisSpec {
     /// Only these users (default: everyone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<UserGroup>,
+    /// How core events are credited (default: first touch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
     /// In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
     /// `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`. None: one row of
     /// totals.
@@ -287,6 +290,8 @@ pub struct AnalysisAnswer {
     /// The days it was compared with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_window: Option<Window>,
+    /// How its core events were credited: the model and the lookback window it used.
+    pub attribution: Attribution,
     /// The saved analysis run, and its version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved_analysis: Option<crate::saved_analyses::SavedRef>,
@@ -344,6 +349,7 @@ impl AnalysisSpec {
     fn outcomes(&self, now: DateTime<Utc>) -> Result<Outcomes> {
         let mut outcomes = Outcomes {
             now_ms: now.timestamp_millis(),
+            attribution: self.attribution.unwrap_or_default(),
             ..Outcomes::default()
         };
         for listed in &self.core_events {
@@ -465,6 +471,7 @@ impl AnalysisSpec {
             window: query.window,
             previous_window,
             saved_analysis: None,
+            attribution: query.outcomes.attribution,
             rows,
         })
     }

@@ -34,6 +34,7 @@ fn past_7_days(dimensions: Vec<String>) -> AnalysisSpec {
         metrics: vec![Metric::NewUsers, Metric::Users, Metric::Launches],
         core_events: Vec::new(),
         group: None,
+        attribution: None,
         dimensions,
         filters: Vec::new(),
         range: Range {

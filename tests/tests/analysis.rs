@@ -400,6 +400,21 @@ fn a_bad_spec_names_its_part() {
             "core_events",
             "`launch` is not a core event",
         ),
+        (
+            json!({"metrics": ["purchase_count"], "dimensions": ["day"], "attribution": {"model": "linear"}}),
+            "attribution",
+            "split by day, week or month with the first-touch model",
+        ),
+        (
+            json!({"metrics": ["purchase_count"], "attribution": {"model": "linear", "lookback_days": 0}}),
+            "attribution",
+            "lookback_days must be 1 to 365, got 0",
+        ),
+        (
+            json!({"group": {"kind": "first_touch", "dimension": "day", "value": "2025-11-01"}}),
+            "group",
+            "a first-touch group names a dimension of launches",
+        ),
     ] {
         let response = client
             .post(format!("{}/v1/projects/shop/analyses:run", server.url))
@@ -686,6 +701,137 @@ fn user_groups_match_duckdb() {
             .collect();
         assert!(!want.is_empty(), "{name}: the group has users");
         assert_eq!(ours, want, "group {name}");
+    }
+}
+
+const DUCKDB_MODELS: &str = r#"
+import duckdb, json, sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
+path, frm, to, lookback = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+con = duckdb.connect()
+con.execute(f"""
+CREATE TABLE raw AS SELECT * FROM read_json('{path}', format = 'newline_delimited',
+    columns = {{event: 'VARCHAR', event_id: 'VARCHAR', user_id: 'VARCHAR', ts: 'BIGINT',
+               query: 'STRUCT(utm_source VARCHAR)', props: 'JSON'}});
+CREATE TABLE deduped AS SELECT * FROM raw
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts) = 1;
+CREATE TABLE people AS
+  SELECT user_id, 'login:' || first(json_extract_string(props, '$.login_id') ORDER BY ts, event_id) AS person
+  FROM deduped WHERE event = '$identify' GROUP BY user_id;
+CREATE TABLE once AS
+  SELECT d.* REPLACE (coalesce(p.person, d.user_id) AS user_id)
+  FROM deduped d LEFT JOIN people p USING (user_id);
+CREATE TABLE touches AS
+  SELECT user_id, ts, event_id, nullif(url_decode(query.utm_source), '') AS src
+  FROM once WHERE event IS NULL;
+""")
+shanghai = ZoneInfo('Asia/Shanghai')
+def ms(day, end=False):
+    d = datetime.fromisoformat(day).replace(tzinfo=shanghai)
+    return int(d.timestamp() * 1000) + (86_400_000 if end else 0)
+credit = {
+    'last_touch': "CASE WHEN pos = n THEN 1.0 ELSE 0.0 END",
+    'last_non_direct': "CASE WHEN pos = coalesce(last_attributed, n) THEN 1.0 ELSE 0.0 END",
+    'linear': "1.0 / n",
+    'position_based': "CASE WHEN n = 1 THEN 1.0 WHEN n = 2 THEN 0.5 WHEN pos = 1 OR pos = n THEN 0.4 ELSE 0.2 / (n - 2) END",
+}
+answers = {}
+for model, formula in credit.items():
+    rows = con.execute(f"""
+    WITH conversions AS (
+        SELECT user_id, event_id AS conversion, ts AS at,
+               CASE WHEN json_type(props, '$.amount') IN ('UBIGINT', 'BIGINT', 'DOUBLE')
+                    THEN CAST(json_extract(props, '$.amount') AS DOUBLE) ELSE 0 END AS value,
+               row_number() OVER (PARTITION BY user_id ORDER BY ts, event_id) = 1 AS first_of_user
+        FROM once WHERE event = 'purchase' AND ts >= $1 AND ts < $2),
+    paired AS (
+        SELECT c.*, t.src, t.event_id AS touch,
+               row_number() OVER (PARTITION BY c.conversion ORDER BY t.ts, t.event_id) AS pos,
+               greatest(count(t.event_id) OVER (PARTITION BY c.conversion), 1) AS n
+        FROM conversions c LEFT JOIN touches t
+          ON t.user_id = c.user_id AND t.ts <= c.at AND t.ts >= c.at - $3 * 86400000),
+    ranked AS (
+        SELECT *, max(CASE WHEN src IS NOT NULL THEN pos END) OVER (PARTITION BY conversion) AS last_attributed
+        FROM paired),
+    credited AS (SELECT *, CAST({formula} AS DOUBLE) AS credit FROM ranked)
+    SELECT coalesce(src, '(unattributed)'),
+           sum(CASE WHEN first_of_user THEN credit ELSE 0 END), sum(credit), sum(credit * value)
+    FROM credited GROUP BY 1
+    """, [ms(frm), ms(to, end=True), lookback]).fetchall()
+    answers[model] = {r[0]: [r[1], r[2], r[3]] for r in rows}
+print(json.dumps(answers))
+"#;
+
+#[test]
+fn attribution_models_match_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    promolens_tests::provision(data, "shop");
+    let raw = dir.path().join("events.ndjson");
+    let mut lines = events();
+    for (i, line) in core_events().into_iter().enumerate() {
+        lines.insert((i * 7) % lines.len(), line);
+    }
+    std::fs::write(&raw, lines.join("\n") + "\n").unwrap();
+    stdout_of(&promolens(&[
+        "backfill",
+        "--data",
+        data,
+        "--project",
+        "shop",
+        raw.to_str().unwrap(),
+    ]));
+    let (from, to, lookback) = ("2025-11-03", "2025-11-16", 3);
+    let expected = python_json(
+        DUCKDB_MODELS,
+        &[raw.to_str().unwrap(), from, to, &lookback.to_string()],
+    );
+    for model in ["last_touch", "last_non_direct", "linear", "position_based"] {
+        let spec = json!({"metrics": ["purchase_users", "purchase_count", "purchase_value"],
+                          "dimensions": ["utm_source"], "range": {"from": from, "to": to},
+                          "attribution": {"model": model, "lookback_days": lookback}});
+        let file = dir.path().join(format!("{model}.json"));
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let answer = analyze(data, &file);
+        assert_eq!(
+            answer["attribution"]["model"], model,
+            "the answer states its model"
+        );
+        assert_eq!(answer["attribution"]["lookback_days"], lookback);
+        let want = expected[model].as_object().unwrap();
+        let mut total = 0.0;
+        for (source, figures) in want {
+            let row = answer["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["utm_source"] == source.as_str())
+                .unwrap_or_else(|| panic!("{model}: no row {source}: {answer}"));
+            for (i, metric) in ["purchase_users", "purchase_count", "purchase_value"]
+                .iter()
+                .enumerate()
+            {
+                let (ours, theirs) = (row[metric].as_f64().unwrap(), figures[i].as_f64().unwrap());
+                assert!(
+                    (ours - theirs).abs() < 1e-5,
+                    "{model} {source} {metric}: {ours} vs {theirs}"
+                );
+            }
+            total += figures[1].as_f64().unwrap();
+        }
+        // Every conversion is credited once in all, whatever the model.
+        let conversions: f64 = answer["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["purchase_count"].as_f64().unwrap())
+            .sum();
+        assert!(
+            (conversions - total).abs() < 1e-5 && total > 20.0,
+            "{model}: {conversions} vs {total}"
+        );
     }
 }
 

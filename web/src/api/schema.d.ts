@@ -479,6 +479,8 @@ export interface components {
             /** @description The days it covered. */
             window: components["schemas"]["Window"];
             previous_window?: components["schemas"]["Window"] | null;
+            /** @description How its core events were credited: the model and the lookback window it used. */
+            attribution: components["schemas"]["Attribution"];
             saved_analysis?: components["schemas"]["SavedRef"] | null;
             /**
              * @description One object per combination of the dimensions' values: each dimension, each metric, and
@@ -510,6 +512,7 @@ export interface components {
             /** @description How each core event of the metrics is counted (default: within 7 days, value `amount`). */
             core_events?: components["schemas"]["CoreEvent"][];
             group?: components["schemas"]["UserGroup"] | null;
+            attribution?: components["schemas"]["Attribution"] | null;
             /**
              * @description In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
              *     `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`. None: one row of
@@ -526,6 +529,16 @@ export interface components {
              *     `week` or `month` (their values differ between the periods).
              */
             compare?: boolean;
+        };
+        /** @description The attribution model of conversions, and how far back a launch may be to be credited. */
+        Attribution: {
+            model?: components["schemas"]["Model"];
+            /**
+             * Format: int32
+             * @description Days before a conversion in which a launch is credited (1 to 365, default 30); not
+             *     used by the first-touch model.
+             */
+            lookback_days?: number;
         };
         AuditAnswer: {
             /** @description Newest first. */
@@ -911,6 +924,11 @@ export interface components {
             key?: components["schemas"]["KeyRecord"] | null;
             project: components["schemas"]["Project"];
         };
+        /**
+         * @description How a conversion (a core event) is credited to the launches before it.
+         * @enum {string}
+         */
+        Model: "first_touch" | "last_touch" | "last_non_direct" | "linear" | "position_based";
         NewAnalysis: {
             /**
              * @description 1 to 100 characters.
