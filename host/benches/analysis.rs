@@ -95,7 +95,10 @@ fn generate() -> std::path::PathBuf {
     if path.exists() {
         return path;
     }
-    eprintln!("generating {} ({EVENTS} launches and their core events)…", path.display());
+    eprintln!(
+        "generating {} ({EVENTS} launches and their core events)…",
+        path.display()
+    );
     let tmp = path.with_extension("tmp.ndjson");
     let (took, _) = measure(Command::new(PROMOLENS).args([
         "gen",
@@ -170,7 +173,11 @@ fn main() {
         .block_on(promolens::tables::session(&storage))
         .expect("session");
     let query = spec
-        .query("bench", NOW.parse().expect("now"), chrono_tz::Asia::Shanghai)
+        .query(
+            "bench",
+            NOW.parse().expect("now"),
+            chrono_tz::Asia::Shanghai,
+        )
         .expect("query");
     let mut times = Vec::new();
     let mut ours = Vec::new();
@@ -182,7 +189,13 @@ fn main() {
                 .expect("rows")
                 .iter()
                 .map(|r| {
-                    let dims = ["day", "utm_source", "utm_medium", "utm_campaign", "utm_content"];
+                    let dims = [
+                        "day",
+                        "utm_source",
+                        "utm_medium",
+                        "utm_campaign",
+                        "utm_content",
+                    ];
                     let metrics = [
                         "new_users",
                         "users",
@@ -227,7 +240,11 @@ fn main() {
         })
         .collect();
     theirs.sort();
-    assert_eq!(ours.len(), theirs.len(), "promolens and DuckDB gave different rows");
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "promolens and DuckDB gave different rows"
+    );
     for (a, b) in ours.iter().zip(&theirs) {
         assert_eq!(a, b, "promolens and DuckDB answered differently");
     }

@@ -1241,9 +1241,10 @@ impl AcquisitionQuery {
             ])?;
         let schema = window.schema().inner().clone();
         let (schema, rows) = mark_first_launches(&schema, window.collect().await?)?;
-        let (schema, rows) = add_time_columns(&schema, rows, &self.time_columns(), self.window.tz)?;
+        let days = WindowDays::of(&self.window);
+        let (schema, rows) = add_time_columns(&schema, rows, &self.time_columns(), &days)?;
         let (schema, rows) =
-            add_retention_columns(&schema, rows, &self.outcomes.retained_days, self.window.tz)?;
+            add_retention_columns(&schema, rows, &self.outcomes.retained_days, &days)?;
         ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
         // Every credits table made is dropped again, whatever happens in between.
         let credit_names: Vec<String> = (0..self.outcomes.events.len())
@@ -1472,13 +1473,51 @@ fn is_time(dimension: &str) -> bool {
     TIME_DIMENSIONS.contains(&dimension)
 }
 
+/// The calendar days of a window in its zone, to find an instant's day without converting
+/// it: a window's rows fall on few days, and converting and formatting a time per row took a
+/// fifth of a 30-day analysis (chrono-tz's offset search, then `strftime`).
+struct WindowDays {
+    tz: Tz,
+    /// The first instant of each day from the day before the window to the day after it, in
+    /// order, with the day.
+    starts: Vec<(i64, NaiveDate)>,
+}
+
+impl WindowDays {
+    fn of(window: &Window) -> WindowDays {
+        let first = window.from - Days::new(1);
+        let count = (window.to - window.from).num_days() + 3;
+        let starts = (0..count)
+            .filter_map(|i| first.checked_add_days(Days::new(i as u64)))
+            .map(|day| (start_of_day(day, window.tz), day))
+            .collect();
+        WindowDays {
+            tz: window.tz,
+            starts,
+        }
+    }
+
+    /// The day of instant `ms` in the zone.
+    fn day_of(&self, ms: i64) -> NaiveDate {
+        let at = self.starts.partition_point(|(start, _)| *start <= ms);
+        match (at.checked_sub(1), self.starts.len()) {
+            // Inside the known days (the last known day's end is unknown: converted below).
+            (Some(i), len) if i + 1 < len => self.starts[i].1,
+            _ => DateTime::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .with_timezone(&self.tz)
+                .date_naive(),
+        }
+    }
+}
+
 /// Appends to the window's rows each of `columns` (name, time dimension): the launch's day,
-/// week (its Monday) or month in `tz`, as text.
+/// week (its Monday) or month in the window's zone, as text.
 fn add_time_columns(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
     columns: &[(String, &str)],
-    tz: Tz,
+    days: &WindowDays,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     if columns.is_empty() {
         return Ok((schema.clone(), batches));
@@ -1489,25 +1528,33 @@ fn add_time_columns(
         fields.push(Arc::new(Field::new(name, DataType::Utf8, false)));
     }
     let extended = Arc::new(Schema::new(fields));
-    let batches = batches
+    let row_days: Vec<Vec<NaiveDate>> = batches
         .iter()
         .map(|batch| {
             let times = batch
                 .column(time_index)
                 .as_primitive::<TimestampMillisecondType>();
-            let days: Vec<NaiveDate> = (0..batch.num_rows())
-                .map(|row| {
-                    DateTime::from_timestamp_millis(times.value(row))
-                        .unwrap_or_default()
-                        .with_timezone(&tz)
-                        .date_naive()
-                })
-                .collect();
+            times.values().iter().map(|&t| days.day_of(t)).collect()
+        })
+        .collect();
+    // Each day's label of each dimension, made once (not a string per row).
+    let mut labels: HashMap<(NaiveDate, &str), String> = HashMap::new();
+    for day in row_days.iter().flatten() {
+        for (_, dimension) in columns {
+            labels
+                .entry((*day, *dimension))
+                .or_insert_with(|| bucket(*day, dimension));
+        }
+    }
+    let batches = batches
+        .iter()
+        .zip(&row_days)
+        .map(|(batch, row_days)| {
             let mut out = batch.columns().to_vec();
             for (_, dimension) in columns {
-                let text: StringArray = days
+                let text: StringArray = row_days
                     .iter()
-                    .map(|day| Some(bucket(*day, dimension)))
+                    .map(|day| labels.get(&(*day, *dimension)).map(String::as_str))
                     .collect();
                 out.push(Arc::new(text));
             }
@@ -1523,8 +1570,9 @@ fn add_retention_columns(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
     days: &[u32],
-    tz: Tz,
+    window_days: &WindowDays,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let tz = window_days.tz;
     if days.is_empty() {
         return Ok((schema.clone(), batches));
     }
@@ -1553,13 +1601,10 @@ fn add_retention_columns(
             let times = batch
                 .column(time_index)
                 .as_primitive::<TimestampMillisecondType>();
-            let days_of_rows: Vec<NaiveDate> = (0..batch.num_rows())
-                .map(|row| {
-                    DateTime::from_timestamp_millis(times.value(row))
-                        .unwrap_or_default()
-                        .with_timezone(&tz)
-                        .date_naive()
-                })
+            let days_of_rows: Vec<NaiveDate> = times
+                .values()
+                .iter()
+                .map(|&t| window_days.day_of(t))
                 .collect();
             let mut out = batch.columns().to_vec();
             for &n in days {
@@ -1632,6 +1677,31 @@ pub fn parse_tz(name: &str) -> Result<Tz> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_window_finds_each_instant_s_day_as_the_zone_says_across_daylight_saving() {
+        // Berlin's clocks change on 2025-03-30 and 2025-10-26; Shanghai's never.
+        for (tz, from, to) in [
+            (chrono_tz::Europe::Berlin, "2025-03-20", "2025-04-05"),
+            (chrono_tz::Europe::Berlin, "2025-10-20", "2025-11-02"),
+            (chrono_tz::Asia::Shanghai, "2025-11-01", "2025-11-30"),
+        ] {
+            let window = Window::dates(from.parse().unwrap(), to.parse().unwrap(), tz).unwrap();
+            let days = WindowDays::of(&window);
+            // Every 7 minutes and 13 seconds from two days before to two days after.
+            let (start, end) = (
+                window.start_ms() - 2 * 86_400_000,
+                window.end_ms() + 2 * 86_400_000,
+            );
+            for ms in (start..end).step_by(433_000) {
+                let want = DateTime::from_timestamp_millis(ms)
+                    .unwrap()
+                    .with_timezone(&tz)
+                    .date_naive();
+                assert_eq!(days.day_of(ms), want, "{tz} {ms}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

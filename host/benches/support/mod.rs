@@ -61,4 +61,3 @@ pub fn operator(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
-
