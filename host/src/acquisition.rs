@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, StringArray, TimestampMillisecondArray,
+    ArrayRef, AsArray, BooleanArray, StringArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
@@ -724,7 +724,7 @@ impl AcquisitionQuery {
         } else {
             dims.clone()
         };
-        // Seen before the window: a column of the window's snapshot (`mark_seen_before`); the
+        // Seen before the window: a column of the window's snapshot (`mark_users`); the
         // credits of a multi-touch model (users of conversions, with or without a launch in the
         // window) ask `user_first_seen` itself.
         let seen_in_first_seen = format!(
@@ -935,9 +935,9 @@ impl AcquisitionQuery {
         format!(
             "WITH
             -- A user's first launch ever is in the window exactly when it is their first launch
-            -- in the window (marked in the snapshot, see `mark_first_launches`) and they were
+            -- in the window (marked in the snapshot, see `mark_users`) and they were
             -- never seen before the window (`user_first_seen`, one row per user and flush kept
-            -- at ingest, instead of the whole launch history; see `mark_seen_before`).
+            -- at ingest, instead of the whole launch history).
             first_touch AS (
                 SELECT {keys}{first_touch_columns}
                 FROM {window} w
@@ -1236,8 +1236,8 @@ impl AcquisitionQuery {
                 ScalarValue::Utf8(Some(dt_to)),
             ])?;
         let schema = window.schema().inner().clone();
-        let (schema, rows) = mark_first_launches(&schema, window.collect().await?)?;
-        let (schema, rows) = mark_seen_before(ctx, tables, self, &schema, rows).await?;
+        let (schema, rows) =
+            mark_users(ctx, tables, self, &schema, window.collect().await?).await?;
         let days = WindowDays::of(&self.window);
         let (schema, rows) = add_time_columns(&schema, rows, &self.time_columns(), &days)?;
         let (schema, rows) =
@@ -1404,12 +1404,17 @@ async fn sql_group(
     Ok(ctx.read_batches(batches)?)
 }
 
-/// Adds the column `seen_before` to the window's rows: whether the row's user (a person) has a
-/// `user_first_seen` row before the window. One pass over the project's `user_first_seen` rows
-/// before the window (sorted by time: the pages after it are skipped by their statistics),
-/// probing the window's users in a hash set. It replaced an anti-join in SQL, whose hash join
-/// repartitioned and copied a year's user ids on every query (a sixth of a 30-day analysis).
-async fn mark_seen_before(
+/// Adds two columns to the window's rows, from one pass over its users:
+/// - `first_launch`: true on each user's first launch in the window by `(event_time,
+///   event_id)` (DESIGN.md §4's order), whatever order the rows come in. Done here rather than
+///   by `first_value(… ORDER BY …)` per user in SQL: DataFusion keeps a row of `ScalarValue`s
+///   per group for an ordered aggregate, which took more than a third of the whole query.
+/// - `seen_before`: whether the row's user (a person) has a `user_first_seen` row before the
+///   window. One streaming pass over the project's rows before the window (sorted by time: the
+///   pages after it are skipped by their statistics), probing the window's users. It replaced
+///   an anti-join in SQL, whose hash join repartitioned and copied a year's user ids on every
+///   query (a sixth of a 30-day analysis).
+async fn mark_users(
     ctx: &SessionContext,
     tables: &QueryTables<'_>,
     query: &AcquisitionQuery,
@@ -1417,42 +1422,62 @@ async fn mark_seen_before(
     batches: Vec<RecordBatch>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     use futures::StreamExt;
-    let user_index = schema.index_of("user_id")?;
-    let users: Vec<ArrayRef> = batches
-        .iter()
-        .map(|b| cast(b.column(user_index), &DataType::Utf8View))
-        .collect::<std::result::Result<_, _>>()?;
-    let mut window_users: HashMap<&str, bool> = HashMap::new();
-    for users in &users {
-        for user in users.as_string_view().iter().flatten() {
-            window_users.insert(user, false);
-        }
-    }
-    // Each anonymous id's person, where the project has identities.
-    let people = match tables.identities {
-        Some(ids) => {
-            let frame = ctx
-                .sql(&format!("SELECT user_id, person FROM {ids}"))
-                .await?;
-            Some(frame.collect().await?)
-        }
-        None => None,
-    };
-    let mut person_of: HashMap<String, String> = HashMap::new();
-    for batch in people.iter().flatten() {
-        let ids = cast(batch.column(0), &DataType::Utf8)?;
-        let persons = cast(batch.column(1), &DataType::Utf8)?;
-        for (id, person) in ids
-            .as_string::<i32>()
+    let column = |name: &str| -> Result<Vec<ArrayRef>> {
+        let index = schema.index_of(name)?;
+        Ok(batches
             .iter()
-            .zip(persons.as_string::<i32>().iter())
-        {
-            if let (Some(id), Some(person)) = (id, person) {
-                person_of.insert(id.to_string(), person.to_string());
+            .map(|b| cast(b.column(index), &DataType::Utf8View))
+            .collect::<std::result::Result<_, _>>()?)
+    };
+    let (users, ids) = (column("user_id")?, column("event_id")?);
+    let time_index = schema.index_of("event_time")?;
+    // Each user once: their number, and per number their earliest launch (time, id, batch,
+    // row) and whether they were seen before; per row, its user's number.
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut number: HashMap<&str, u32> = HashMap::with_capacity(rows / 2);
+    let mut first: Vec<(i64, &str, usize, usize)> = Vec::with_capacity(rows / 2);
+    let mut user_of_row: Vec<Vec<u32>> = Vec::with_capacity(batches.len());
+    for (b, batch) in batches.iter().enumerate() {
+        let (users, ids) = (users[b].as_string_view(), ids[b].as_string_view());
+        let times = batch
+            .column(time_index)
+            .as_primitive::<TimestampMillisecondType>();
+        let mut of_row = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            let launch = (times.value(row), ids.value(row), b, row);
+            let next = first.len() as u32;
+            let user = *number.entry(users.value(row)).or_insert(next);
+            if user == next {
+                first.push(launch);
+            } else if (launch.0, launch.1) < (first[user as usize].0, first[user as usize].1) {
+                first[user as usize] = launch;
+            }
+            of_row.push(user);
+        }
+        user_of_row.push(of_row);
+    }
+    let mut seen = vec![false; first.len()];
+    if !first.is_empty() {
+        // Each anonymous id's person, where the project has identities.
+        let mut person_of: HashMap<String, String> = HashMap::new();
+        if let Some(people) = tables.identities {
+            let frame = ctx
+                .sql(&format!("SELECT user_id, person FROM {people}"))
+                .await?;
+            for batch in frame.collect().await? {
+                let ids = cast(batch.column(0), &DataType::Utf8)?;
+                let persons = cast(batch.column(1), &DataType::Utf8)?;
+                let pairs = ids
+                    .as_string::<i32>()
+                    .iter()
+                    .zip(persons.as_string::<i32>().iter());
+                for (id, person) in pairs {
+                    if let (Some(id), Some(person)) = (id, person) {
+                        person_of.insert(id.to_string(), person.to_string());
+                    }
+                }
             }
         }
-    }
-    if !window_users.is_empty() {
         let mut stream = ctx
             .sql(&format!(
                 "SELECT user_id FROM {USER_FIRST_SEEN} WHERE project = $1 AND first_time < $2"
@@ -1465,17 +1490,26 @@ async fn mark_seen_before(
             .execute_stream()
             .await?;
         while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let ids = cast(batch.column(0), &DataType::Utf8View)?;
+            let ids = cast(batch?.column(0), &DataType::Utf8View)?;
             for id in ids.as_string_view().iter().flatten() {
                 let user = person_of.get(id).map_or(id, String::as_str);
-                if let Some(seen) = window_users.get_mut(user) {
-                    *seen = true;
+                if let Some(&n) = number.get(user) {
+                    seen[n as usize] = true;
                 }
             }
         }
     }
+    let mut first_marks: Vec<Vec<bool>> =
+        batches.iter().map(|b| vec![false; b.num_rows()]).collect();
+    for (_, _, b, row) in &first {
+        first_marks[*b][*row] = true;
+    }
     let mut fields = schema.fields().to_vec();
+    fields.push(Arc::new(Field::new(
+        "first_launch",
+        DataType::Boolean,
+        false,
+    )));
     fields.push(Arc::new(Field::new(
         "seen_before",
         DataType::Boolean,
@@ -1484,77 +1518,14 @@ async fn mark_seen_before(
     let marked = Arc::new(Schema::new(fields));
     let batches = batches
         .iter()
-        .zip(&users)
-        .map(|(batch, users)| {
-            let seen: BooleanArray = users
-                .as_string_view()
-                .iter()
-                .map(|user| Some(user.is_some_and(|u| window_users.get(u) == Some(&true))))
-                .collect();
+        .zip(first_marks)
+        .zip(&user_of_row)
+        .map(|((batch, first_marks), of_row)| {
+            let seen_before: BooleanArray =
+                of_row.iter().map(|&u| Some(seen[u as usize])).collect();
             let mut columns = batch.columns().to_vec();
-            columns.push(Arc::new(seen));
-            RecordBatch::try_new(marked.clone(), columns)
-        })
-        .collect::<std::result::Result<_, _>>()?;
-    Ok((marked, batches))
-}
-
-/// Adds the column `first_launch` to the window's rows: true on each user's first launch in the
-/// window by `(event_time, event_id)` (DESIGN.md §4's order), whatever order the rows come in.
-///
-/// Done here, in one pass over the snapshot, rather than by `first_value(… ORDER BY …)` per user
-/// in SQL: DataFusion keeps a row of `ScalarValue`s per group for an ordered aggregate, which
-/// took more than a third of the whole query's time.
-fn mark_first_launches(
-    schema: &SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let column = |name: &str| -> Result<Vec<ArrayRef>> {
-        let index = schema.index_of(name)?;
-        Ok(batches
-            .iter()
-            .map(|b| cast(b.column(index), &DataType::Utf8View))
-            .collect::<std::result::Result<_, _>>()?)
-    };
-    let (users, ids) = (column("user_id")?, column("event_id")?);
-    let time_index = schema.index_of("event_time")?;
-    // Per user: their earliest launch so far, as (time, id, batch, row).
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut first: HashMap<&str, (i64, &str, usize, usize)> = HashMap::with_capacity(rows);
-    for (b, batch) in batches.iter().enumerate() {
-        let (users, ids) = (users[b].as_string_view(), ids[b].as_string_view());
-        let times = batch
-            .column(time_index)
-            .as_primitive::<TimestampMillisecondType>();
-        for row in (0..batch.num_rows()).filter(|&row| users.is_valid(row)) {
-            let launch = (times.value(row), ids.value(row), b, row);
-            first
-                .entry(users.value(row))
-                .and_modify(|earliest| {
-                    if (launch.0, launch.1) < (earliest.0, earliest.1) {
-                        *earliest = launch;
-                    }
-                })
-                .or_insert(launch);
-        }
-    }
-    let mut marks: Vec<Vec<bool>> = batches.iter().map(|b| vec![false; b.num_rows()]).collect();
-    for (_, _, b, row) in first.into_values() {
-        marks[b][row] = true;
-    }
-    let mut fields = schema.fields().to_vec();
-    fields.push(Arc::new(Field::new(
-        "first_launch",
-        DataType::Boolean,
-        false,
-    )));
-    let marked = Arc::new(Schema::new(fields));
-    let batches = batches
-        .iter()
-        .zip(marks)
-        .map(|(batch, marks)| {
-            let mut columns = batch.columns().to_vec();
-            columns.push(Arc::new(BooleanArray::from(marks)));
+            columns.push(Arc::new(BooleanArray::from(first_marks)));
+            columns.push(Arc::new(seen_before));
             RecordBatch::try_new(marked.clone(), columns)
         })
         .collect::<std::result::Result<_, _>>()?;
