@@ -13,7 +13,7 @@ import { CanvasRenderer } from 'echarts/renderers';
 import type { Api, Schemas } from './api/client';
 import type { Key, Lang, Translate } from './i18n';
 import { saveBlob } from './save';
-import { DIMENSIONS, EVENT_MEASURES, EVENT_NAME, METRICS, PRESETS, TIME_DIMENSIONS, comparable, eventOf, eventsOf, fromAnalysisSpec, fromSaved, toAnalysisSpec, type Spec } from './spec';
+import { DIMENSIONS, EVENT_MEASURES, EVENT_NAME, GROUP_KINDS, METRICS, MODELS, PRESETS, TIME_DIMENSIONS, comparable, eventOf, eventsOf, fromAnalysisSpec, fromSaved, toAnalysisSpec, type Group, type Spec } from './spec';
 
 echarts.use([BarChart, LineChart, GridComponent, LegendComponent, TooltipComponent, CanvasRenderer]);
 
@@ -97,6 +97,28 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
             </span>
           ))}
           <EventForm t={t} onAdd={(event) => !events.includes(event) && onSpec({ ...spec, metrics: [...spec.metrics, ...EVENT_MEASURES.map((m) => `${event}_${m}`)] })} />
+        </fieldset>
+        <fieldset>
+          <legend>{t('analysis.whom')}</legend>
+          <GroupForm key={JSON.stringify(spec.group)} group={spec.group} t={t} onGroup={(group) => onSpec({ ...spec, group })} />
+          <label>
+            {t('analysis.model')}{' '}
+            <select value={spec.model} disabled={!comparable(spec)} onChange={(e) => onSpec({ ...spec, model: e.currentTarget.value as Spec['model'] })}>
+              {MODELS.map((m) => (
+                <option key={m} value={m}>{t(`model.${m}` as Key)}</option>
+              ))}
+            </select>
+          </label>
+          {spec.model !== 'first_touch' && (
+            <label>
+              {t('analysis.lookback')}{' '}
+              <input type="number" min={1} max={365} value={spec.lookback} onInput={(e) => {
+                const days = Number(e.currentTarget.value);
+                if (days >= 1 && days <= 365) onSpec({ ...spec, lookback: days });
+              }} />
+            </label>
+          )}
+          {!comparable(spec) && <p class="hint">{t('analysis.modelByTime')}</p>}
         </fieldset>
         <fieldset>
           <legend>{t('analysis.dimensions')}</legend>
@@ -254,6 +276,54 @@ const DEFAULT_NAMES: Record<string, Key> = {
 function savedName(analysis: Schemas['SavedAnalysis'], t: Translate): string {
   const words = DEFAULT_NAMES[analysis.id];
   return words && analysis.version === 1 ? t(words) : analysis.name;
+}
+
+/** Which users the analysis counts: everyone, new or returning ones, those who did (or did not)
+ * a core event, or those whose first launch had a dimension's value. Applied together. */
+function GroupForm({ group, t, onGroup }: { group: Group | null; t: Translate; onGroup: (g: Group | null) => void }) {
+  const [kind, setKind] = useState<string>(group?.kind ?? '');
+  const [event, setEvent] = useState(group && 'event' in group ? group.event : '');
+  const [dimension, setDimension] = useState(group && 'dimension' in group ? group.dimension : 'utm_source');
+  const [value, setValue] = useState(group && 'value' in group ? group.value : '');
+  const chosen: Group | null | undefined =
+    kind === '' ? null
+    : kind === 'new' || kind === 'returning' ? { kind }
+    : (kind === 'did' || kind === 'did_not') ? (EVENT_NAME.test(event) ? { kind, event } : undefined)
+    : kind === 'first_touch' ? (value ? { kind, dimension, value } : undefined)
+    : undefined;
+  return (
+    <span class="range">
+      <label>
+        {t('analysis.users')}{' '}
+        <select value={kind} onChange={(e) => setKind(e.currentTarget.value)}>
+          <option value="">{t('group.everyone')}</option>
+          {GROUP_KINDS.map((k) => (
+            <option key={k} value={k}>{t(`group.${k}` as Key)}</option>
+          ))}
+        </select>
+      </label>
+      {(kind === 'did' || kind === 'did_not') && (
+        <label>
+          {t('analysis.coreEvent')} <input value={event} placeholder="purchase" onInput={(e) => setEvent(e.currentTarget.value.trim())} />
+        </label>
+      )}
+      {kind === 'first_touch' && (
+        <>
+          <select value={dimension} aria-label={t('group.dimension')} onChange={(e) => setDimension(e.currentTarget.value)}>
+            {DIMENSIONS.filter((d) => !TIME_DIMENSIONS.includes(d) && d !== 'code').map((d) => (
+              <option key={d} value={d}>{t(`dim.${d}` as Key)}</option>
+            ))}
+          </select>
+          <label>
+            {t('group.value')} <input value={value} onInput={(e) => setValue(e.currentTarget.value)} />
+          </label>
+        </>
+      )}
+      <button type="button" disabled={chosen === undefined} onClick={() => chosen !== undefined && onGroup(chosen)}>
+        {t('group.apply')}
+      </button>
+    </span>
+  );
 }
 
 /** Adds a core event by its name, as the mini-program sends it (`track('purchase', …)`). */

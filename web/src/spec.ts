@@ -15,9 +15,19 @@ const EVENT_METRIC = /^([A-Za-z][A-Za-z0-9_.-]{0,63})_(users|count|value|rate)$/
 export const EVENT_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
 export const PRESETS: Schemas['Preset'][] = ['today', 'yesterday', 'this_week', 'last_week', 'this_month', 'last_month', 'past_7_days', 'past_30_days', 'past_90_days'];
 
+export const MODELS: Schemas['Model'][] = ['first_touch', 'last_touch', 'last_non_direct', 'linear', 'position_based'];
+/** The user groups the page offers (a group given by SQL is for the API). */
+export const GROUP_KINDS = ['new', 'returning', 'did', 'did_not', 'first_touch'] as const;
+export type Group = Exclude<Schemas['UserGroup'], { kind: 'sql' }>;
+
 /** What the URL holds. A filter's empty value means "no value". */
 export type Spec = {
   metrics: string[];
+  /** Only these users (`g=new`, `g=did:purchase`, `g=first_touch:utm_source:gzh`). */
+  group: Group | null;
+  /** How core events are credited (`model=linear&lookback=30`). */
+  model: Schemas['Model'];
+  lookback: number;
   by: string[];
   days: number | null;
   from: string | null;
@@ -56,8 +66,13 @@ export function parseSpec(query: string): Spec {
   const preset = PRESETS.find((p) => p === params.get('preset')) ?? null;
   const days = (from && to) || preset ? null : Number(params.get('days') ?? 7) || 7;
   const metrics = (params.get('m') ?? '').split(',').filter(isMetric);
+  const model = MODELS.find((m) => m === params.get('model')) ?? 'first_touch';
+  const lookback = Math.min(365, Math.max(1, Number(params.get('lookback') ?? 30) || 30));
   return {
     metrics: metrics.length ? metrics : DEFAULT_METRICS,
+    group: parseGroup(params.get('g')),
+    model,
+    lookback,
     by: by.length ? by : ['utm_source'],
     days,
     from,
@@ -73,6 +88,11 @@ export function specQuery(spec: Spec): string {
   const params = new URLSearchParams();
   if (spec.saved) params.set('saved', spec.saved);
   if (spec.metrics.join(',') !== DEFAULT_METRICS.join(',')) params.set('m', spec.metrics.join(','));
+  if (spec.group) params.set('g', groupText(spec.group));
+  if (spec.model !== 'first_touch') {
+    params.set('model', spec.model);
+    params.set('lookback', String(spec.lookback));
+  }
   params.set('by', spec.by.join(','));
   if (spec.preset) params.set('preset', spec.preset);
   else if (spec.days != null) params.set('days', String(spec.days));
@@ -91,7 +111,39 @@ export function toAnalysisSpec(spec: Spec): Schemas['AnalysisSpec'] {
   const filters: Schemas['Filter'][] = Object.entries(spec.filters).map(([dimension, value]) =>
     value === '' ? { dimension, op: 'is_null' } : { dimension, op: 'equals', value },
   );
-  return { metrics: spec.metrics, dimensions: spec.by, filters, range, compare: spec.compare && comparable(spec) };
+  return {
+    metrics: spec.metrics,
+    dimensions: spec.by,
+    filters,
+    range,
+    compare: spec.compare && comparable(spec),
+    ...(spec.group ? { group: spec.group } : {}),
+    ...(spec.model !== 'first_touch' ? { attribution: { model: spec.model, lookback_days: spec.lookback } } : {}),
+  };
+}
+
+/** A group as the URL holds it. */
+export function groupText(group: Group): string {
+  switch (group.kind) {
+    case 'did':
+    case 'did_not':
+      return `${group.kind}:${group.event}`;
+    case 'first_touch':
+      return `first_touch:${group.dimension}:${group.value}`;
+    default:
+      return group.kind;
+  }
+}
+
+function parseGroup(text: string | null): Group | null {
+  if (!text) return null;
+  const [kind, ...rest] = text.split(':');
+  if (kind === 'new' || kind === 'returning') return { kind };
+  if ((kind === 'did' || kind === 'did_not') && EVENT_NAME.test(rest[0] ?? '')) return { kind, event: rest[0] };
+  if (kind === 'first_touch' && rest.length >= 2 && (DIMENSIONS as readonly string[]).includes(rest[0])) {
+    return { kind, dimension: rest[0], value: rest.slice(1).join(':') };
+  }
+  return null;
 }
 
 /** What the URL holds for a saved analysis (its equality filters; the console shows no others). */
@@ -100,6 +152,9 @@ export function fromSaved(saved: Schemas['SavedAnalysis']): Spec {
   const range = spec.range ?? {};
   const base: Spec = {
     metrics: (spec.metrics ?? DEFAULT_METRICS).filter(isMetric),
+    group: spec.group && spec.group.kind !== 'sql' ? spec.group : null,
+    model: spec.attribution?.model ?? 'first_touch',
+    lookback: spec.attribution?.lookback_days ?? 30,
     by: spec.dimensions?.length ? spec.dimensions : ['utm_source'],
     days: range.preset || (range.from && range.to) ? null : (range.past_days ?? 7),
     from: range.from ?? null,

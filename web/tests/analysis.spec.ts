@@ -58,7 +58,7 @@ test('a range from one day to another is the HTTP API answer for those days, and
   const [from, to] = [day(30), day(10)];
   await page.getByLabel('From').fill(from);
   await page.getByLabel('to', { exact: true }).fill(to);
-  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByRole('button', { name: 'Apply', exact: true }).click();
   await expect(page.getByText(new RegExp(`^${from} to ${to} `))).toBeVisible();
   expect(page.url()).toContain(`from=${from}&to=${to}`);
   const response = await request.get(`/v1/projects/demo/acquisition?by=utm_source&from=${from}&to=${to}`, {
@@ -124,7 +124,7 @@ test('a core event added, compared with the previous period, saved and reopened 
   page.on('console', (message) => message.type() === 'error' && failed.push(message.text()));
   await signIn(page, await makeKey(request, 'marketer', 'Li Lei (saved analysis test)'));
   await page.goto('/#/analysis?by=utm_source&preset=past_30_days');
-  await page.getByLabel('Core event').fill('purchase');
+  await page.getByLabel('Core event', { exact: true }).fill('purchase');
   await page.getByRole('button', { name: 'Add the event' }).click();
   await expect(page).toHaveURL(/m=new_users%2Cusers%2Claunches%2Cpurchase_users%2Cpurchase_rate%2Cpurchase_value/);
   await page.getByLabel('Compare with the previous period').check();
@@ -181,4 +181,46 @@ test('a core event added, compared with the previous period, saved and reopened 
   await expect(page.getByLabel('Saved analyses').locator('option', { hasText: name })).toHaveCount(0);
   await page.screenshot({ path: 'test-results/screens/analysis-saved-en.png', fullPage: true });
   expect(failed).toEqual([]);
+});
+
+test('a user group and an attribution model chosen on the page give what analyses:run gives for the same spec', async ({ page, request }) => {
+  await signIn(page);
+  await page.goto('/#/analysis?by=utm_source&preset=past_30_days&m=new_users%2Cusers%2Cpurchase_users%2Cpurchase_count%2Cpurchase_value');
+  await page.getByLabel('Users counted').selectOption('did');
+  await page.getByRole('group', { name: 'Users and attribution' }).getByLabel('Core event', { exact: true }).fill('purchase');
+  await page.getByRole('button', { name: 'Count these users' }).click();
+  await expect(page).toHaveURL(/g=did%3Apurchase/);
+  await page.getByLabel('Credit core events to').selectOption('linear');
+  await page.getByLabel('Launches within (days)').fill('14');
+  await expect(page).toHaveURL(/model=linear&lookback=14/);
+  const response = await request.post('/v1/projects/demo/analyses:run', {
+    headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` },
+    data: {
+      metrics: ['new_users', 'users', 'purchase_users', 'purchase_count', 'purchase_value'],
+      dimensions: ['utm_source'],
+      range: { preset: 'past_30_days' },
+      group: { kind: 'did', event: 'purchase' },
+      attribution: { model: 'linear', lookback_days: 14 },
+    },
+  });
+  const answer = await response.json();
+  expect(answer.attribution).toEqual({ model: 'linear', lookback_days: 14 });
+  const rows = answer.rows as Record<string, number | string>[];
+  expect(rows.length).toBeGreaterThan(1);
+  const shown = page.locator('table[aria-busy="false"] tbody tr');
+  await expect(shown).toHaveCount(rows.length);
+  for (const [i, row] of rows.entries()) {
+    const cells = await shown.nth(i).locator('td').allInnerTexts();
+    expect(cells).toEqual([
+      String(row.utm_source),
+      Number(row.new_users).toLocaleString('en'),
+      Number(row.users).toLocaleString('en'),
+      Number(row.purchase_users).toLocaleString('en'),
+      Number(row.purchase_count).toLocaleString('en'),
+      Number(row.purchase_value).toFixed(2),
+    ]);
+  }
+  // Split by day, the model is the first touch's.
+  await page.goto('/#/analysis?by=day&preset=last_week');
+  await expect(page.getByLabel('Credit core events to')).toBeDisabled();
 });
