@@ -104,6 +104,41 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     run_spec(&storage, &args.project, &spec, args.now, args.format, None).await
 }
 
+/// A progress line on a terminal's standard error while a long analysis runs (from its second
+/// second: what it covers and how long it has taken), erased when it ends. Nothing when
+/// standard error is not a terminal (scripts, CI logs).
+struct Progress(Option<tokio::task::JoinHandle<()>>);
+
+impl Progress {
+    fn start(query: &promolens::acquisition::AcquisitionQuery) -> Progress {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let what = format!(
+            "analysing {} from {} to {}",
+            query.project, query.window.from, query.window.to
+        );
+        let started = std::time::Instant::now();
+        Progress(Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                eprint!("\r{what} … {} s", started.elapsed().as_secs());
+            }
+        })))
+    }
+
+    fn stop(self) {
+        if let Some(task) = self.0 {
+            task.abort();
+            // Erase the line (carriage return, clear to the end of the line).
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
 /// A spec from a JSON file, or standard input for `-`.
 pub fn read_spec(source: &str) -> anyhow::Result<AnalysisSpec> {
     let text = if source == "-" {
@@ -127,7 +162,10 @@ pub async fn run_spec(
     let tz = project_tz(storage, project).await?;
     let ctx = promolens::tables::session(storage).await?;
     let query = spec.query(project, now.unwrap_or_else(Utc::now), tz)?;
-    let batches = spec.run(&query, &ctx).await?;
+    let progress = Progress::start(&query);
+    let batches = spec.run(&query, &ctx).await;
+    progress.stop();
+    let batches = batches?;
     let mut answer = spec.answer(query, &batches)?;
     answer.saved_analysis = saved;
     let mut out = std::io::stdout().lock();
