@@ -40,7 +40,8 @@ use promolens_schemas::IDENTIFY;
 use promolens_schemas::tables::{EVENTS, LAUNCH_EVENTS, USER_FIRST_SEEN};
 
 /// Dimensions an acquisition can be split by: columns of `launch_events`.
-pub const DIMENSIONS: [&str; 11] = [
+pub const DIMENSIONS: [&str; 12] = [
+    "channel",
     "utm_source",
     "utm_medium",
     "utm_campaign",
@@ -53,6 +54,32 @@ pub const DIMENSIONS: [&str; 11] = [
     "launch_type",
     "path",
 ];
+
+/// Dimensions every launch has a value of, attributed or not: they split the `(unattributed)`
+/// row too (a launch from search has no source, and is still from search).
+const EVERY_LAUNCH: [&str; 1] = ["channel"];
+
+/// The default channel of a launch ([`promolens_schemas::channel`]) as SQL over `resolved`'s
+/// inputs (`l` the launch, `c` its code's record).
+fn channel_sql() -> String {
+    use promolens_schemas::channel::{CHANNELS, DIRECT, OTHER, PAID_MEDIA};
+    let paid = PAID_MEDIA.map(|m| format!("'{m}'")).join(", ");
+    let arms: String = CHANNELS
+        .iter()
+        .map(|(name, scenes)| {
+            let scenes = scenes
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(" WHEN l.scene IN ({scenes}) THEN '{name}'")
+        })
+        .collect();
+    format!(
+        "CASE WHEN lower(coalesce(l.utm_medium, c.utm_medium)) IN ({paid}) THEN 'ads'{arms} \
+         WHEN l.scene IS NULL THEN '{DIRECT}' ELSE '{OTHER}' END"
+    )
+}
 
 /// Dimensions computed from a launch's time in the window's time zone: `day` (`2026-11-23`),
 /// `week` (the date of its Monday), `month` (`2026-11`). Unlike the others they also split the
@@ -611,10 +638,13 @@ impl AcquisitionQuery {
             .enumerate()
             .filter(|(_, dimension)| !is_time(dimension))
             .map(|(i, dimension)| {
-                (
-                    format!("d{i}"),
-                    format!("CASE WHEN {ATTRIBUTED} THEN CAST({dimension} AS VARCHAR) END"),
-                )
+                let value = format!("CAST({dimension} AS VARCHAR)");
+                let shown = if EVERY_LAUNCH.contains(&dimension.as_str()) {
+                    value
+                } else {
+                    format!("CASE WHEN {ATTRIBUTED} THEN {value} END")
+                };
+                (format!("d{i}"), shown)
             });
         let filters = (self.filters.iter().enumerate())
             .filter(|(_, f)| !is_time(&f.dimension))
@@ -670,6 +700,7 @@ fn resolved_launches(tables: &QueryTables<'_>, bounds: &str) -> String {
         None => ("l.user_id", String::new()),
     };
     let codes = tables.codes;
+    let channel = channel_sql();
     format!(
         "resolved AS (
                 SELECT {user} AS user_id, l.event_id, l.event_time,
@@ -681,7 +712,8 @@ fn resolved_launches(tables: &QueryTables<'_>, bounds: &str) -> String {
                        coalesce(l.utm_content, c.utm_content) AS utm_content,
                        coalesce(l.utm_term, c.utm_term) AS utm_term,
                        CASE WHEN c.code_id IS NULL THEN l.code_id
-                            ELSE concat(c.name, ' (', c.code_id, ')') END AS code
+                            ELSE concat(c.name, ' (', c.code_id, ')') END AS code,
+                       {channel} AS channel
                 FROM launch_events l
                 LEFT JOIN {codes} c ON c.link = {link}{people}
                 WHERE l.project = $1 AND {bounds}
@@ -706,6 +738,8 @@ impl AcquisitionQuery {
         let labelled = list(&|i| {
             if is_time(&self.by[i]) {
                 format!("{} AS \"{}\"", d(i), self.by[i])
+            } else if EVERY_LAUNCH.contains(&self.by[i].as_str()) {
+                format!("coalesce({}, '{NOT_SET}') AS \"{}\"", d(i), self.by[i])
             } else {
                 format!(
                     "CASE WHEN NOT attributed THEN '{UNATTRIBUTED}' ELSE coalesce({}, '{NOT_SET}') END AS \"{}\"",

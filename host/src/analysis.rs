@@ -239,7 +239,7 @@ pub struct AnalysisSpec {
     /// How core events are credited (default: first touch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution: Option<Attribution>,
-    /// In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
+    /// In order (default: utm_source): `channel`, `utm_source` … `utm_term`, `code`, `code_id`,
     /// `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`. None: one row of
     /// totals.
     #[serde(default = "default_dimensions")]
@@ -267,13 +267,14 @@ fn default_dimensions() -> Vec<String> {
 }
 
 /// The order a drill-down takes its next dimension in.
-const DRILL_ORDER: [&str; 9] = [
+const DRILL_ORDER: [&str; 10] = [
     "utm_source",
     "utm_medium",
     "utm_campaign",
     "utm_content",
     "utm_term",
     "code",
+    "channel",
     "scene",
     "path",
     "day",

@@ -1,12 +1,13 @@
 //! The contracts of promolens, with no I/O: the event wire format and its validation
 //! ([`event`]), the attribution codec that turns a launch's scene value and `query` into UTM columns
-//! ([`attribution`]), and the Arrow schema of every table ([`tables`], behind the default `arrow`
+//! ([`attribution`]), the default channel of a launch ([`channel`]), and the Arrow schema of every table ([`tables`], behind the default `arrow`
 //! feature so that the codec also builds for wasm32), and the data directory's folders
 //! ([`layout`]).
 //!
 //! Must not depend on `ingest`, `host` or `plugin`, nor on anything that does I/O.
 
 pub mod attribution;
+pub mod channel;
 pub mod event;
 pub mod layout;
 pub mod percent;

@@ -925,3 +925,132 @@ fn core_events_and_retention_match_duckdb() {
         "the data has conversions to count: {converted}"
     );
 }
+
+/// 1,500 launches of 300 users over ten days from every kind of way in: scene values of each
+/// channel, one WeChat does not list here, none at all, and paid media in any case.
+fn launches_from_everywhere() -> Vec<String> {
+    let mut state: u64 = 0xc4a7;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) % n
+    };
+    let scenes = [
+        Some(1047),
+        Some(1011),
+        Some(1013),
+        Some(1007),
+        Some(1035),
+        Some(1058),
+        Some(1037),
+        Some(1005),
+        Some(1045),
+        Some(1089),
+        Some(1001),
+        Some(1999),
+        None,
+    ];
+    let media = [None, Some("menu"), Some("CPC"), Some("paid")];
+    let sources = [None, Some("gzh"), Some("shop")];
+    (0..1500)
+        .map(|i| {
+            let mut query = serde_json::Map::new();
+            if let Some(source) = sources[next(3) as usize] {
+                query.insert("utm_source".into(), json!(source));
+            }
+            if let Some(medium) = media[next(4) as usize] {
+                query.insert("utm_medium".into(), json!(medium));
+            }
+            let mut event = json!({
+                "event_id": format!("ch{i}"),
+                "user_id": format!("v{}", next(300)),
+                "ts": 1_763_395_200_000i64 + next(10 * 86_400_000) as i64,
+                "query": query,
+            });
+            if let Some(scene) = scenes[next(13) as usize] {
+                event["scene"] = json!(scene);
+            }
+            event.to_string()
+        })
+        .collect()
+}
+
+const DUCKDB_CHANNELS: &str = r#"
+import duckdb, json, sys
+path = sys.argv[1]
+# WeChat's scene values of the launches above, by channel (DESIGN.md "Channels").
+channel_of_scene = {1047: 'mini_program_code', 1011: 'qr_code', 1013: 'qr_code', 1007: 'shared_card',
+                    1035: 'official_account', 1058: 'official_account', 1037: 'mini_program',
+                    1005: 'search', 1045: 'ads', 1089: 'recents', 1001: 'recents'}
+con = duckdb.connect()
+con.execute("CREATE TABLE scenes (scene INTEGER, channel VARCHAR)")
+con.executemany("INSERT INTO scenes VALUES (?, ?)", list(channel_of_scene.items()))
+con.execute(f"""
+CREATE TABLE launches AS
+  SELECT l.user_id, l.ts, l.event_id,
+         CASE WHEN lower(l.query.utm_medium) IN ('cpc', 'ppc', 'cpm', 'paid', 'ad', 'ads') THEN 'ads'
+              WHEN l.scene IS NULL THEN 'direct'
+              ELSE coalesce(s.channel, 'other') END AS channel,
+         coalesce(l.query.utm_source, '(unattributed)') AS source
+  FROM read_json('{path}', format = 'newline_delimited',
+       columns = {{event_id: 'VARCHAR', user_id: 'VARCHAR', ts: 'BIGINT', scene: 'INTEGER',
+                  query: 'STRUCT(utm_source VARCHAR, utm_medium VARCHAR)'}}) l
+  LEFT JOIN scenes s USING (scene)
+""")
+rows = con.execute("""
+  WITH firsts AS (SELECT * FROM launches QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY ts, event_id) = 1)
+  SELECT l.channel, l.source, (SELECT count(*) FROM firsts f WHERE f.channel = l.channel AND f.source = l.source),
+         count(DISTINCT l.user_id), count(*)
+  FROM launches l GROUP BY 1, 2""").fetchall()
+print(json.dumps(sorted([list(r) for r in rows])))
+"#;
+
+#[test]
+fn channels_match_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    promolens_tests::provision(data, "shop");
+    let raw = dir.path().join("events.ndjson");
+    std::fs::write(&raw, launches_from_everywhere().join("\n") + "\n").unwrap();
+    stdout_of(&promolens(&[
+        "backfill",
+        "--data",
+        data,
+        "--project",
+        "shop",
+        raw.to_str().unwrap(),
+    ]));
+    let spec = json!({"dimensions": ["channel", "utm_source"],
+                      "range": {"from": "2025-11-17", "to": "2025-11-27"}});
+    let file = dir.path().join("channels.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let answer = analyze(data, &file);
+    let mut ours: Vec<Value> = answer["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            json!([
+                r["channel"],
+                r["utm_source"],
+                r["new_users"],
+                r["users"],
+                r["launches"]
+            ])
+        })
+        .collect();
+    ours.sort_by_key(|r| r.to_string());
+    let expected = python_json(DUCKDB_CHANNELS, &[raw.to_str().unwrap()]);
+    let mut theirs: Vec<Value> = expected.as_array().unwrap().clone();
+    theirs.sort_by_key(|r| r.to_string());
+    assert_eq!(ours, theirs);
+    let channels: std::collections::BTreeSet<&str> =
+        ours.iter().map(|r| r[0].as_str().unwrap()).collect();
+    assert_eq!(
+        channels.len(),
+        10,
+        "every channel, direct and other included: {channels:?}"
+    );
+}

@@ -58,7 +58,8 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
     if (next.length) onSpec({ ...spec, metrics: next });
   };
   const shown = spec.by;
-  const label = (row: Row) => shown.map((d) => (row[d] == null ? t('analysis.none') : String(row[d]))).join(' · ');
+  const cell = (row: Row, d: string) => valueText(d, row[d], t);
+  const label = (row: Row) => shown.map((d) => cell(row, d)).join(' · ');
   const remaining = DIMENSIONS.filter((d) => !spec.by.includes(d) && !filterDims.includes(d));
   // The answer to an earlier question stays on screen until the new one comes (no layout
   // shift), but its rows are not the ones asked for: no drilling into them.
@@ -216,7 +217,7 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
                 {rows.slice(first, first + PAGE).map((row, i) => (
                   <tr key={i} class={row.drill_down ? 'drillable' : ''} onClick={() => drill(row)} tabIndex={row.drill_down ? 0 : -1} onKeyDown={(e) => e.key === 'Enter' && drill(row)}>
                     {shown.map((d) => (
-                      <td key={d}>{row[d] == null ? t('analysis.none') : String(row[d])}</td>
+                      <td key={d}>{cell(row, d)}</td>
                     ))}
                     {metrics.map((m) => [
                       <td class="number" key={m}>{formatMetric(m, row[m], number)}</td>,
@@ -250,6 +251,15 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
     </section>
   );
 }
+
+/** A dimension's value as shown: a channel in the reader's words, `(none)` for no value. */
+function valueText(dimension: string, value: unknown, t: Translate): string {
+  if (value == null) return t('analysis.none');
+  if (dimension === 'channel' && CHANNELS.includes(String(value))) return t(`channel.${value}` as Key);
+  return String(value);
+}
+
+const CHANNELS = ['mini_program_code', 'qr_code', 'shared_card', 'official_account', 'mini_program', 'search', 'ads', 'recents', 'other', 'direct'];
 
 /** A metric's name: its own words, or a core event's measure with the event's name. */
 function metricName(metric: string, t: Translate): string {

@@ -3,7 +3,7 @@
 // new one is a line here (and its words in i18n.ts).
 import type { Schemas } from './api/client';
 
-export const DIMENSIONS = ['utm_source', 'utm_medium', 'utm_campaign', 'utm_content', 'utm_term', 'code', 'code_kind', 'scene', 'path', 'day', 'week', 'month'] as const;
+export const DIMENSIONS = ['channel', 'utm_source', 'utm_medium', 'utm_campaign', 'utm_content', 'utm_term', 'code', 'code_kind', 'scene', 'path', 'day', 'week', 'month'] as const;
 export const TIME_DIMENSIONS: readonly string[] = ['day', 'week', 'month'];
 /** Metrics of launches (a core event's come from its name: `<event>_users`, …). */
 export const METRICS = ['new_users', 'users', 'launches', 'returning_users', 'retained_d1', 'retained_d7', 'retained_d30'] as const;

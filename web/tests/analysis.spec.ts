@@ -224,3 +224,23 @@ test('a user group and an attribution model chosen on the page give what analyse
   await page.goto('/#/analysis?by=day&preset=last_week');
   await expect(page.getByLabel('Credit core events to')).toBeDisabled();
 });
+
+test('split by channel, each channel is named in the reader’s words with the figures analyses:run gives', async ({ page, request }) => {
+  await signIn(page);
+  await page.goto('/#/analysis?by=channel&preset=past_30_days');
+  const response = await request.post('/v1/projects/demo/analyses:run', {
+    headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` },
+    data: { dimensions: ['channel'], range: { preset: 'past_30_days' } },
+  });
+  const rows = (await response.json()).rows as Record<string, string | number>[];
+  const words: Record<string, string> = { mini_program_code: 'Mini-program code', qr_code: 'QR code', shared_card: 'Shared card', recents: 'Recents and taskbar', other: 'Other', direct: 'Direct', official_account: 'Official account', search: 'Search', ads: 'Ads', mini_program: 'Another mini-program' };
+  const shown = page.locator('table[aria-busy="false"] tbody tr');
+  await expect(shown).toHaveCount(rows.length);
+  for (const [i, row] of rows.entries()) {
+    expect(await shown.nth(i).locator('td').allInnerTexts()).toEqual([
+      words[String(row.channel)],
+      ...['new_users', 'users', 'launches'].map((m) => Number(row[m]).toLocaleString('en')),
+    ]);
+  }
+  expect(rows.map((r) => r.channel)).toContain('mini_program_code');
+});

@@ -514,7 +514,7 @@ export interface components {
             group?: components["schemas"]["UserGroup"] | null;
             attribution?: components["schemas"]["Attribution"] | null;
             /**
-             * @description In order (default: utm_source): `utm_source` … `utm_term`, `code`, `code_id`,
+             * @description In order (default: utm_source): `channel`, `utm_source` … `utm_term`, `code`, `code_id`,
              *     `code_kind`, `scene`, `launch_type`, `path`, and `day`, `week`, `month`. None: one row of
              *     totals.
              */
