@@ -1819,7 +1819,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("unknown dimension `utm_foo`; choose from utm_source"),
+            err.contains("unknown dimension `utm_foo`; choose from channel, utm_source"),
             "{err}"
         );
     }
