@@ -159,7 +159,7 @@ const en = {
   'channel.mini_program_code': 'Mini-program code',
   'channel.qr_code': 'QR code',
   'channel.shared_card': 'Shared card',
-  'channel.official_account': 'Official account',
+  'channel.official_account': 'WeChat official account',
   'channel.mini_program': 'Another mini-program',
   'channel.search': 'Search',
   'channel.ads': 'Ads',

@@ -233,7 +233,7 @@ test('split by channel, each channel is named in the reader’s words with the f
     data: { dimensions: ['channel'], range: { preset: 'past_30_days' } },
   });
   const rows = (await response.json()).rows as Record<string, string | number>[];
-  const words: Record<string, string> = { mini_program_code: 'Mini-program code', qr_code: 'QR code', shared_card: 'Shared card', recents: 'Recents and taskbar', other: 'Other', direct: 'Direct', official_account: 'Official account', search: 'Search', ads: 'Ads', mini_program: 'Another mini-program' };
+  const words: Record<string, string> = { mini_program_code: 'Mini-program code', qr_code: 'QR code', shared_card: 'Shared card', recents: 'Recents and taskbar', other: 'Other', direct: 'Direct', official_account: 'WeChat official account', search: 'Search', ads: 'Ads', mini_program: 'Another mini-program' };
   const shown = page.locator('table[aria-busy="false"] tbody tr');
   await expect(shown).toHaveCount(rows.length);
   for (const [i, row] of rows.entries()) {
