@@ -1205,9 +1205,7 @@ impl AcquisitionQuery {
             ]
         };
         let frame = match &self.group {
-            Some(UserGroup::Sql { predicate }) => {
-                sql_group(ctx, tables, &self.project, predicate, self.window_bounds()).await?
-            }
+            Some(UserGroup::Sql { predicate }) => sql_group(ctx, tables, self, predicate).await?,
             Some(UserGroup::Did { event } | UserGroup::DidNot { event }) => {
                 let Some(sql) = self.group_sql(tables) else {
                     return Ok(None);
@@ -1237,17 +1235,6 @@ impl AcquisitionQuery {
             (self.window.from - Days::new(1)).to_string(),
             (self.window.to + Days::new(1)).to_string(),
         )
-    }
-
-    /// The window's instants and partition days.
-    fn window_bounds(&self) -> WindowBounds {
-        let (dt_from, dt_to) = self.partition_days();
-        WindowBounds {
-            start_ms: self.window.start_ms(),
-            end_ms: self.window.end_ms(),
-            dt_from,
-            dt_to,
-        }
     }
 
     async fn run_over(
@@ -1373,14 +1360,6 @@ fn by_person(identities: Option<&str>, table: &str, columns: &str) -> String {
     )
 }
 
-/// A window's instants and partition days.
-struct WindowBounds {
-    start_ms: i64,
-    end_ms: i64,
-    dt_from: String,
-    dt_to: String,
-}
-
 /// The users (persons) with a core event in the window for which the caller's `predicate`
 /// holds. The predicate is parsed as one expression (never spliced into a statement) and
 /// planned over a session holding the project's `events` only, so that no subquery in it can
@@ -1388,54 +1367,48 @@ struct WindowBounds {
 async fn sql_group(
     ctx: &SessionContext,
     tables: &QueryTables<'_>,
-    project: &str,
+    query: &AcquisitionQuery,
     predicate: &str,
-    bounds: WindowBounds,
 ) -> Result<datafusion::dataframe::DataFrame> {
+    use datafusion::functions::expr_fn::coalesce;
+    use datafusion::logical_expr::{JoinType, cast as cast_expr};
     use datafusion::prelude::{col, lit};
-    let own = crate::tables::project_session(ctx, project, &[EVENTS]).await?;
+    let own = crate::tables::project_session(ctx, &query.project, &[EVENTS]).await?;
     let events = own.table(EVENTS).await?;
     let condition = own
         .parse_sql_expr(predicate, events.schema())
         .map_err(|e| Error::invalid("group", format!("the predicate: {e}")))?;
+    let (dt_from, dt_to) = query.partition_days();
     let users = events
         .filter(
             col("dt")
-                .gt_eq(lit(bounds.dt_from))
-                .and(col("dt").lt_eq(lit(bounds.dt_to)))
-                .and(col("event_time").gt_eq(lit(utc(bounds.start_ms))))
-                .and(col("event_time").lt(lit(utc(bounds.end_ms)))),
+                .gt_eq(lit(dt_from))
+                .and(col("dt").lt_eq(lit(dt_to)))
+                .and(col("event_time").gt_eq(lit(utc(query.window.start_ms()))))
+                .and(col("event_time").lt(lit(utc(query.window.end_ms())))),
         )?
         .filter(condition)
         .map_err(|e| Error::invalid("group", format!("the predicate: {e}")))?
-        .select(vec![col("user_id")])?
+        .select(vec![
+            cast_expr(col("user_id"), DataType::Utf8).alias("user_id"),
+        ])?
         .distinct()?;
     let schema = users.schema().inner().clone();
-    let raw = datafusion::arrow::compute::concat_batches(&schema, &users.collect().await?)?;
-    // The anonymous ids found, as persons.
-    let name = format!("acquisition_sql_group_{}", uuid::Uuid::new_v4().simple());
-    ctx.register_table(&name, Arc::new(MemTable::try_new(schema, vec![vec![raw]])?))?;
-    let people = match tables.identities {
-        Some(ids) => format!(
-            "SELECT DISTINCT coalesce(i.person, m.user_id) AS user_id FROM {name} m
-             LEFT JOIN {ids} i ON i.user_id = m.user_id"
-        ),
-        None => format!("SELECT user_id FROM {name}"),
+    let users = datafusion::arrow::compute::concat_batches(&schema, &users.collect().await?)?;
+    // The anonymous ids found, as persons (in the shared session, where the identities are).
+    let found = ctx.read_batch(users)?;
+    let Some(ids) = tables.identities else {
+        return Ok(found);
     };
-    let frame = ctx.sql(&people).await?;
-    let batches = frame.collect().await;
-    ctx.deregister_table(&name)?;
-    let batches = batches?;
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "user_id",
-        DataType::Utf8,
-        true,
-    )]));
-    let batches = batches
-        .into_iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), vec![cast(b.column(0), &DataType::Utf8)?]))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(ctx.read_batches(batches)?)
+    let people = ctx
+        .table(ids)
+        .await?
+        .select(vec![col("user_id").alias("anonymous"), col("person")])?;
+    let person = coalesce(vec![col("person"), col("user_id")]);
+    Ok(found
+        .join(people, JoinType::Left, &["user_id"], &["anonymous"], None)?
+        .select(vec![cast_expr(person, DataType::Utf8).alias("user_id")])?
+        .distinct()?)
 }
 
 /// Adds two columns to the window's rows, from one pass over its users:

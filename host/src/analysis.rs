@@ -336,6 +336,12 @@ impl AnalysisSpec {
         })
     }
 
+    /// Whether the spec can run for `project`, as it would today (its range's days aside, which
+    /// depend on the day it runs).
+    pub fn check(&self, project: &str) -> Result<()> {
+        self.query(project, Utc::now(), chrono_tz::UTC)?.check()
+    }
+
     /// This spec with the range, zone and filters of `other`.
     pub fn with_range_of(self, other: AnalysisSpec) -> AnalysisSpec {
         AnalysisSpec {

@@ -270,6 +270,7 @@ impl SavedAnalyses {
             }
             None => uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
         };
+        spec.check(project)?;
         let now = Utc::now();
         let analysis = SavedAnalysis {
             id,
@@ -303,6 +304,9 @@ impl SavedAnalyses {
         }
         if change.name.is_none() && change.spec.is_none() {
             return Err(Error::invalid("name", "change the name, the spec or both"));
+        }
+        if let Some(spec) = &change.spec {
+            spec.check(project)?;
         }
         let next = SavedAnalysis {
             name: match &change.name {

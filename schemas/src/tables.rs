@@ -19,12 +19,18 @@ fn utc_millis() -> DataType {
 
 /// The `query` column: the launch query as received, a map of string to string.
 pub fn query_map_type() -> DataType {
+    map_of(DataType::Utf8)
+}
+
+/// A map of text keys to values of one type (`entries` of `key` and `value`, as the ingest
+/// builders name them).
+fn map_of(value: DataType) -> DataType {
     DataType::Map(
         Arc::new(Field::new(
             "entries",
             DataType::Struct(Fields::from(vec![
                 Field::new("key", DataType::Utf8, false),
-                Field::new("value", DataType::Utf8, true),
+                Field::new("value", value, true),
             ])),
             false,
         )),
@@ -67,21 +73,6 @@ pub const EVENTS: &str = "events";
 /// Hive partition columns of `events`: as those of `launch_events`.
 pub const EVENTS_PARTITIONS: [&str; 2] = LAUNCH_EVENTS_PARTITIONS;
 
-/// A map of `props`' top-level keys to values of one type.
-fn props_map_type(value: DataType) -> DataType {
-    DataType::Map(
-        Arc::new(Field::new(
-            "entries",
-            DataType::Struct(Fields::from(vec![
-                Field::new("key", DataType::Utf8, false),
-                Field::new("value", value, true),
-            ])),
-            false,
-        )),
-        false,
-    )
-}
-
 static EVENTS_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new("event_id", DataType::Utf8, false),
@@ -92,8 +83,8 @@ static EVENTS_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("event", DataType::Utf8, false),
         Field::new("path", DataType::Utf8, true),
         Field::new("props", DataType::Utf8, true),
-        Field::new("props_number", props_map_type(DataType::Float64), true),
-        Field::new("props_text", props_map_type(DataType::Utf8), true),
+        Field::new("props_number", map_of(DataType::Float64), true),
+        Field::new("props_text", map_of(DataType::Utf8), true),
     ]))
 });
 

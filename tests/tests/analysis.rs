@@ -165,6 +165,45 @@ fn analyze(data: &str, file: &std::path::Path) -> Value {
     .unwrap()
 }
 
+/// A project `shop` in a fresh data directory holding `lines` (backfilled), and the raw file.
+struct Loaded {
+    dir: tempfile::TempDir,
+    data: String,
+    raw: std::path::PathBuf,
+}
+
+impl Loaded {
+    fn new(lines: &[String]) -> Loaded {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data").to_str().unwrap().to_string();
+        promolens_tests::provision(&data, "shop");
+        let raw = dir.path().join("events.ndjson");
+        std::fs::write(&raw, lines.join("\n") + "\n").unwrap();
+        stdout_of(&promolens(&[
+            "backfill",
+            "--data",
+            &data,
+            "--project",
+            "shop",
+            raw.to_str().unwrap(),
+        ]));
+        Loaded { dir, data, raw }
+    }
+
+    fn raw(&self) -> &str {
+        self.raw.to_str().unwrap()
+    }
+}
+
+/// The launches of [`events`] with the core events of [`core_events`] interleaved.
+fn launches_and_core_events() -> Vec<String> {
+    let mut lines = events();
+    for (i, line) in core_events().into_iter().enumerate() {
+        lines.insert((i * 7) % lines.len(), line);
+    }
+    lines
+}
+
 /// An answer's rows as `[dimension values…, new_users, users, launches, returning_users]`, sorted.
 fn rows_of(spec: &Value, rows: &Value) -> Vec<Value> {
     let dims: Vec<&str> = spec["dimensions"]
@@ -191,20 +230,9 @@ fn rows_of(spec: &Value, rows: &Value) -> Vec<Value> {
 
 #[test]
 fn every_filter_time_dimension_and_preset_matches_duckdb() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data = data.to_str().unwrap();
+    let loaded = Loaded::new(&events());
+    let (dir, data) = (&loaded.dir, loaded.data.as_str());
     let keys = promolens_tests::provision(data, "shop");
-    let raw = dir.path().join("events.ndjson");
-    std::fs::write(&raw, events().join("\n") + "\n").unwrap();
-    stdout_of(&promolens(&[
-        "backfill",
-        "--data",
-        data,
-        "--project",
-        "shop",
-        raw.to_str().unwrap(),
-    ]));
 
     let cases = cases();
     // And a comparison: last week beside the week before, by source.
@@ -218,10 +246,7 @@ fn every_filter_time_dimension_and_preset_matches_duckdb() {
     questions.extend([&this_week, &week_before]);
     let expected = python_json(
         DUCKDB,
-        &[
-            raw.to_str().unwrap(),
-            &serde_json::to_string(&questions).unwrap(),
-        ],
+        &[loaded.raw(), &serde_json::to_string(&questions).unwrap()],
     );
     let mut answers = Vec::new();
     for (i, (spec, _)) in cases.iter().enumerate() {
@@ -640,26 +665,10 @@ print(json.dumps(answers))
 
 #[test]
 fn user_groups_match_duckdb() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data = data.to_str().unwrap();
-    promolens_tests::provision(data, "shop");
-    let raw = dir.path().join("events.ndjson");
-    let mut lines = events();
-    for (i, line) in core_events().into_iter().enumerate() {
-        lines.insert((i * 7) % lines.len(), line);
-    }
-    std::fs::write(&raw, lines.join("\n") + "\n").unwrap();
-    stdout_of(&promolens(&[
-        "backfill",
-        "--data",
-        data,
-        "--project",
-        "shop",
-        raw.to_str().unwrap(),
-    ]));
+    let loaded = Loaded::new(&launches_and_core_events());
+    let (dir, data) = (&loaded.dir, loaded.data.as_str());
     let (from, to) = ("2025-11-03", "2025-11-16");
-    let expected = python_json(DUCKDB_GROUPS, &[raw.to_str().unwrap(), from, to]);
+    let expected = python_json(DUCKDB_GROUPS, &[loaded.raw(), from, to]);
     let groups = [
         ("everyone", Value::Null),
         ("new", json!({"kind": "new"})),
@@ -765,28 +774,12 @@ print(json.dumps(answers))
 
 #[test]
 fn attribution_models_match_duckdb() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data = data.to_str().unwrap();
-    promolens_tests::provision(data, "shop");
-    let raw = dir.path().join("events.ndjson");
-    let mut lines = events();
-    for (i, line) in core_events().into_iter().enumerate() {
-        lines.insert((i * 7) % lines.len(), line);
-    }
-    std::fs::write(&raw, lines.join("\n") + "\n").unwrap();
-    stdout_of(&promolens(&[
-        "backfill",
-        "--data",
-        data,
-        "--project",
-        "shop",
-        raw.to_str().unwrap(),
-    ]));
+    let loaded = Loaded::new(&launches_and_core_events());
+    let (dir, data) = (&loaded.dir, loaded.data.as_str());
     let (from, to, lookback) = ("2025-11-03", "2025-11-16", 3);
     let expected = python_json(
         DUCKDB_MODELS,
-        &[raw.to_str().unwrap(), from, to, &lookback.to_string()],
+        &[loaded.raw(), from, to, &lookback.to_string()],
     );
     for model in ["last_touch", "last_non_direct", "linear", "position_based"] {
         let spec = json!({"metrics": ["purchase_users", "purchase_count", "purchase_value"],
@@ -837,25 +830,8 @@ fn attribution_models_match_duckdb() {
 
 #[test]
 fn core_events_and_retention_match_duckdb() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data = data.to_str().unwrap();
-    promolens_tests::provision(data, "shop");
-    let raw = dir.path().join("events.ndjson");
-    // Launches and core events in one file, interleaved.
-    let mut lines = events();
-    for (i, line) in core_events().into_iter().enumerate() {
-        lines.insert((i * 7) % lines.len(), line);
-    }
-    std::fs::write(&raw, lines.join("\n") + "\n").unwrap();
-    stdout_of(&promolens(&[
-        "backfill",
-        "--data",
-        data,
-        "--project",
-        "shop",
-        raw.to_str().unwrap(),
-    ]));
+    let loaded = Loaded::new(&launches_and_core_events());
+    let (dir, data) = (&loaded.dir, loaded.data.as_str());
     let spec = json!({
         "metrics": ["new_users", "signup_users", "signup_count", "signup_value", "signup_rate", "purchase_users",
                     "purchase_count", "purchase_value", "purchase_rate", "retained_d1", "retained_d7",
@@ -872,7 +848,7 @@ fn core_events_and_retention_match_duckdb() {
     let expected = python_json(
         DUCKDB_OUTCOMES,
         &[
-            raw.to_str().unwrap(),
+            loaded.raw(),
             NOW,
             &serde_json::to_string(&question).unwrap(),
         ],
@@ -1008,20 +984,8 @@ print(json.dumps(sorted([list(r) for r in rows])))
 
 #[test]
 fn channels_match_duckdb() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data = data.to_str().unwrap();
-    promolens_tests::provision(data, "shop");
-    let raw = dir.path().join("events.ndjson");
-    std::fs::write(&raw, launches_from_everywhere().join("\n") + "\n").unwrap();
-    stdout_of(&promolens(&[
-        "backfill",
-        "--data",
-        data,
-        "--project",
-        "shop",
-        raw.to_str().unwrap(),
-    ]));
+    let loaded = Loaded::new(&launches_from_everywhere());
+    let (dir, data) = (&loaded.dir, loaded.data.as_str());
     let spec = json!({"dimensions": ["channel", "utm_source"],
                       "range": {"from": "2025-11-17", "to": "2025-11-27"}});
     let file = dir.path().join("channels.json");
@@ -1042,7 +1006,7 @@ fn channels_match_duckdb() {
         })
         .collect();
     ours.sort_by_key(|r| r.to_string());
-    let expected = python_json(DUCKDB_CHANNELS, &[raw.to_str().unwrap()]);
+    let expected = python_json(DUCKDB_CHANNELS, &[loaded.raw()]);
     let mut theirs: Vec<Value> = expected.as_array().unwrap().clone();
     theirs.sort_by_key(|r| r.to_string());
     assert_eq!(ours, theirs);

@@ -21,7 +21,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access::{Caller, Outcome};
-use crate::analysis::AnalysisSpec;
 use crate::codes::{
     Authorization, BatchOutcome, Code, CodePreview, CodesError, CodesState, NewCode, PluginError,
     QuotaState, describe,
@@ -328,12 +327,7 @@ async fn list(
             Err(e) => return Err(e.into()),
         };
         // Its range, zone and filters; the list's own figures and split.
-        let spec = AnalysisSpec {
-            dimensions: vec!["code_id".into()],
-            compare: false,
-            ..codes_list_spec()
-        }
-        .with_range_of(spec);
+        let spec = codes_list_spec().with_range_of(spec);
         let query = spec.query(&project, chrono::Utc::now(), analytics.zones.get(&project))?;
         for row in crate::output::json_rows(&spec.run(&query, &analytics.ctx).await?)? {
             if let Some(id) = row.get("code_id").and_then(|v| v.as_str()) {

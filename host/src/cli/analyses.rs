@@ -80,7 +80,6 @@ pub async fn run(args: AnalysesArgs) -> anyhow::Result<()> {
         }
         AnalysesAction::Create { name, spec } => {
             let spec = read_spec(&spec)?;
-            spec.query(project, Utc::now(), chrono_tz::UTC)?.check()?;
             print_json(&saved.create(project, None, &name, spec, None).await?)
         }
         AnalysesAction::Update {
@@ -90,9 +89,6 @@ pub async fn run(args: AnalysesArgs) -> anyhow::Result<()> {
             version,
         } => {
             let spec = spec.as_deref().map(read_spec).transpose()?;
-            if let Some(spec) = &spec {
-                spec.query(project, Utc::now(), chrono_tz::UTC)?.check()?;
-            }
             let change = Change {
                 name,
                 spec,
