@@ -177,6 +177,7 @@ fn main() {
             "bench",
             NOW.parse().expect("now"),
             chrono_tz::Asia::Shanghai,
+            &Default::default(),
         )
         .expect("query");
     let mut times = Vec::new();

@@ -297,20 +297,17 @@ fn query_round(corpus: &Corpus, data: &Path, compacted: bool) {
     let ctx = runtime
         .block_on(promolens::tables::session(&storage))
         .expect("session");
-    let query = promolens::acquisition::AcquisitionQuery {
-        project: "bench".into(),
-        by: vec!["utm_source".into(), "utm_campaign".into()],
-        window: promolens::acquisition::Window::past_days(
+    let query = promolens::acquisition::AcquisitionQuery::acquisition(
+        "bench",
+        vec!["utm_source".into(), "utm_campaign".into()],
+        promolens::acquisition::Window::past_days(
             now.parse().expect("now"),
             7,
             chrono_tz::Asia::Shanghai,
         )
         .expect("window"),
-        filters: Vec::new(),
-        returning: false,
-        outcomes: Default::default(),
-        group: None,
-    };
+        &Default::default(),
+    );
     let mut ours = Vec::new();
     let mut answer = Vec::new();
     for i in 0..6 {

@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, BooleanArray, StringArray, TimestampMillisecondArray,
+    ArrayRef, AsArray, BooleanArray, Int64Array, StringArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
@@ -34,6 +34,7 @@ use datafusion::scalar::ScalarValue;
 use promolens_ingest::partition::start_of_day;
 use serde::{Deserialize, Serialize};
 
+use crate::attribution_settings::{ChannelRule, SettingsVersion};
 use crate::code_links::{CodeLinks, SCAN_KEY_FUNCTION, code_links};
 use crate::error::{Error, Result};
 use promolens_schemas::IDENTIFY;
@@ -59,26 +60,61 @@ pub const DIMENSIONS: [&str; 12] = [
 /// row too (a launch from search has no source, and is still from search).
 const EVERY_LAUNCH: [&str; 1] = ["channel"];
 
-/// The default channel of a launch ([`promolens_schemas::channel`]) as SQL over `resolved`'s
-/// inputs (`l` the launch, `c` its code's record).
-fn channel_sql() -> String {
+/// The channel of a launch as SQL over `resolved`'s inputs (`l` the launch, `c` its code's
+/// record): the project's rules in order, then the default channels
+/// ([`promolens_schemas::channel`]).
+fn channel_sql(rules: &[ChannelRule]) -> String {
     use promolens_schemas::channel::{CHANNELS, DIRECT, OTHER, PAID_MEDIA};
-    let paid = PAID_MEDIA.map(|m| format!("'{m}'")).join(", ");
-    let arms: String = CHANNELS
+    let medium = "lower(coalesce(l.utm_medium, c.utm_medium))";
+    let source = "lower(coalesce(l.utm_source, c.utm_source))";
+    let texts = |values: &[String]| {
+        values
+            .iter()
+            .map(|v| sql_text(&v.to_lowercase()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let scenes = |values: &[i32]| {
+        values
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let project_arms: String = rules
         .iter()
-        .map(|(name, scenes)| {
-            let scenes = scenes
-                .iter()
-                .map(i32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!(" WHEN l.scene IN ({scenes}) THEN '{name}'")
+        .map(|rule| {
+            let mut conditions = Vec::new();
+            if !rule.scene.is_empty() {
+                conditions.push(format!("l.scene IN ({})", scenes(&rule.scene)));
+            }
+            if !rule.utm_medium.is_empty() {
+                conditions.push(format!("{medium} IN ({})", texts(&rule.utm_medium)));
+            }
+            if !rule.utm_source.is_empty() {
+                conditions.push(format!("{source} IN ({})", texts(&rule.utm_source)));
+            }
+            format!(
+                " WHEN {} THEN {}",
+                conditions.join(" AND "),
+                sql_text(&rule.channel)
+            )
         })
         .collect();
+    let paid = PAID_MEDIA.map(|m| format!("'{m}'")).join(", ");
+    let default_arms: String = CHANNELS
+        .iter()
+        .map(|(name, list)| format!(" WHEN l.scene IN ({}) THEN '{name}'", scenes(list)))
+        .collect();
     format!(
-        "CASE WHEN lower(coalesce(l.utm_medium, c.utm_medium)) IN ({paid}) THEN 'ads'{arms} \
+        "CASE{project_arms} WHEN {medium} IN ({paid}) THEN 'ads'{default_arms} \
          WHEN l.scene IS NULL THEN '{DIRECT}' ELSE '{OTHER}' END"
     )
+}
+
+/// `text` as an SQL string literal.
+fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Dimensions computed from a launch's time in the window's time zone: `day` (`2026-11-23`),
@@ -271,36 +307,34 @@ pub enum Model {
 }
 
 /// The attribution model of conversions, and how far back a launch may be to be credited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Attribution {
     #[serde(default)]
     pub model: Model,
-    /// Days before a conversion in which a launch is credited (1 to 365, default 30); not
-    /// used by the first-touch model.
-    #[serde(default = "default_lookback_days")]
-    pub lookback_days: u32,
+    /// Days before a conversion in which a launch is credited (1 to 365); the project's setting
+    /// (30 unless changed) when not given. Not used by the first-touch model. An answer states
+    /// the window it used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookback_days: Option<u32>,
 }
 
-fn default_lookback_days() -> u32 {
-    30
-}
-
-impl Default for Attribution {
-    fn default() -> Self {
-        Attribution {
-            model: Model::FirstTouch,
-            lookback_days: default_lookback_days(),
-        }
-    }
-}
+/// The lookback window of a project that has not changed it.
+pub const DEFAULT_LOOKBACK_DAYS: u32 = 30;
 
 impl Attribution {
+    /// The lookback window: the one given, or the default.
+    pub fn lookback(&self) -> u32 {
+        self.lookback_days.unwrap_or(DEFAULT_LOOKBACK_DAYS)
+    }
+
     fn check(&self, by: &[String]) -> Result<()> {
-        if !(1..=365).contains(&self.lookback_days) {
+        if let Some(days) = self.lookback_days
+            && !(1..=365).contains(&days)
+        {
             return Err(Error::invalid(
                 "attribution",
-                format!("lookback_days must be 1 to 365, got {}", self.lookback_days),
+                format!("lookback_days must be 1 to 365, got {days}"),
             ));
         }
         if self.model != Model::FirstTouch && by.iter().any(|d| is_time(d)) {
@@ -591,9 +625,34 @@ pub struct AcquisitionQuery {
     pub outcomes: Outcomes,
     /// Only these users.
     pub group: Option<UserGroup>,
+    /// The project's channel rules, tried before the default channels.
+    pub channel_rules: Vec<ChannelRule>,
+    /// The version of the project's attribution settings the rules and the lookback came from.
+    pub settings_version: u32,
 }
 
 impl AcquisitionQuery {
+    /// New users, users and launches of `project` by `by` over `window`, with the project's
+    /// `settings` (its channel rules).
+    pub fn acquisition(
+        project: &str,
+        by: Vec<String>,
+        window: Window,
+        settings: &SettingsVersion,
+    ) -> AcquisitionQuery {
+        AcquisitionQuery {
+            project: project.to_string(),
+            by,
+            window,
+            filters: Vec::new(),
+            returning: false,
+            outcomes: Outcomes::default(),
+            group: None,
+            channel_rules: settings.settings.channel_rules.clone(),
+            settings_version: settings.version,
+        }
+    }
+
     /// The SQL of the window's launches, with `$1` project, `$2`/`$3` window instants, `$4`/`$5`
     /// partition days: one row per launch with its attribution flag and dimension values `d0…`.
     /// Dimension names come from [`DIMENSIONS`] only, never from the caller's text. `codes` is
@@ -700,7 +759,7 @@ fn resolved_launches(tables: &QueryTables<'_>, bounds: &str) -> String {
         None => ("l.user_id", String::new()),
     };
     let codes = tables.codes;
-    let channel = channel_sql();
+    let channel = tables.channel;
     format!(
         "resolved AS (
                 SELECT {user} AS user_id, l.event_id, l.event_time,
@@ -1009,7 +1068,7 @@ impl AcquisitionQuery {
         tables: &QueryTables<'_>,
         params: &mut Vec<ScalarValue>,
     ) -> String {
-        let lookback = self.outcomes.attribution.lookback_days;
+        let lookback = self.outcomes.attribution.lookback();
         let name = bind(params, ScalarValue::Utf8(Some(event.event.clone())));
         let value = bind(params, ScalarValue::Utf8(Some(event.value.clone())));
         let start = utc(self.window.start_ms());
@@ -1154,6 +1213,7 @@ impl AcquisitionQuery {
         ctx.register_table(&codes, links.table.clone())?;
         let identities = format!("acquisition_people_{unique}");
         let group = format!("acquisition_group_{unique}");
+        let channel = channel_sql(&self.channel_rules);
         let answer = async {
             let people = identities_of(ctx, &project).await?;
             let has_people = people.num_rows() > 0;
@@ -1170,6 +1230,7 @@ impl AcquisitionQuery {
                 group: None,
                 credits: Vec::new(),
                 window: &name,
+                channel: &channel,
             };
             if let Some(members) = self.group_members(ctx, &tables).await? {
                 ctx.register_table(
@@ -1225,6 +1286,38 @@ impl AcquisitionQuery {
         Ok(Some(datafusion::arrow::compute::concat_batches(
             &schema, &batches,
         )?))
+    }
+
+    /// The settings versions the window's stored launches were decoded with, lowest first
+    /// (0 for launches stored before the project had settings).
+    pub async fn decoded_with(&self, ctx: &SessionContext) -> Result<Vec<u32>> {
+        let (dt_from, dt_to) = self.partition_days();
+        let frame = ctx
+            .sql(
+                "SELECT DISTINCT CAST(coalesce(settings_version, 0) AS BIGINT) AS v
+                 FROM launch_events
+                 WHERE project = $1 AND dt >= $4 AND dt <= $5
+                   AND event_time >= $2 AND event_time < $3
+                 ORDER BY v",
+            )
+            .await?
+            .with_param_values(vec![
+                ScalarValue::Utf8(Some(self.project.clone())),
+                utc(self.window.start_ms()),
+                utc(self.window.end_ms()),
+                ScalarValue::Utf8(Some(dt_from)),
+                ScalarValue::Utf8(Some(dt_to)),
+            ])?;
+        let mut versions = Vec::new();
+        for batch in frame.collect().await? {
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| Error::Storage("settings_version is not a number".into()))?;
+            versions.extend(column.iter().flatten().map(|v| v as u32));
+        }
+        Ok(versions)
     }
 
     /// Partition days of the window: a day of margin on both sides (partition days are in
@@ -1321,6 +1414,8 @@ struct QueryTables<'a> {
     credits: Vec<String>,
     /// The window's launches, held in memory.
     window: &'a str,
+    /// The SQL of a launch's channel ([`channel_sql`]).
+    channel: &'a str,
 }
 
 /// The project's identities: each anonymous `user_id` an `$identify` linked to a login id, and

@@ -18,6 +18,7 @@ use crate::acquisition::{
     AcquisitionQuery, Attribution, Condition, CoreEvent, Filter, NOT_SET, Outcomes, RETENTION_DAYS,
     TIME_DIMENSIONS, UNATTRIBUTED, UserGroup, Window, check_dimensions, is_dimension, parse_tz,
 };
+use crate::attribution_settings::SettingsVersion;
 use crate::error::{Error, Result};
 use crate::output::json_rows;
 
@@ -28,6 +29,7 @@ pub struct Analytics {
     pub ctx: SessionContext,
     pub zones: promolens_ingest::ProjectZones,
     pub saved: crate::saved_analyses::SavedAnalyses,
+    pub settings: Arc<crate::attribution_settings::SettingsStore>,
 }
 
 /// What an analysis counts; in a spec, by its name (`new_users`, `purchase_rate`,
@@ -296,6 +298,8 @@ pub struct AnalysisAnswer {
     /// The saved analysis run, and its version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved_analysis: Option<crate::saved_analyses::SavedRef>,
+    /// The project's attribution settings the numbers came from.
+    pub settings: SettingsUsed,
     /// One object per combination of the dimensions' values: each dimension, each metric, and
     /// `drill_down`, the spec of this row's drill-down (its values as filters, the next
     /// dimension), or null where there is none.
@@ -303,13 +307,28 @@ pub struct AnalysisAnswer {
     pub rows: Vec<Map<String, Value>>,
 }
 
+/// Which attribution settings an answer's numbers came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SettingsUsed {
+    /// The project's settings version the answer was planned with: its channel rules, and the
+    /// lookback window when the spec gives none.
+    pub version: u32,
+    /// The versions the window's stored launches were decoded with (aliases, normalisation).
+    /// Launches stored before a change keep theirs until `promolens reattribute` decodes them
+    /// again; one version equal to `version` means all are current.
+    pub decoded_with: Vec<u32>,
+}
+
 impl AnalysisSpec {
     /// The query of this spec for `project` at `now`; `project_tz` unless the spec names a zone.
+    /// `settings` are the project's attribution settings (channel rules, the lookback window
+    /// when the spec gives none).
     pub fn query(
         &self,
         project: &str,
         now: DateTime<Utc>,
         project_tz: Tz,
+        settings: &SettingsVersion,
     ) -> Result<AcquisitionQuery> {
         if self.metrics.is_empty() {
             return Err(Error::invalid("metrics", "name at least one metric"));
@@ -331,15 +350,19 @@ impl AnalysisSpec {
             window: self.range.window(now, tz)?,
             filters: self.filters.clone(),
             returning: self.metrics.contains(&Metric::ReturningUsers),
-            outcomes: self.outcomes(now)?,
+            outcomes: self.outcomes(now, settings.settings.lookback_days)?,
             group: self.group.clone(),
+            channel_rules: settings.settings.channel_rules.clone(),
+            settings_version: settings.version,
         })
     }
 
     /// Whether the spec can run for `project`, as it would today (its range's days aside, which
     /// depend on the day it runs).
     pub fn check(&self, project: &str) -> Result<()> {
-        self.query(project, Utc::now(), chrono_tz::UTC)?.check()
+        let defaults = SettingsVersion::default();
+        self.query(project, Utc::now(), chrono_tz::UTC, &defaults)?
+            .check()
     }
 
     /// This spec with the range, zone and filters of `other`.
@@ -353,10 +376,15 @@ impl AnalysisSpec {
     }
 
     /// The core events and retention days the metrics need, each once.
-    fn outcomes(&self, now: DateTime<Utc>) -> Result<Outcomes> {
+    /// `lookback_days` is the project's, for a spec that gives none.
+    fn outcomes(&self, now: DateTime<Utc>, lookback_days: u32) -> Result<Outcomes> {
+        let attribution = self.attribution.unwrap_or_default();
         let mut outcomes = Outcomes {
             now_ms: now.timestamp_millis(),
-            attribution: self.attribution.unwrap_or_default(),
+            attribution: Attribution {
+                lookback_days: Some(attribution.lookback_days.unwrap_or(lookback_days)),
+                ..attribution
+            },
             ..Outcomes::default()
         };
         for listed in &self.core_events {
@@ -447,13 +475,18 @@ impl AnalysisSpec {
             .collect()
     }
 
-    /// The answer of `batches` (the result of [`Self::run`]): the asked metrics only, and each
-    /// row's drill-down.
-    pub fn answer(
+    /// The answer of `batches` (the result of [`Self::run`]): the asked metrics only, each
+    /// row's drill-down, and the settings versions behind the numbers.
+    pub async fn answer(
         &self,
         query: AcquisitionQuery,
         batches: &[RecordBatch],
+        ctx: &SessionContext,
     ) -> Result<AnalysisAnswer> {
+        let settings = SettingsUsed {
+            version: query.settings_version,
+            decoded_with: query.decoded_with(ctx).await?,
+        };
         let rows = json_rows(&self.project(batches)?)?
             .into_iter()
             .map(|mut row| {
@@ -479,6 +512,7 @@ impl AnalysisSpec {
             previous_window,
             saved_analysis: None,
             attribution: query.outcomes.attribution,
+            settings,
             rows,
         })
     }

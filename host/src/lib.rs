@@ -8,6 +8,7 @@ pub mod access;
 pub mod acquisition;
 pub mod analysis;
 pub mod api;
+pub mod attribution_settings;
 pub mod code_links;
 pub mod codes;
 pub mod config;

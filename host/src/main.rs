@@ -87,6 +87,12 @@ enum Command {
     Analyze(cli::query::AnalyzeArgs),
     /// Saved analyses: list, show, create, update, rename, delete, run.
     Analyses(cli::analyses::AnalysesArgs),
+    /// A project's attribution settings (aliases, normalisation, channel rules, lookback
+    /// window): show, history, set.
+    Settings(cli::settings::SettingsArgs),
+    /// Decode stored launches again, from a day on, with the project's current settings
+    /// (resumable; not while a compaction runs: stop `serve`, or run it with compaction off).
+    Reattribute(cli::settings::ReattributeArgs),
     /// Run a read-only SQL query over the tables (launch_events, events, …).
     Sql(cli::query::SqlArgs),
     /// Generate realistic launch (and core) events as NDJSON (.gz compresses).
@@ -186,6 +192,8 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Acquisition(args) => cli::query::acquisition(args).await?,
         Command::Analyze(args) => cli::query::analyze(args).await?,
         Command::Analyses(args) => cli::analyses::run(args).await?,
+        Command::Settings(args) => cli::settings::run(args).await?,
+        Command::Reattribute(args) => cli::settings::reattribute_run(args).await?,
         Command::Sql(args) => cli::query::sql(args).await?,
         Command::Gen(args) => cli::generate::run(args).await?,
         Command::Openapi => println!("{}", promolens::api::document().to_pretty_json()?),

@@ -46,6 +46,7 @@ pub async fn serve(
     limits: Limits,
     mut codes: crate::codes::CodesState,
     access: Access,
+    settings: Arc<crate::attribution_settings::SettingsStore>,
 ) -> crate::Result<()> {
     let ctx = crate::tables::session(&storage).await?;
     let zones = access.registry.zones().clone();
@@ -53,6 +54,7 @@ pub async fn serve(
         ctx,
         zones,
         saved: crate::saved_analyses::SavedAnalyses::new(storage.clone()),
+        settings,
     };
     codes.analytics = Some(query.clone());
     let app = router(

@@ -156,9 +156,11 @@ impl Run<'_> {
         let limits = self.ingestor.config().limits.clone();
         let with_wal_lines = self.ingestor.config().wal_dir.is_some();
         let (project, received_at) = (self.project, self.received_at);
+        let attributor = self.ingestor.config().attributors.current(project);
         // Launch lines are rarely shorter than 200 bytes: a chunk's columns do not grow.
         let new_rows = move || {
             RowsBuilder::with_capacity(project, received_at, with_wal_lines, CHUNK_BYTES / 200)
+                .with_attributor(attributor.clone())
         };
         std::thread::scope(|scope| {
             let reader = scope.spawn(|| read_chunks(reader, chunks, recycled, &display));

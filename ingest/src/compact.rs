@@ -2,35 +2,24 @@
 //! seeing an event twice or missing one while it runs. The files of `user_first_seen` (one per
 //! flush and project) are merged the same way, into one row per user.
 //!
-//! The protocol, per partition (`launch_events/project=P/dt=D/`, `user_first_seen/project=P/`):
-//! 1. write a marker `_compaction-<id>.json` naming the output file and the input files;
-//! 2. write the output `part-…-compact.parquet` (one atomic put): from now on a reader that sees
-//!    the marker and the output hides the inputs ([`crate::markers::visible_files`]);
-//! 3. after a grace period (so that a query that listed the inputs before step 2 can still read
-//!    them), delete the inputs, then the marker.
-//!
-//! A crash anywhere leaves a state readers handle and the next run finishes: a marker without its
-//! output is dropped, a marker with its output gets its inputs deleted. Engines that do not read
-//! markers (DuckDB, Spark) see the inputs and the output together only during the grace period;
-//! run compaction in a quiet hour, or de-duplicate on `event_id`, if they read a live directory.
-//! One compactor per data directory (concurrent compactors could merge the same inputs twice).
+//! The files are replaced by the protocol of [`crate::replace`]: a crash anywhere leaves a state
+//! readers handle and the next run finishes. One compactor per data directory.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use arrow_array::{RecordBatch, StringArray};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::first_seen::earliest_per_user;
 use crate::internal_events::InternalEvent;
-use crate::markers::{
-    MARKER_PREFIX, Marker, file_name, folder, is_data_file, is_marker, read_marker,
-};
+use crate::markers::folder;
 use crate::parquet_io::{Table, read_parquet, sort_for, write_parquet};
+use crate::replace::{replace, settle};
 use crate::storage::Storage;
 
 #[derive(Debug, Clone)]
@@ -115,81 +104,29 @@ async fn compact_partition(
     writer: &str,
     summary: &mut CompactSummary,
 ) -> Result<()> {
-    let present: HashMap<String, &ObjectMeta> = files
-        .iter()
-        .map(|m| (file_name(&m.location).to_string(), m))
-        .collect();
-    let now = chrono::Utc::now();
-    let mut claimed: HashSet<String> = HashSet::new();
-    // Finish or drop earlier compactions.
-    for meta in files.iter().filter(|m| is_marker(&m.location)) {
-        let marker = match read_marker(store, &meta.location).await {
-            Ok(m) => m,
-            Err(object_store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if !present.contains_key(&marker.output) {
-            // Died before its output was written: the inputs were never hidden.
-            delete_quietly(store, &meta.location).await?;
-            continue;
-        }
-        let age = (now - meta.last_modified).to_std().unwrap_or_default();
-        if age >= options.grace {
-            finish(store, dir, &marker, &meta.location).await?;
-            summary.finished += 1;
-        } else {
-            // Still in its grace period: its output is new, and it is not merged again yet.
-            claimed.insert(marker.output.clone());
-        }
-        // Replaced (or now deleted): never an input again.
-        claimed.extend(marker.inputs.iter().cloned());
-    }
-    let inputs: Vec<&ObjectMeta> = files
-        .iter()
-        .filter(|m| is_data_file(&m.location) && !claimed.contains(file_name(&m.location)))
-        .collect();
+    let (inputs, finished) = settle(store, dir, &files, options.grace).await?;
+    summary.finished += finished;
     if inputs.len() < options.min_files.max(2) {
         return Ok(());
     }
     let mut batches = Vec::new();
     for meta in &inputs {
         let bytes = store.get(&meta.location).await?.bytes().await?;
-        batches.extend(read_parquet(bytes)?);
+        batches.extend(read_parquet(table, bytes)?);
     }
     let (merged, rows) = tokio::task::spawn_blocking(move || merge(table, batches))
         .await
         .map_err(|e| Error::Stopped(format!("compaction task failed: {e}")))??;
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let output = format!(
-        "part-{}-{writer}-{}-compact.parquet",
-        now.format("%Y%m%dT%H%M%S%3f"),
-        &id[..8]
-    );
-    let marker = Marker {
-        output: output.clone(),
-        inputs: inputs
-            .iter()
-            .map(|m| file_name(&m.location).to_string())
-            .collect(),
-    };
-    let marker_path = dir
-        .clone()
-        .join(format!("{MARKER_PREFIX}{id}.json").as_str());
-    let marker_json = serde_json::to_vec(&marker)
-        .map_err(|e| Error::io("encoding a compaction marker", e.into()))?;
-    store
-        .put_opts(
-            &marker_path,
-            PutPayload::from(marker_json),
-            PutOptions::from(PutMode::Create),
-        )
-        .await?;
-    store
-        .put(
-            &dir.clone().join(output.as_str()),
-            PutPayload::from_bytes(merged),
-        )
-        .await?;
+    let deleted = replace(
+        store,
+        dir,
+        &inputs,
+        merged,
+        writer,
+        "compact",
+        options.grace,
+    )
+    .await?;
     summary.files_merged += inputs.len();
     match table {
         Table::LaunchEvents | Table::Events => {
@@ -198,31 +135,8 @@ async fn compact_partition(
         }
         Table::UserFirstSeen => summary.users += rows,
     }
-    if options.grace.is_zero() {
-        finish(store, dir, &marker, &marker_path).await?;
-        summary.finished += 1;
-    }
+    summary.finished += usize::from(deleted);
     Ok(())
-}
-
-/// Deletes a finished compaction's inputs, then its marker.
-async fn finish(
-    store: &dyn ObjectStore,
-    dir: &Path,
-    marker: &Marker,
-    marker_path: &Path,
-) -> Result<()> {
-    for input in &marker.inputs {
-        delete_quietly(store, &dir.clone().join(input.as_str())).await?;
-    }
-    delete_quietly(store, marker_path).await
-}
-
-async fn delete_quietly(store: &dyn ObjectStore, path: &Path) -> Result<()> {
-    match store.delete(path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Merges the files of one folder of `table` into one file's bytes, and counts its rows.
@@ -238,7 +152,7 @@ fn merge(table: Table, batches: Vec<RecordBatch>) -> Result<(bytes::Bytes, usize
 }
 
 /// Concatenates, keeps the first row of each `event_id`, sorts by `event_time`.
-fn unique_events(table: Table, batches: Vec<RecordBatch>) -> Result<RecordBatch> {
+pub(crate) fn unique_events(table: Table, batches: Vec<RecordBatch>) -> Result<RecordBatch> {
     let all = arrow_select::concat::concat_batches(&table.schema(), &batches)?;
     let ids = all
         .column(0)

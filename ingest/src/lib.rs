@@ -6,11 +6,13 @@
 //! same [`pipeline`]: dedupe by `event_id` ([`dedupe`]), the write-ahead log that makes a 2xx
 //! durable ([`wal`]), a buffer, and Parquet files written through object_store ([`storage`]),
 //! with each user's earliest launch kept beside them ([`first_seen`]) and small files merged by
-//! [`compact`].
+//! [`compact`]. Each project's launches are decoded with its current attribution settings
+//! ([`attributors`]); [`reattribute`] decodes stored days again after the settings change.
 //!
 //! Depends on `schemas` only among our crates; must not depend on `host` (queries live there),
 //! nor on an HTTP framework (routes, status codes and the JSON error live in `host::api`).
 
+pub mod attributors;
 pub mod backfill;
 pub mod body;
 pub mod compact;
@@ -23,12 +25,15 @@ pub mod markers;
 pub mod parquet_io;
 pub mod partition;
 pub mod pipeline;
+pub mod reattribute;
 pub mod receive;
 pub mod record;
+pub mod replace;
 pub mod storage;
 pub mod visible_store;
 pub mod wal;
 
+pub use attributors::Attributors;
 pub use error::{Error, Result};
 pub use partition::ProjectZones;
 pub use pipeline::{AppendOutcome, IngestConfig, Ingestor};

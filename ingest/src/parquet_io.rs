@@ -225,8 +225,34 @@ pub fn read_columns(file: Bytes, columns: &[&str]) -> Result<Vec<RecordBatch>> {
     Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
-/// Reads a whole Parquet file.
-pub fn read_parquet(file: Bytes) -> Result<Vec<RecordBatch>> {
+/// Reads a whole file of `table`, in the table's schema of today: a column added since the file
+/// was written (`settings_version`) is null in its rows.
+pub fn read_parquet(table: Table, file: Bytes) -> Result<Vec<RecordBatch>> {
+    let schema = table.schema();
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
-    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+    reader
+        .map(|batch| conform(&schema, batch?))
+        .collect::<Result<Vec<_>>>()
+}
+
+fn conform(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => Ok(column.clone()),
+            None if field.is_nullable() => Ok(arrow_array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+            None => Err(arrow_schema::ArrowError::SchemaError(format!(
+                "a stored file has no column `{}`",
+                field.name()
+            ))),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

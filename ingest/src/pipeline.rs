@@ -30,6 +30,7 @@ use promolens_schemas::Limits;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::attributors::Attributors;
 use crate::dedupe::DedupeIndex;
 use crate::error::{Error, Result};
 use crate::first_seen::StoredFirstSeen;
@@ -64,6 +65,8 @@ pub struct IngestConfig {
     /// Backfill: a flush's small pieces of a day wait on local disk until the day has enough
     /// rows for a file ([`spill`]). Off for live ingest, whose rows become visible at each flush.
     pub spill: bool,
+    /// Each project's current attribution settings, which decode its launches.
+    pub attributors: Arc<Attributors>,
 }
 
 impl IngestConfig {
@@ -80,6 +83,7 @@ impl IngestConfig {
             dedupe_max_ids: 4_000_000,
             first_seen_max_users: 1_000_000,
             spill: false,
+            attributors: Arc::default(),
         }
     }
 }
@@ -282,6 +286,7 @@ impl Ingestor {
             chrono::Utc::now().timestamp_millis(),
             self.config.wal_dir.is_some(),
         )
+        .with_attributor(self.config.attributors.current(project))
     }
 
     /// Dedupes and stores rows; when this returns `Ok`, the stored rows are durable (in the

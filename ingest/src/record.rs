@@ -13,7 +13,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
 use promolens_schemas::tables::{events_file_schema, launch_events_file_schema};
-use promolens_schemas::{Event, EventError, Limits, decode_attribution};
+use promolens_schemas::{Attribution, Attributor, Event, EventError, Limits};
 
 use crate::dedupe::{IdSet, id_hash};
 use crate::error::Result;
@@ -105,6 +105,8 @@ pub(crate) fn event_times(batch: &RecordBatch) -> Result<&[i64]> {
 pub struct RowsBuilder {
     project: String,
     received_at_ms: i64,
+    /// Decodes the launches' attribution: the project's current settings.
+    attributor: Arc<Attributor>,
     launches: TableRowsBuilder<LaunchBatchBuilder>,
     events: TableRowsBuilder<EventBatchBuilder>,
     /// The ids kept by [`RowsBuilder::parse_once`].
@@ -127,8 +129,15 @@ impl<C: Columns> TableRowsBuilder<C> {
         }
     }
 
-    fn push(&mut self, project: &str, event: &Event<'_>, received_at_ms: i64, id: u128) {
-        self.columns.push(event, received_at_ms);
+    fn push(
+        &mut self,
+        project: &str,
+        event: &Event<'_>,
+        received_at_ms: i64,
+        id: u128,
+        attributor: &Attributor,
+    ) {
+        self.columns.push(event, received_at_ms, attributor);
         self.ids.push(id);
         if let Some(lines) = &mut self.wal_lines {
             encode_line(project, received_at_ms, event, &mut lines.text);
@@ -155,7 +164,7 @@ trait Columns {
     /// Room for `rows` rows of typical events, so that the columns of a parse chunk are written
     /// without growing (each growth copies the column).
     fn with_capacity(rows: usize) -> Self;
-    fn push(&mut self, event: &Event<'_>, received_at_ms: i64);
+    fn push(&mut self, event: &Event<'_>, received_at_ms: i64, attributor: &Attributor);
     /// The rows so far as one batch, in arrival order.
     fn finish(self) -> Result<RecordBatch>;
 }
@@ -177,11 +186,18 @@ impl RowsBuilder {
         RowsBuilder {
             project: project.to_string(),
             received_at_ms,
+            attributor: Arc::default(),
             // Launches are most of the events; core events grow as they come.
             launches: TableRowsBuilder::with_capacity(rows, with_wal_lines),
             events: TableRowsBuilder::with_capacity(0, with_wal_lines),
             seen: IdSet::default(),
         }
+    }
+
+    /// The same builder, decoding launches with `attributor` (the default settings otherwise).
+    pub fn with_attributor(mut self, attributor: Arc<Attributor>) -> RowsBuilder {
+        self.attributor = attributor;
+        self
     }
 
     /// Parses, validates and decodes one event from its JSON text and adds it (HTTP ingest;
@@ -264,10 +280,13 @@ impl RowsBuilder {
 
     /// [`RowsBuilder::push`] of an event whose id hash is already known.
     fn push_with_id(&mut self, event: &Event<'_>, received_at_ms: i64, id: u128) {
+        let attributor = &self.attributor;
         if event.is_launch() {
-            self.launches.push(&self.project, event, received_at_ms, id);
+            self.launches
+                .push(&self.project, event, received_at_ms, id, attributor);
         } else {
-            self.events.push(&self.project, event, received_at_ms, id);
+            self.events
+                .push(&self.project, event, received_at_ms, id, attributor);
         }
     }
 
@@ -301,11 +320,63 @@ struct LaunchBatchBuilder {
     scene: Int32Builder,
     path: StringBuilder,
     query: MapBuilder<StringBuilder, StringBuilder>,
+    attribution: AttributionColumns,
+    props: StringBuilder,
+}
+
+/// The columns of `launch_events` decoded from a launch's scene value and `query`: `code_id`,
+/// `code_kind`, the five `utm_*`, `attribution`, then `settings_version`. Built at ingest and
+/// again by [`crate::reattribute`].
+pub(crate) struct AttributionColumns {
     code_id: StringBuilder,
     code_kind: StringBuilder,
     utm: [StringBuilder; 5],
-    attribution: StringBuilder,
-    props: StringBuilder,
+    status: StringBuilder,
+    settings_version: Int32Builder,
+}
+
+impl AttributionColumns {
+    pub(crate) fn with_capacity(rows: usize) -> AttributionColumns {
+        let text = |bytes_per_row: usize| StringBuilder::with_capacity(rows, rows * bytes_per_row);
+        AttributionColumns {
+            code_id: text(4),
+            code_kind: text(4),
+            utm: std::array::from_fn(|_| text(8)),
+            status: text(8),
+            settings_version: Int32Builder::with_capacity(rows),
+        }
+    }
+
+    pub(crate) fn push(&mut self, a: &Attribution<'_>, settings_version: u32) {
+        self.code_id.append_option(a.code_id.as_deref());
+        self.code_kind
+            .append_option(a.code_kind.map(|k| k.as_str()));
+        for (builder, value) in self.utm.iter_mut().zip(a.utm.fields()) {
+            builder.append_option(value.as_deref());
+        }
+        self.status.append_value(a.status.as_str());
+        self.settings_version
+            .append_value(i32::try_from(settings_version).unwrap_or(i32::MAX));
+    }
+
+    /// `code_id`, `code_kind`, the five `utm_*` and `attribution` (in the schema's order), and
+    /// `settings_version`.
+    pub(crate) fn finish(mut self) -> ([ArrayRef; 8], ArrayRef) {
+        let [source, medium, campaign, content, term] = &mut self.utm;
+        (
+            [
+                Arc::new(self.code_id.finish()),
+                Arc::new(self.code_kind.finish()),
+                Arc::new(source.finish()),
+                Arc::new(medium.finish()),
+                Arc::new(campaign.finish()),
+                Arc::new(content.finish()),
+                Arc::new(term.finish()),
+                Arc::new(self.status.finish()),
+            ],
+            Arc::new(self.settings_version.finish()),
+        )
+    }
 }
 
 impl Columns for LaunchBatchBuilder {
@@ -324,16 +395,13 @@ impl Columns for LaunchBatchBuilder {
             scene: Int32Builder::with_capacity(rows),
             path: text(24),
             query: MapBuilder::with_capacity(Some(map_field_names()), text(16), text(32), rows),
-            code_id: text(4),
-            code_kind: text(4),
-            utm: std::array::from_fn(|_| text(8)),
-            attribution: text(8),
+            attribution: AttributionColumns::with_capacity(rows),
             props: text(40),
         }
     }
 
     /// Appends one launch and the attribution decoded from it.
-    fn push(&mut self, e: &Event<'_>, received_at_ms: i64) {
+    fn push(&mut self, e: &Event<'_>, received_at_ms: i64, attributor: &Attributor) {
         self.event_id.append_value(&e.event_id);
         self.user_id.append_value(&e.user_id);
         self.event_time.append_value(e.event_time_ms);
@@ -349,20 +417,14 @@ impl Columns for LaunchBatchBuilder {
         }
         // Cannot fail: every key was given its value just above.
         let _ = self.query.append(!e.query.is_empty());
-        let a = decode_attribution(e.scene, &e.query);
-        self.code_id.append_option(a.code_id.as_deref());
-        self.code_kind
-            .append_option(a.code_kind.map(|k| k.as_str()));
-        for (builder, value) in self.utm.iter_mut().zip(a.utm.fields()) {
-            builder.append_option(value.as_deref());
-        }
-        self.attribution.append_value(a.status.as_str());
+        self.attribution
+            .push(&attributor.decode(e.scene, &e.query), attributor.version());
         self.props.append_option(e.props.as_deref());
     }
 
     fn finish(mut self) -> Result<RecordBatch> {
-        let [utm_source, utm_medium, utm_campaign, utm_content, utm_term] = &mut self.utm;
-        let columns: Vec<ArrayRef> = vec![
+        let (decoded, settings_version) = self.attribution.finish();
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),
             Arc::new(self.user_id.finish()),
             Arc::new(self.event_time.finish()),
@@ -372,16 +434,10 @@ impl Columns for LaunchBatchBuilder {
             Arc::new(self.scene.finish()),
             Arc::new(self.path.finish()),
             Arc::new(self.query.finish()),
-            Arc::new(self.code_id.finish()),
-            Arc::new(self.code_kind.finish()),
-            Arc::new(utm_source.finish()),
-            Arc::new(utm_medium.finish()),
-            Arc::new(utm_campaign.finish()),
-            Arc::new(utm_content.finish()),
-            Arc::new(utm_term.finish()),
-            Arc::new(self.attribution.finish()),
-            Arc::new(self.props.finish()),
         ];
+        columns.extend(decoded);
+        columns.push(Arc::new(self.props.finish()));
+        columns.push(settings_version);
         Ok(RecordBatch::try_new(launch_events_file_schema(), columns)?)
     }
 }
@@ -429,7 +485,7 @@ impl Columns for EventBatchBuilder {
     }
 
     /// Appends one core event, its `props`' top-level numbers and texts also in their maps.
-    fn push(&mut self, e: &Event<'_>, received_at_ms: i64) {
+    fn push(&mut self, e: &Event<'_>, received_at_ms: i64, _attributor: &Attributor) {
         self.event_id.append_value(&e.event_id);
         self.user_id.append_value(&e.user_id);
         self.event_time.append_value(e.event_time_ms);

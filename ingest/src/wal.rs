@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use promolens_schemas::{Event, Limits};
 
+use crate::attributors::Attributors;
 use crate::error::{Error, Result};
 use crate::internal_events::{InternalEvent, WalSegmentQuarantined, WalSynced};
 #[cfg(test)]
@@ -49,10 +50,11 @@ impl Replay {
         self.segments.last().copied()
     }
 
-    /// The events of one segment, one set of rows per project.
-    pub fn read(&self, segment: u64) -> Result<Vec<Rows>> {
+    /// The events of one segment, one set of rows per project, decoded with each project's
+    /// current attribution settings.
+    pub fn read(&self, segment: u64, attributors: &Attributors) -> Result<Vec<Rows>> {
         let mut builders = BTreeMap::new();
-        read_segment(&self.dir, segment, &mut builders)?;
+        read_segment(&self.dir, segment, attributors, &mut builders)?;
         builders.into_values().map(RowsBuilder::finish).collect()
     }
 }
@@ -156,7 +158,12 @@ fn create_segment(dir: &Path, segment: u64) -> Result<File> {
 }
 
 /// Reads one segment's events into `rows`, one builder per project.
-fn read_segment(dir: &Path, segment: u64, rows: &mut BTreeMap<String, RowsBuilder>) -> Result<()> {
+fn read_segment(
+    dir: &Path,
+    segment: u64,
+    attributors: &Attributors,
+    rows: &mut BTreeMap<String, RowsBuilder>,
+) -> Result<()> {
     let path = &segment_path(dir, segment);
     let mut data = Vec::new();
     File::open(path)
@@ -186,7 +193,10 @@ fn read_segment(dir: &Path, segment: u64, rows: &mut BTreeMap<String, RowsBuilde
             };
             rows.entry(project.to_string())
                 // Replayed rows are not logged again.
-                .or_insert_with(|| RowsBuilder::new(project, received_at_ms, false))
+                .or_insert_with(|| {
+                    RowsBuilder::new(project, received_at_ms, false)
+                        .with_attributor(attributors.current(project))
+                })
                 .push(&event, received_at_ms);
         }
         at += HEADER_BYTES + len;
@@ -238,7 +248,12 @@ mod tests {
     }
 
     fn replayed(replay: &Replay, segment: u64) -> usize {
-        replay.read(segment).unwrap().iter().map(Rows::len).sum()
+        replay
+            .read(segment, &Attributors::default())
+            .unwrap()
+            .iter()
+            .map(Rows::len)
+            .sum()
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //! the caller). Empty values are null. Undecodable text is kept raw and flagged in the status; the
 //! launch is never dropped for it.
 //!
+//! A project's [`Attributor`] says which parameter names fill each UTM field (aliases such as
+//! `src` or `gio_utm_source`, in order of preference within a source) and how each field's value
+//! is normalised (trimmed, lower-cased, spellings merged); the default reads the `utm_*` keys
+//! and keeps values as sent. Code ids are never normalised.
+//!
 //! Values borrow from the launch's `query` when they need no decoding (most explicit keys): a
 //! backfill decodes millions of launches, and an allocation per value was a measurable part of it.
 
@@ -171,71 +176,236 @@ pub const MINI_PROGRAM_CODE_SCENES: [i32; 3] = [1047, 1048, 1049];
 /// Launch scene values of scanning a QR code (scan, long-press, from the album).
 pub const QR_CODE_SCENES: [i32; 3] = [1011, 1012, 1013];
 
-/// Decodes one launch. `query` is the launch `query` exactly as the mini-program received it.
+/// Decodes one launch with the default [`Attributor`]. `query` is the launch `query` exactly as
+/// the mini-program received it.
 pub fn decode_attribution<'q, K: AsRef<str>, V: AsRef<str>>(
     scene: Option<i32>,
     query: &'q [(K, V)],
 ) -> Attribution<'q> {
-    let mut decoder = Decoder::default();
+    Attributor::default_ref().decode(scene, query)
+}
 
-    // 1. Explicit keys, found in the same pass as the sources below.
-    let mut explicit = Params::default();
-    let (mut scene_text, mut link) = (None, None);
-    for (key, value) in query {
-        let (key, value) = (key.as_ref(), value.as_ref());
-        match key {
-            "scene" => {
-                scene_text.get_or_insert(value);
-            }
-            "q" => {
-                link.get_or_insert(value);
-            }
-            _ if is_param_key(key) => {
-                let value = decoder.keep_raw_on_error(value, decode_uri_component(value));
-                explicit.set(key, value);
-            }
-            _ => {}
+/// A field an attribution parameter fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// One of the five UTM fields, by its index in [`UTM_KEYS`].
+    Utm(usize),
+    Code,
+}
+
+/// One parameter name a project reads, the field it fills, and its place among that field's
+/// names (0 is preferred).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ParamName {
+    key: Box<str>,
+    target: Target,
+    rank: u8,
+}
+
+/// How one UTM field's values are normalised, in this order: trimmed, lower-cased, then looked
+/// up in the value map (whose keys were trimmed and lower-cased the same way).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Normalizer {
+    pub trim: bool,
+    pub lowercase: bool,
+    values: std::collections::HashMap<String, String>,
+}
+
+impl Normalizer {
+    /// A normaliser that merges each `(from, to)` spelling into `to`.
+    pub fn new(
+        trim: bool,
+        lowercase: bool,
+        values: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        let mut normalizer = Normalizer {
+            trim,
+            lowercase,
+            values: Default::default(),
+        };
+        let values = values
+            .into_iter()
+            .map(|(from, to)| (normalizer.clean(&from).into_owned(), to))
+            .collect();
+        normalizer.values = values;
+        normalizer
+    }
+
+    fn clean<'a>(&self, value: &'a str) -> Cow<'a, str> {
+        let value = if self.trim { value.trim() } else { value };
+        if self.lowercase && value.chars().any(char::is_uppercase) {
+            Cow::Owned(value.to_lowercase())
+        } else {
+            Cow::Borrowed(value)
         }
     }
-    let mut utm = explicit.utm;
-    let mut code_id = explicit.code_id;
-    // 2. The B code's scene, then 3. the link inside an ordinary link QR code.
-    let scene_params = scene_text.map(|raw| decoder.scene_params(raw));
-    let link_params = link.map(|raw| decoder.link_params(raw));
-    for params in [scene_params, link_params].into_iter().flatten() {
-        utm.fill_from(params.utm);
-        code_id = code_id.or(params.code_id);
-    }
 
-    let code_kind = match scene {
-        Some(s) if MINI_PROGRAM_CODE_SCENES.contains(&s) => Some(if scene_text.is_some() {
-            CodeKind::B
-        } else {
-            CodeKind::A
-        }),
-        Some(s) if QR_CODE_SCENES.contains(&s) => Some(if link.is_some() {
-            CodeKind::Link
-        } else {
-            CodeKind::C
-        }),
-        _ => None,
-    };
-    let found_any = utm.fields().iter().any(|f| f.is_some()) || code_id.is_some();
-    let status = match decoder.problem {
-        Some(problem) => problem,
-        None if found_any => AttributionStatus::Ok,
-        None => AttributionStatus::None,
-    };
-    Attribution {
-        utm,
-        code_id,
-        code_kind,
-        status,
+    /// The normalised value; `None` when trimming leaves nothing.
+    pub fn apply<'a>(&self, value: Cow<'a, str>) -> Option<Cow<'a, str>> {
+        let cleaned: Cow<'a, str> = match value {
+            Cow::Borrowed(text) => self.clean(text),
+            Cow::Owned(text) => Cow::Owned(self.clean(&text).into_owned()),
+        };
+        if cleaned.is_empty() {
+            return None;
+        }
+        match self.values.get(cleaned.as_ref()) {
+            Some(merged) => Some(Cow::Owned(merged.clone())),
+            None => Some(cleaned),
+        }
     }
 }
 
-fn is_param_key(key: &str) -> bool {
-    key == CODE_REF_KEY || UTM_KEYS.contains(&key)
+/// A project's way of reading attribution parameters: which names fill each field and how values
+/// are normalised, as of one version of its settings. Version 0 is the default every project
+/// starts with: the `utm_*` keys and `c`, values as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributor {
+    version: u32,
+    names: Vec<ParamName>,
+    normalizers: [Option<Normalizer>; 5],
+}
+
+impl Default for Attributor {
+    fn default() -> Self {
+        Attributor::new(
+            0,
+            std::array::from_fn(|i| vec![UTM_KEYS[i].to_string()]),
+            Default::default(),
+        )
+    }
+}
+
+static DEFAULT_ATTRIBUTOR: std::sync::LazyLock<Attributor> =
+    std::sync::LazyLock::new(Attributor::default);
+
+impl Attributor {
+    /// The attributor of settings `version`: per UTM field (in [`UTM_KEYS`] order), the parameter
+    /// names it is read from, preferred first, and its normaliser. The caller has checked that no
+    /// name fills two fields and that none is `c`, `scene` or `q`.
+    pub fn new(
+        version: u32,
+        aliases: [Vec<String>; 5],
+        normalizers: [Option<Normalizer>; 5],
+    ) -> Self {
+        let mut names = vec![ParamName {
+            key: CODE_REF_KEY.into(),
+            target: Target::Code,
+            rank: 0,
+        }];
+        for (field, keys) in aliases.into_iter().enumerate() {
+            for (rank, key) in keys.into_iter().enumerate() {
+                names.push(ParamName {
+                    key: key.into_boxed_str(),
+                    target: Target::Utm(field),
+                    rank: u8::try_from(rank).unwrap_or(u8::MAX),
+                });
+            }
+        }
+        Attributor {
+            version,
+            names,
+            normalizers,
+        }
+    }
+
+    /// The shared default (version 0).
+    pub fn default_ref() -> &'static Attributor {
+        &DEFAULT_ATTRIBUTOR
+    }
+
+    /// The settings version this attributor comes from (stored with each launch it decodes).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    fn param(&self, key: &str) -> Option<&ParamName> {
+        self.names.iter().find(|name| &*name.key == key)
+    }
+
+    /// Decodes one launch. `query` is the launch `query` exactly as the mini-program received it.
+    pub fn decode<'q, K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        scene: Option<i32>,
+        query: &'q [(K, V)],
+    ) -> Attribution<'q> {
+        let mut decoder = Decoder {
+            problem: None,
+            attributor: self,
+        };
+
+        // 1. Explicit keys, found in the same pass as the sources below.
+        let mut explicit = Params::default();
+        let (mut scene_text, mut link) = (None, None);
+        for (key, value) in query {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            match key {
+                "scene" => {
+                    scene_text.get_or_insert(value);
+                }
+                "q" => {
+                    link.get_or_insert(value);
+                }
+                _ => {
+                    if let Some(name) = self.param(key) {
+                        let value = decoder.keep_raw_on_error(value, decode_uri_component(value));
+                        explicit.set(name, value);
+                    }
+                }
+            }
+        }
+        let Params {
+            mut utm,
+            mut code_id,
+            ..
+        } = explicit;
+        // 2. The B code's scene, then 3. the link inside an ordinary link QR code.
+        let scene_params = scene_text.map(|raw| decoder.scene_params(raw));
+        let link_params = link.map(|raw| decoder.link_params(raw));
+        for params in [scene_params, link_params].into_iter().flatten() {
+            utm.fill_from(params.utm);
+            code_id = code_id.or(params.code_id);
+        }
+        self.normalize(&mut utm);
+
+        let code_kind = match scene {
+            Some(s) if MINI_PROGRAM_CODE_SCENES.contains(&s) => Some(if scene_text.is_some() {
+                CodeKind::B
+            } else {
+                CodeKind::A
+            }),
+            Some(s) if QR_CODE_SCENES.contains(&s) => Some(if link.is_some() {
+                CodeKind::Link
+            } else {
+                CodeKind::C
+            }),
+            _ => None,
+        };
+        let found_any = utm.fields().iter().any(|f| f.is_some()) || code_id.is_some();
+        let status = match decoder.problem {
+            Some(problem) => problem,
+            None if found_any => AttributionStatus::Ok,
+            None => AttributionStatus::None,
+        };
+        Attribution {
+            utm,
+            code_id,
+            code_kind,
+            status,
+        }
+    }
+
+    /// Applies each field's normaliser.
+    fn normalize(&self, utm: &mut Utm<'_>) {
+        for (field, normalizer) in self.normalizers.iter().enumerate() {
+            let Some(normalizer) = normalizer else {
+                continue;
+            };
+            if let Some(slot) = utm.field_mut(UTM_KEYS[field]) {
+                *slot = slot.take().and_then(|value| normalizer.apply(value));
+            }
+        }
+    }
 }
 
 /// The attribution parameters one source carries.
@@ -243,24 +413,34 @@ fn is_param_key(key: &str) -> bool {
 struct Params<'a> {
     utm: Utm<'a>,
     code_id: Option<Cow<'a, str>>,
+    /// The rank of the name each UTM field's value came from.
+    ranks: [u8; 5],
 }
 
 impl<'a> Params<'a> {
-    /// Records `key=value`; an empty value is no value, and the first occurrence of a key wins.
-    fn set(&mut self, key: &str, value: Cow<'a, str>) {
+    /// Records a parameter's value. An empty value is no value; of a field's names the preferred
+    /// one wins, and of one name its first occurrence.
+    fn set(&mut self, name: &ParamName, value: Cow<'a, str>) {
         if value.is_empty() {
             return;
         }
-        let slot = if key == CODE_REF_KEY {
-            &mut self.code_id
-        } else {
-            match self.utm.field_mut(key) {
-                Some(slot) => slot,
-                None => return,
+        let (slot, rank) = match name.target {
+            Target::Code => (&mut self.code_id, None),
+            Target::Utm(field) => {
+                let slot = self
+                    .utm
+                    .field_mut(UTM_KEYS[field])
+                    .expect("UTM_KEYS names the fields");
+                (slot, Some(&mut self.ranks[field]))
             }
         };
-        if slot.is_none() {
-            *slot = Some(value);
+        match rank {
+            Some(rank) if slot.is_none() || name.rank < *rank => {
+                *rank = name.rank;
+                *slot = Some(value);
+            }
+            None if slot.is_none() => *slot = Some(value),
+            _ => {}
         }
     }
 
@@ -268,17 +448,18 @@ impl<'a> Params<'a> {
         Params {
             utm: self.utm.into_owned(),
             code_id: self.code_id.map(|c| Cow::Owned(c.into_owned())),
+            ranks: self.ranks,
         }
     }
 }
 
 /// Decodes the sources and remembers the first problem met.
-#[derive(Default)]
-struct Decoder {
+struct Decoder<'s> {
     problem: Option<AttributionStatus>,
+    attributor: &'s Attributor,
 }
 
-impl Decoder {
+impl Decoder<'_> {
     fn keep_raw_on_error<'a>(
         &mut self,
         raw: &'a str,
@@ -316,9 +497,9 @@ impl Decoder {
             let Some((key, value)) = pair.split_once('=') else {
                 continue;
             };
-            if is_param_key(key) {
+            if let Some(name) = self.attributor.param(key) {
                 let value = self.keep_raw_on_error(value, decode_uri_component(value));
-                params.set(key, value);
+                params.set(name, value);
             }
         }
         params
@@ -343,9 +524,9 @@ impl Decoder {
             let Ok(key) = decode_form_component(key) else {
                 continue;
             };
-            if is_param_key(&key) {
+            if let Some(name) = self.attributor.param(&key) {
                 let value = self.keep_raw_on_error(value, decode_form_component(value));
-                params.set(&key, value);
+                params.set(name, value);
             }
         }
         params

@@ -15,5 +15,7 @@ pub mod percent;
 pub mod tables;
 pub mod wechat;
 
-pub use attribution::{Attribution, AttributionStatus, CodeKind, Utm, decode_attribution};
+pub use attribution::{
+    Attribution, AttributionStatus, Attributor, CodeKind, Normalizer, Utm, decode_attribution,
+};
 pub use event::{Event, EventError, IDENTIFY, LAUNCH, LaunchType, Limits, TsWindow};

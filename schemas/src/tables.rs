@@ -58,8 +58,14 @@ static LAUNCH_EVENTS_FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("utm_term", DataType::Utf8, true),
         Field::new("attribution", DataType::Utf8, false),
         Field::new("props", DataType::Utf8, true),
+        Field::new(SETTINGS_VERSION, DataType::Int32, true),
     ]))
 });
+
+/// The column of `launch_events` naming the version of the project's attribution settings its
+/// attribution columns were decoded with; null in files written before settings existed, whose
+/// launches were decoded as version 0 (the default) decodes them.
+pub const SETTINGS_VERSION: &str = "settings_version";
 
 /// Columns stored in each `launch_events` Parquet file (the partition columns excluded).
 pub fn launch_events_file_schema() -> SchemaRef {

@@ -216,3 +216,72 @@ proptest! {
         prop_assert_ne!(&path_scan_key(&path.replace("pages/shop", "pages/shop2")), &code_key);
     }
 }
+
+/// A project's settings: aliases in order of preference, and normalisation of `utm_source`.
+fn project_attributor() -> promolens_schemas::Attributor {
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    promolens_schemas::Attributor::new(
+        3,
+        [
+            names(&["utm_source", "src", "_um_channel", "gio_utm_source"]),
+            names(&["utm_medium"]),
+            names(&["utm_campaign", "mtm_campaign"]),
+            names(&["utm_content", "chan_id"]),
+            names(&[]),
+        ],
+        [
+            Some(promolens_schemas::Normalizer::new(
+                true,
+                true,
+                [("微信", "wechat"), (" WeiXin", "wechat")].map(|(a, b)| (a.into(), b.into())),
+            )),
+            None,
+            None,
+            None,
+            None,
+        ],
+    )
+}
+
+#[test]
+fn aliases_fill_fields_in_order_of_preference() {
+    let attributor = project_attributor();
+    let decode = |scene: i32, query: &[(&str, &str)]| {
+        let got = attributor.decode(Some(scene), query);
+        let utm = got.utm.fields().map(|f| f.as_deref().map(str::to_string));
+        (utm, got.code_id.map(|c| c.into_owned()), got.status)
+    };
+    let s = |v: &str| Some(v.to_string());
+    // The preferred name wins wherever it stands in the query.
+    let (utm, _, status) = decode(1047, &[("src", "alias"), ("utm_source", "std")]);
+    assert_eq!((utm[0].clone(), status), (s("std"), AttributionStatus::Ok));
+    let (utm, ..) = decode(
+        1047,
+        &[("gio_utm_source", "third"), ("_um_channel", "second")],
+    );
+    assert_eq!(utm[0], s("second"));
+    // Aliases are read inside a B code's scene and a link too; an explicit key still beats them.
+    let (utm, ..) = decode(1047, &[("scene", "src%3Dposter%26mtm_campaign%3D1111")]);
+    assert_eq!((utm[0].clone(), utm[2].clone()), (s("poster"), s("1111")));
+    let (utm, ..) = decode(1011, &[("q", "https%3A%2F%2Fe.com%2F%3Fchan_id%3DK9")]);
+    assert_eq!(utm[3], s("K9"));
+    let (utm, ..) = decode(
+        1047,
+        &[("src", "explicit"), ("scene", "utm_source%3Dscene")],
+    );
+    assert_eq!(utm[0], s("explicit"));
+    // A field with no names is never filled, not even by its own utm key.
+    let (utm, _, status) = decode(1047, &[("utm_term", "t")]);
+    assert_eq!((utm[4].clone(), status), (None, AttributionStatus::None));
+    // Spellings merge after trimming and lower-casing; code ids keep their case.
+    for raw in [" WeChat ", "wechat", "微信", "WEIXIN", "%E5%BE%AE%E4%BF%A1"] {
+        let (utm, ..) = decode(1047, &[("utm_source", raw)]);
+        assert_eq!(utm[0], s("wechat"), "{raw}");
+    }
+    let (utm, code, _) = decode(1047, &[("utm_source", "Poster"), ("c", "AbC9")]);
+    assert_eq!((utm[0].clone(), code), (s("poster"), s("AbC9")));
+    // Nothing left after trimming is no value.
+    let (utm, _, status) = decode(1047, &[("utm_source", "%20%20")]);
+    assert_eq!((utm[0].clone(), status), (None, AttributionStatus::None));
+    assert_eq!(attributor.version(), 3);
+}

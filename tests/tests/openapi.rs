@@ -75,7 +75,7 @@ fn the_document_describes_every_route_its_roles_and_errors() {
         }
     }
     operations.sort();
-    assert_eq!(operations.len(), 34, "{operations:#?}");
+    assert_eq!(operations.len(), 37, "{operations:#?}");
     // The same document without a server (the console's types are generated from it).
     let printed = promolens_tests::promolens(&["openapi"]);
     assert!(printed.status.success());
@@ -94,6 +94,13 @@ fn the_document_describes_every_route_its_roles_and_errors() {
         json!([{"api_key": ["admin", "ingest"]}])
     );
     assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([{}]));
+    // Every figure depends on the attribution settings: administrators change them.
+    let settings = &doc["paths"]["/v1/projects/{project}/settings"];
+    assert_eq!(settings["put"]["security"], json!([{"api_key": ["admin"]}]));
+    assert_eq!(
+        settings["get"]["security"],
+        json!([{"api_key": ["admin", "marketer", "analyst"]}])
+    );
 
     // The page works on a closed network: its assets are served by the binary.
     let page = http_client()

@@ -48,6 +48,10 @@ pub fn door(method: &Method, route: &str) -> Door {
         | "/v1/projects/{project}/analyses"
         | "/v1/projects/{project}/analyses/{id}"
         | "/v1/projects/{project}/analyses/{id}/run" => P::Analyze,
+        "/v1/projects/{project}/settings" | "/v1/projects/{project}/settings/versions" if get => {
+            P::Analyze
+        }
+        "/v1/projects/{project}/settings" => P::ChangeSettings,
         "/v1/sql" => P::Sql,
         "/v1/projects/{project}/authorization" if get => P::ReadCodes,
         "/v1/projects/{project}/authorization" => P::Authorize,

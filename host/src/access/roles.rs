@@ -91,6 +91,8 @@ pub enum Permission {
     Sql,
     /// Register or revoke the mini-program's WeChat credentials.
     Authorize,
+    /// Change the attribution settings (every figure depends on them).
+    ChangeSettings,
     /// Keys and invitations.
     ManageKeys,
     ReadAudit,

@@ -328,7 +328,13 @@ async fn list(
         };
         // Its range, zone and filters; the list's own figures and split.
         let spec = codes_list_spec().with_range_of(spec);
-        let query = spec.query(&project, chrono::Utc::now(), analytics.zones.get(&project))?;
+        let settings = analytics.settings.current(&project).await?;
+        let query = spec.query(
+            &project,
+            chrono::Utc::now(),
+            analytics.zones.get(&project),
+            &settings,
+        )?;
         for row in crate::output::json_rows(&spec.run(&query, &analytics.ctx).await?)? {
             if let Some(id) = row.get("code_id").and_then(|v| v.as_str()) {
                 figures.insert(id.to_string(), row.clone());

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod openapi;
 pub mod probes;
 pub mod queries;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,12 @@ pub fn router(
                 .0
                 .with_state(query.clone()),
         )
+        .merge(
+            settings::routes()
+                .split_for_parts()
+                .0
+                .with_state(query.clone()),
+        )
         .merge(queries::routes().split_for_parts().0.with_state(query))
         .merge(
             probes::routes()
@@ -104,6 +111,7 @@ pub fn router(
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut paths = queries::routes().split_for_parts().1;
     paths.merge(analyses::routes().split_for_parts().1);
+    paths.merge(settings::routes().split_for_parts().1);
     paths.merge(probes::routes().split_for_parts().1);
     paths.merge(events::routes().split_for_parts().1);
     paths.merge(codes::routes().split_for_parts().1);

@@ -36,6 +36,7 @@ const BEARER: &str = "api_key";
         (name = "events", description = "Launch events from the mini-program"),
         (name = "codes", description = "Authorization and promotion codes (WeChat's A, B and C interfaces)"),
         (name = "analysis", description = "Acquisition and SQL"),
+        (name = "settings", description = "Attribution settings: aliases, normalisation, channel rules, lookback window"),
         (name = "access", description = "Keys, invitations and the audit log"),
         (name = "operations", description = "Probes and metrics"),
     ),

@@ -88,15 +88,8 @@ async fn acquisition(
         params.now.unwrap_or_else(Utc::now),
         tz,
     )?;
-    let query = AcquisitionQuery {
-        project: project.clone(),
-        by: by.clone(),
-        window: window.clone(),
-        filters: Vec::new(),
-        returning: false,
-        outcomes: Default::default(),
-        group: None,
-    };
+    let settings = state.settings.current(&project).await?;
+    let query = AcquisitionQuery::acquisition(&project, by.clone(), window.clone(), &settings);
     let batches = query.run(&state.ctx).await?;
     Ok(Json(AcquisitionAnswer {
         project,
@@ -164,11 +157,12 @@ pub(super) async fn answer(
         .into());
     }
     let now = params.now.unwrap_or_else(Utc::now);
-    let query = spec.query(project, now, state.zones.get(project))?;
+    let settings = state.settings.current(project).await?;
+    let query = spec.query(project, now, state.zones.get(project), &settings)?;
     let batches = spec.run(&query, &state.ctx).await?;
     let (format, media_type) = match params.format.unwrap_or(AnswerFormat::Json) {
         AnswerFormat::Json => {
-            let mut answer = spec.answer(query, &batches)?;
+            let mut answer = spec.answer(query, &batches, &state.ctx).await?;
             answer.saved_analysis = saved;
             return Ok(Json(answer).into_response());
         }

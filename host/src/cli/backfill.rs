@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use promolens::attribution_settings::SettingsStore;
 use promolens_ingest::backfill::{BackfillSummary, Progress};
 use promolens_ingest::{IngestConfig, Ingestor, ProjectZones};
 
@@ -47,6 +48,9 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<std::process::ExitCode> {
     // A file in no time order brings every day a small piece at each flush: they wait
     // on local disk until the day can be written as one sorted file.
     config.spill = true;
+    // Launches are decoded with the project's current attribution settings.
+    let settings = SettingsStore::new(storage.clone(), config.attributors.clone());
+    settings.current(&args.project).await?;
     let ingestor = Arc::new(Ingestor::start(storage, config).await?);
     let progress = ProgressReport::new();
     let worker = ingestor.clone();

@@ -9,6 +9,7 @@ pub mod compact;
 pub mod generate;
 pub mod query;
 pub mod serve;
+pub mod settings;
 pub mod standin;
 
 use std::sync::Arc;

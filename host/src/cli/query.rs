@@ -39,6 +39,18 @@ pub struct AcquisitionArgs {
     format: Format,
 }
 
+/// The project's current attribution settings.
+pub async fn project_settings(
+    storage: &promolens_ingest::Storage,
+    project: &str,
+) -> anyhow::Result<std::sync::Arc<promolens::attribution_settings::SettingsVersion>> {
+    let store = promolens::attribution_settings::SettingsStore::new(
+        storage.clone(),
+        std::sync::Arc::default(),
+    );
+    Ok(store.current(project).await?)
+}
+
 /// The project's time zone, as registered (the default zone for a project not registered).
 async fn project_tz(
     storage: &promolens_ingest::Storage,
@@ -58,15 +70,13 @@ pub async fn acquisition(args: AcquisitionArgs) -> anyhow::Result<()> {
     };
     let ctx = promolens::tables::session(&storage).await?;
     let now = args.now.unwrap_or_else(Utc::now);
-    let query = AcquisitionQuery {
-        project: args.project,
-        by: parse_dimensions(&args.by)?,
-        window: window(args.days, args.from, args.to, now, tz)?,
-        filters: Vec::new(),
-        returning: false,
-        outcomes: Default::default(),
-        group: None,
-    };
+    let settings = project_settings(&storage, &args.project).await?;
+    let query = AcquisitionQuery::acquisition(
+        &args.project,
+        parse_dimensions(&args.by)?,
+        window(args.days, args.from, args.to, now, tz)?,
+        &settings,
+    );
     let batches = query.run(&ctx).await?;
     if args.format == Format::Table {
         println!(
@@ -161,12 +171,13 @@ pub async fn run_spec(
 ) -> anyhow::Result<()> {
     let tz = project_tz(storage, project).await?;
     let ctx = promolens::tables::session(storage).await?;
-    let query = spec.query(project, now.unwrap_or_else(Utc::now), tz)?;
+    let settings = project_settings(storage, project).await?;
+    let query = spec.query(project, now.unwrap_or_else(Utc::now), tz, &settings)?;
     let progress = Progress::start(&query);
     let batches = spec.run(&query, &ctx).await;
     progress.stop();
     let batches = batches?;
-    let mut answer = spec.answer(query, &batches)?;
+    let mut answer = spec.answer(query, &batches, &ctx).await?;
     answer.saved_analysis = saved;
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
@@ -189,6 +200,16 @@ pub async fn run_spec(
         )?;
         if let Some(previous) = &answer.previous_window {
             write!(out, ", compared with {} to {}", previous.from, previous.to)?;
+        }
+        let used = &answer.settings;
+        write!(out, ", settings version {}", used.version)?;
+        if used.decoded_with.iter().any(|&v| v != used.version) {
+            let versions: Vec<String> = used.decoded_with.iter().map(u32::to_string).collect();
+            write!(
+                out,
+                " (launches decoded with version {}: `promolens reattribute` decodes them again)",
+                versions.join(", ")
+            )?;
         }
         writeln!(out)?;
     }

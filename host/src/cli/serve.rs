@@ -9,10 +9,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use promolens::access::{Registry, Role};
-use promolens_ingest::{IngestConfig, Ingestor, ProjectZones, Storage};
+use promolens::attribution_settings::SettingsStore;
+use promolens_ingest::{Attributors, IngestConfig, Ingestor, ProjectZones, Storage};
 
 use super::codes::CodesArgs;
 use super::{DEFAULT_TZ, registry};
+
+/// How often a server reads the attribution settings again.
+const SETTINGS_RELOAD_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(
     config: Option<&Path>,
@@ -49,8 +53,15 @@ pub async fn run(
             Some(dir) => dir.join("_wal"),
             None => PathBuf::from("promolens-wal"),
         });
+    // Each project's attribution settings: read now, again every few seconds (the CLI may
+    // change them while the server runs), and at once when changed over HTTP.
+    let attributors = Arc::new(Attributors::default());
+    let settings = Arc::new(SettingsStore::new(storage.clone(), attributors.clone()));
+    settings.reload().await?;
+    settings.keep_fresh(SETTINGS_RELOAD_EVERY);
     let mut ingest = IngestConfig::new(DEFAULT_TZ);
     ingest.zones = zones;
+    ingest.attributors = attributors;
     ingest.wal_dir = Some(wal_dir);
     ingest.ts_days_back = config.max_event_age_days;
     ingest.ts_days_ahead = config.max_event_lead_days;
@@ -87,7 +98,7 @@ pub async fn run(
         body_bytes: config.body_limit,
         concurrent_requests: config.max_concurrent_requests,
     };
-    promolens::server::serve(storage, ingestor, listen, limits, codes, access).await?;
+    promolens::server::serve(storage, ingestor, listen, limits, codes, access, settings).await?;
     Ok(())
 }
 

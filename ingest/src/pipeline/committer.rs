@@ -294,7 +294,7 @@ impl Committer {
         }
         let (mut replayed, mut restored) = (0, 0);
         for &segment in &replay.segments {
-            for rows in replay.read(segment)? {
+            for rows in replay.read(segment, &self.config.attributors)? {
                 replayed += rows.len();
                 restored += self.accept(rows)?.accepted();
             }

@@ -429,6 +429,45 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{project}/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The project's attribution settings: aliases, normalisation, channel rules, lookback window. */
+        get: operations["show"];
+        /**
+         * Makes new settings the next version. New launches are decoded with them at once; stored
+         *     launches keep their version until `promolens reattribute` decodes them again. Channel rules
+         *     and the lookback window apply to every answer from now on.
+         */
+        put: operations["change"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{project}/settings/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every version of the project's settings. */
+        get: operations["history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sql": {
         parameters: {
             query?: never;
@@ -482,6 +521,8 @@ export interface components {
             /** @description How its core events were credited: the model and the lookback window it used. */
             attribution: components["schemas"]["Attribution"];
             saved_analysis?: components["schemas"]["SavedRef"] | null;
+            /** @description The project's attribution settings the numbers came from. */
+            settings: components["schemas"]["SettingsUsed"];
             /**
              * @description One object per combination of the dimensions' values: each dimension, each metric, and
              *     `drill_down`, the spec of this row's drill-down (its values as filters, the next
@@ -535,10 +576,38 @@ export interface components {
             model?: components["schemas"]["Model"];
             /**
              * Format: int32
-             * @description Days before a conversion in which a launch is credited (1 to 365, default 30); not
-             *     used by the first-touch model.
+             * @description Days before a conversion in which a launch is credited (1 to 365); the project's setting
+             *     (30 unless changed) when not given. Not used by the first-touch model. An answer states
+             *     the window it used.
+             */
+            lookback_days?: number | null;
+        };
+        /** @description A project's attribution settings (DESIGN.md "Attribution settings"). */
+        AttributionSettings: {
+            /**
+             * Format: int32
+             * @description Days before a conversion in which a launch is credited by the multi-touch models, when an
+             *     analysis does not say (1 to 365, default 30).
              */
             lookback_days?: number;
+            /**
+             * @description Per UTM field (`utm_source` … `utm_term`), the query parameters it is read from, preferred
+             *     first, e.g. `{"utm_source": ["utm_source", "src", "_um_channel", "gio_utm_source"]}`. A
+             *     field not listed is read from its own key only. Applies to new launches, and to stored
+             *     ones after `promolens reattribute`.
+             */
+            aliases?: {
+                [key: string]: string[];
+            };
+            /** @description Per UTM field, how its values are normalised. Code ids (`c`) are never normalised. */
+            normalize?: {
+                [key: string]: components["schemas"]["Normalization"];
+            };
+            /**
+             * @description Rules tried in order before the default channels; the first that matches names the
+             *     launch's channel. Apply to every stored launch at once.
+             */
+            channel_rules?: components["schemas"]["ChannelRule"][];
         };
         AuditAnswer: {
             /** @description Newest first. */
@@ -600,6 +669,20 @@ export interface components {
              * @description The version the change was made from: refused (409) when the analysis has changed since.
              */
             version?: number | null;
+        };
+        /**
+         * @description A channel given by a project: launches that meet every condition given (each one of its
+         *     values) are in `channel`.
+         */
+        ChannelRule: {
+            /** @description 1 to 64 of `a-z`, `0-9`, `_`. */
+            channel: string;
+            /** @description Scene values. */
+            scene?: number[];
+            /** @description `utm_medium` values (compared case-insensitively). */
+            utm_medium?: string[];
+            /** @description `utm_source` values (compared case-insensitively). */
+            utm_source?: string[];
         };
         /** @description A code as promolens keeps it. */
         Code: {
@@ -989,6 +1072,18 @@ export interface components {
             expires_in?: string | null;
         };
         /**
+         * @description How one field's values are normalised: trimmed, then lower-cased, then merged by `values`
+         *     (whose keys are compared trimmed and lower-cased the same way).
+         */
+        Normalization: {
+            trim?: boolean;
+            lowercase?: boolean;
+            /** @description Spellings merged into one value, e.g. `{"WeChat": "wechat", "微信": "wechat"}`. */
+            values?: {
+                [key: string]: string;
+            };
+        };
+        /**
          * @description Whether the change was made.
          * @enum {string}
          */
@@ -1122,6 +1217,49 @@ export interface components {
             name: string;
             /** Format: int64 */
             version: number;
+        };
+        SettingsChange: {
+            /**
+             * Format: int32
+             * @description The version these settings were edited from (the current one, or a conflict).
+             */
+            version: number;
+            settings: components["schemas"]["AttributionSettings"];
+        };
+        SettingsHistory: {
+            /** @description Oldest first, from version 0. */
+            versions: components["schemas"]["SettingsVersion"][];
+        };
+        /** @description Which attribution settings an answer's numbers came from. */
+        SettingsUsed: {
+            /**
+             * Format: int32
+             * @description The project's settings version the answer was planned with: its channel rules, and the
+             *     lookback window when the spec gives none.
+             */
+            version: number;
+            /**
+             * @description The versions the window's stored launches were decoded with (aliases, normalisation).
+             *     Launches stored before a change keep theirs until `promolens reattribute` decodes them
+             *     again; one version equal to `version` means all are current.
+             */
+            decoded_with: number[];
+        };
+        /** @description One version of a project's settings. */
+        SettingsVersion: {
+            /**
+             * Format: int32
+             * @description 0 for the defaults a project starts with, one more at each change.
+             */
+            version: number;
+            settings: components["schemas"]["AttributionSettings"];
+            /**
+             * Format: date-time
+             * @description When this version was made (`None` for version 0).
+             */
+            created_at?: string | null;
+            /** @description The key that made it (`None` for version 0 and for the CLI, the operator's door). */
+            updated_by?: string | null;
         };
         SqlAnswer: {
             /** @description The result's column names, in order. */
@@ -3865,6 +4003,262 @@ export interface operations {
                 };
             };
             /** @description No such key in the project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A failure of the server (the log has the details) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request took over 120 s (`timeout`), or the ingest pipeline has stopped */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    show: {
+        parameters: {
+            query?: {
+                /** @description An earlier version (0 is the defaults a project starts with). */
+                version?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The project's name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The settings and their version */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingsVersion"];
+                };
+            };
+            /** @description A bad parameter or project name (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No key, or a key that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key is of another project, or its role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such version */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A failure of the server (the log has the details) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request took over 120 s (`timeout`), or the ingest pipeline has stopped */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    change: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SettingsChange"];
+            };
+        };
+        responses: {
+            /** @description The new version */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingsVersion"];
+                };
+            };
+            /** @description Bad settings (`field` names the part, the message the entry) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No key, or a key that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key is of another project, or its role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The settings changed since `version` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No `Content-Type: application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A failure of the server (the log has the details) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request took over 120 s (`timeout`), or the ingest pipeline has stopped */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    history: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The versions */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingsHistory"];
+                };
+            };
+            /** @description A bad parameter or project name (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No key, or a key that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key is of another project, or its role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
             404: {
                 headers: {
                     [name: string]: unknown;
