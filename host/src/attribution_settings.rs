@@ -93,13 +93,13 @@ pub struct ChannelRule {
     /// 1 to 64 of `a-z`, `0-9`, `_`.
     pub channel: String,
     /// Scene values.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scene: Vec<i32>,
     /// `utm_medium` values (compared case-insensitively).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub utm_medium: Vec<String>,
     /// `utm_source` values (compared case-insensitively).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub utm_source: Vec<String>,
 }
 

@@ -97,9 +97,11 @@ pub struct AnalyzeArgs {
     data: DataArgs,
     #[arg(long)]
     project: String,
-    /// The spec: a JSON file, or `-` for standard input.
+    /// The spec: a JSON file, or `-` for standard input. Without it, the flags below make one.
     #[arg(long)]
-    spec: String,
+    spec: Option<String>,
+    #[command(flatten)]
+    common: CommonSpec,
     /// What "now" is, RFC 3339 (default: the clock).
     #[arg(long)]
     now: Option<DateTime<Utc>>,
@@ -108,8 +110,84 @@ pub struct AnalyzeArgs {
     format: Format,
 }
 
+/// The common cases of a spec as flags (the whole spec needs `--spec`).
+#[derive(clap::Args)]
+#[group(conflicts_with = "spec")]
+struct CommonSpec {
+    /// Metrics, comma-separated (default: new_users,users,launches), e.g.
+    /// `new_users,purchase_rate,retained_d7`.
+    #[arg(long)]
+    metrics: Option<String>,
+    /// Dimensions in order, comma-separated (default: utm_source; an empty value gives one row
+    /// of totals).
+    #[arg(long)]
+    dimensions: Option<String>,
+    /// A named range: today, yesterday, this_week, last_week, this_month, last_month,
+    /// past_7_days, past_30_days, past_90_days.
+    #[arg(long, conflicts_with_all = ["past_days", "from"])]
+    preset: Option<String>,
+    /// The past N complete days.
+    #[arg(long, conflicts_with = "from")]
+    past_days: Option<u32>,
+    /// First day, YYYY-MM-DD (with --to).
+    #[arg(long, requires = "to")]
+    from: Option<NaiveDate>,
+    /// Last day, included.
+    #[arg(long, requires = "from")]
+    to: Option<NaiveDate>,
+    /// Each metric beside its value in the previous period, and the change.
+    #[arg(long)]
+    compare: bool,
+    /// Attribution model of conversions: first_touch, last_touch, last_non_direct, linear,
+    /// position_based.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+impl CommonSpec {
+    /// The spec these flags give (checked as a JSON spec is).
+    fn spec(&self) -> anyhow::Result<AnalysisSpec> {
+        let list = |text: &str| -> Vec<String> {
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let mut spec = serde_json::Map::new();
+        if let Some(metrics) = &self.metrics {
+            spec.insert("metrics".into(), list(metrics).into());
+        }
+        if let Some(dimensions) = &self.dimensions {
+            spec.insert("dimensions".into(), list(dimensions).into());
+        }
+        let mut range = serde_json::Map::new();
+        if let Some(preset) = &self.preset {
+            range.insert("preset".into(), preset.clone().into());
+        }
+        if let Some(days) = self.past_days {
+            range.insert("past_days".into(), days.into());
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            range.insert("from".into(), from.to_string().into());
+            range.insert("to".into(), to.to_string().into());
+        }
+        spec.insert("range".into(), range.into());
+        if self.compare {
+            spec.insert("compare".into(), true.into());
+        }
+        if let Some(model) = &self.model {
+            spec.insert("attribution".into(), serde_json::json!({ "model": model }));
+        }
+        serde_json::from_value(spec.into()).map_err(|e| anyhow::anyhow!("the flags: {e}"))
+    }
+}
+
 pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
-    let spec = read_spec(&args.spec)?;
+    let spec = match &args.spec {
+        Some(source) => read_spec(source)?,
+        None => args.common.spec()?,
+    };
     let storage = args.data.open()?;
     run_spec(&storage, &args.project, &spec, args.now, args.format, None).await
 }
