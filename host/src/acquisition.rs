@@ -1468,7 +1468,8 @@ async fn sql_group(
     use datafusion::functions::expr_fn::coalesce;
     use datafusion::logical_expr::{JoinType, cast as cast_expr};
     use datafusion::prelude::{col, lit};
-    let own = crate::tables::project_session(ctx, &query.project, &[EVENTS]).await?;
+    let own =
+        crate::tables::project_session(ctx, &query.project, &[EVENTS], ctx.runtime_env()).await?;
     let events = own.table(EVENTS).await?;
     let condition = own
         .parse_sql_expr(predicate, events.schema())

@@ -30,6 +30,8 @@ pub struct Analytics {
     pub zones: promolens_ingest::ProjectZones,
     pub saved: crate::saved_analyses::SavedAnalyses,
     pub settings: Arc<crate::attribution_settings::SettingsStore>,
+    /// What one statement may cost at the SQL doors.
+    pub sql_limits: crate::sql::SqlLimits,
 }
 
 /// What an analysis counts; in a spec, by its name (`new_users`, `purchase_rate`,

@@ -69,6 +69,32 @@ pub struct Settings {
     /// Folder of compiled plugin components. [default: ~/.cache/promolens/components]
     #[arg(long, env = "PROMOLENS_COMPONENT_CACHE")]
     pub component_cache: Option<PathBuf>,
+    /// Also speak the PostgreSQL wire protocol (read-only SQL for BI tools) on this address: user
+    /// name the project, password an analyst's or admin's key. [default: off]
+    #[arg(long, env = "PROMOLENS_PG_LISTEN")]
+    pub pg_listen: Option<SocketAddr>,
+    /// PEM certificate (chain) of the PostgreSQL door; with --pg-tls-key, only TLS connections
+    /// are accepted, and a certificate that cannot be loaded stops the start.
+    #[arg(long, env = "PROMOLENS_PG_TLS_CERT", requires = "pg_tls_key")]
+    pub pg_tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS #8) of the PostgreSQL door's certificate.
+    #[arg(long, env = "PROMOLENS_PG_TLS_KEY", requires = "pg_tls_cert")]
+    pub pg_tls_key: Option<PathBuf>,
+    /// Seconds one SQL statement (HTTP or PostgreSQL) may run, its result's delivery included.
+    /// [default: 120]
+    #[arg(long, env = "PROMOLENS_SQL_TIMEOUT_SECONDS")]
+    pub sql_timeout_seconds: Option<u64>,
+    /// Memory the SQL doors' queries may hold together, in MiB; sorts and joins spill to disk
+    /// beyond their share. [default: 1024]
+    #[arg(long, env = "PROMOLENS_SQL_MEMORY_MB")]
+    pub sql_memory_mb: Option<usize>,
+    /// Most rows one `POST /v1/sql` answer holds (it is sent as one JSON document).
+    /// [default: 100000]
+    #[arg(long, env = "PROMOLENS_HTTP_SQL_MAX_ROWS")]
+    pub http_sql_max_rows: Option<usize>,
+    /// Most rows one PostgreSQL statement returns (streamed). [default: 10000000]
+    #[arg(long, env = "PROMOLENS_PG_MAX_ROWS")]
+    pub pg_max_rows: Option<usize>,
 }
 
 /// The settings in effect, every default filled in.
@@ -89,6 +115,13 @@ pub struct Config {
     pub wechat_url: Option<String>,
     pub secret_key: Option<String>,
     pub component_cache: Option<PathBuf>,
+    pub pg_listen: Option<SocketAddr>,
+    pub pg_tls_cert: Option<PathBuf>,
+    pub pg_tls_key: Option<PathBuf>,
+    pub sql_timeout_seconds: u64,
+    pub sql_memory_mb: usize,
+    pub http_sql_max_rows: usize,
+    pub pg_max_rows: usize,
 }
 
 impl Settings {
@@ -124,6 +157,13 @@ impl Settings {
             wechat_url: self.wechat_url.or(base.wechat_url),
             secret_key: self.secret_key.or(base.secret_key),
             component_cache: self.component_cache.or(base.component_cache),
+            pg_listen: self.pg_listen.or(base.pg_listen),
+            pg_tls_cert: self.pg_tls_cert.or(base.pg_tls_cert),
+            pg_tls_key: self.pg_tls_key.or(base.pg_tls_key),
+            sql_timeout_seconds: self.sql_timeout_seconds.or(base.sql_timeout_seconds),
+            sql_memory_mb: self.sql_memory_mb.or(base.sql_memory_mb),
+            http_sql_max_rows: self.http_sql_max_rows.or(base.http_sql_max_rows),
+            pg_max_rows: self.pg_max_rows.or(base.pg_max_rows),
         }
     }
 
@@ -153,6 +193,13 @@ impl Settings {
             wechat_url: settings.wechat_url,
             secret_key: settings.secret_key,
             component_cache: settings.component_cache,
+            pg_listen: settings.pg_listen,
+            pg_tls_cert: settings.pg_tls_cert,
+            pg_tls_key: settings.pg_tls_key,
+            sql_timeout_seconds: settings.sql_timeout_seconds.unwrap_or(120),
+            sql_memory_mb: settings.sql_memory_mb.unwrap_or(1024),
+            http_sql_max_rows: settings.http_sql_max_rows.unwrap_or(100_000),
+            pg_max_rows: settings.pg_max_rows.unwrap_or(10_000_000),
         };
         config.check()?;
         Ok(config)
@@ -180,12 +227,32 @@ impl Config {
             ("flush_rows", self.flush_rows),
             ("max_concurrent_requests", self.max_concurrent_requests),
             ("body_limit", self.body_limit),
+            ("sql_timeout_seconds", self.sql_timeout_seconds as usize),
+            ("sql_memory_mb", self.sql_memory_mb),
+            ("http_sql_max_rows", self.http_sql_max_rows),
+            ("pg_max_rows", self.pg_max_rows),
         ] {
             if value == 0 {
                 return Err(Error::invalid(field, format!("{field} must be at least 1")));
             }
         }
+        if self.pg_tls_cert.is_some() != self.pg_tls_key.is_some() {
+            return Err(Error::invalid(
+                "pg_tls_cert",
+                "pg_tls_cert and pg_tls_key go together: give both, or neither",
+            ));
+        }
         Ok(())
+    }
+
+    /// The SQL doors' limits.
+    pub fn sql_limits(&self) -> Result<crate::sql::SqlLimits> {
+        crate::sql::SqlLimits::new(
+            std::time::Duration::from_secs(self.sql_timeout_seconds),
+            self.sql_memory_mb * 1024 * 1024,
+            self.http_sql_max_rows,
+            self.pg_max_rows,
+        )
     }
 
     /// The configuration as a TOML file would give it, the secret masked.

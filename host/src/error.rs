@@ -15,6 +15,13 @@ pub enum Error {
     /// The SQL is not a read-only query.
     #[error("promolens SQL is read-only: {0}")]
     ReadOnly(String),
+    /// A query went over one of the SQL doors' limits ([`crate::sql::SqlLimits`]).
+    #[error("{message}")]
+    Limit {
+        /// `statement_timeout`, `memory_limit` or `too_many_rows`.
+        code: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Query(#[from] datafusion::error::DataFusionError),
     #[error(transparent)]

@@ -17,6 +17,7 @@ pub mod error;
 pub mod generator;
 pub mod internal_events;
 pub mod output;
+pub mod postgres;
 pub mod saved_analyses;
 pub mod server;
 pub mod sql;

@@ -37,24 +37,58 @@ pub fn metrics_recorder() -> crate::Result<PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
+/// What `serve` runs: the stores and services, the HTTP limits, and the PostgreSQL door.
+pub struct Serving {
+    pub storage: Storage,
+    pub ingestor: Arc<Ingestor>,
+    pub listen: SocketAddr,
+    pub limits: Limits,
+    pub codes: crate::codes::CodesState,
+    pub access: Access,
+    pub settings: Arc<crate::attribution_settings::SettingsStore>,
+    pub sql_limits: crate::sql::SqlLimits,
+    /// The PostgreSQL door's address and TLS files (certificate, key), when it is open.
+    pub postgres: Option<(SocketAddr, Option<(std::path::PathBuf, std::path::PathBuf)>)>,
+}
+
 /// Runs the server until SIGTERM or Ctrl-C, then stops accepting, finishes the requests under way
 /// and flushes the buffer to Parquet.
-pub async fn serve(
-    storage: Storage,
-    ingestor: Arc<Ingestor>,
-    listen: SocketAddr,
-    limits: Limits,
-    mut codes: crate::codes::CodesState,
-    access: Access,
-    settings: Arc<crate::attribution_settings::SettingsStore>,
-) -> crate::Result<()> {
+pub async fn serve(serving: Serving) -> crate::Result<()> {
+    let Serving {
+        storage,
+        ingestor,
+        listen,
+        limits,
+        mut codes,
+        access,
+        settings,
+        sql_limits,
+        postgres,
+    } = serving;
     let ctx = crate::tables::session(&storage).await?;
     let zones = access.registry.zones().clone();
+    if let Some((address, tls)) = postgres {
+        let tls = tls
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path()));
+        let door = crate::postgres::PgDoor::new(
+            access.registry.clone(),
+            ctx.clone(),
+            sql_limits.clone(),
+            tls,
+        )?;
+        let local = door.listen(address).await?;
+        tracing::info!(address = %local, "the PostgreSQL door is open");
+        println!(
+            "promolens PostgreSQL door on {local} (user: the project, password: an analyst's key)"
+        );
+    }
     let query = QueryState {
         ctx,
         zones,
         saved: crate::saved_analyses::SavedAnalyses::new(storage.clone()),
         settings,
+        sql_limits,
     };
     codes.analytics = Some(query.clone());
     let app = router(

@@ -2,12 +2,154 @@
 //! read any file the server can), DML, `COPY` and session statements are refused before anything
 //! runs.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
 
 use crate::error::{Error, Result};
+
+/// What one statement may cost at the SQL doors (`POST /v1/sql`, the PostgreSQL port), each
+/// with a clear error: its time (delivery included), the memory all of them hold together (a
+/// DataFusion pool; sorts, joins and aggregations spill to the temp folder beyond their share),
+/// and the rows of one result.
+#[derive(Clone)]
+pub struct SqlLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    pool: Arc<dyn MemoryPool>,
+    /// Rows of one HTTP answer (one JSON document, built in memory).
+    pub http_max_rows: usize,
+    /// Rows of one PostgreSQL result (streamed).
+    pub pg_max_rows: usize,
+}
+
+impl std::fmt::Debug for SqlLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlLimits")
+            .field("timeout", &self.timeout)
+            .field("memory_bytes", &self.memory_bytes)
+            .field("http_max_rows", &self.http_max_rows)
+            .field("pg_max_rows", &self.pg_max_rows)
+            .finish()
+    }
+}
+
+impl SqlLimits {
+    pub fn new(
+        timeout: Duration,
+        memory_bytes: usize,
+        http_max_rows: usize,
+        pg_max_rows: usize,
+    ) -> Result<SqlLimits> {
+        Ok(SqlLimits {
+            timeout,
+            memory_bytes,
+            pool: Arc::new(FairSpillPool::new(memory_bytes)),
+            http_max_rows,
+            pg_max_rows,
+        })
+    }
+
+    /// The runtime of a door's session: `shared`'s stores and caches, the doors' memory pool.
+    pub fn runtime(&self, shared: &SessionContext) -> Result<Arc<RuntimeEnv>> {
+        Ok(RuntimeEnvBuilder::from_runtime_env(&shared.runtime_env())
+            .with_memory_pool(self.pool.clone())
+            .build_arc()?)
+    }
+
+    /// The error of a statement that ran out of time.
+    pub fn timed_out(&self) -> Error {
+        Error::Limit {
+            code: "statement_timeout",
+            message: format!(
+                "the statement ran longer than the {} s limit (sql_timeout_seconds); narrow it \
+                 (a shorter range, fewer columns) or aggregate",
+                self.timeout.as_secs()
+            ),
+        }
+    }
+
+    /// The error of a result over `max_rows` rows.
+    pub fn too_many_rows(max_rows: usize, setting: &str) -> Error {
+        Error::Limit {
+            code: "too_many_rows",
+            message: format!(
+                "the result has more than {max_rows} rows, the limit of one answer ({setting}); \
+                 add a LIMIT, aggregate, or page with a WHERE on time"
+            ),
+        }
+    }
+
+    /// `error` as the memory limit's, when it is DataFusion's pool refusing an allocation.
+    pub fn memory_error(&self, error: Error) -> Error {
+        match &error {
+            Error::Query(e) if is_resources_exhausted(e) => self.out_of_memory(&e.to_string()),
+            _ => error,
+        }
+    }
+
+    /// The error of a statement the memory pool refused (`detail`: the pool's words).
+    pub fn out_of_memory(&self, detail: &str) -> Error {
+        Error::Limit {
+            code: "memory_limit",
+            message: format!(
+                "the statement needs more memory than the SQL doors may use ({} MiB in all, \
+                 sql_memory_mb): aggregate, filter, or select fewer columns ({detail})",
+                self.memory_bytes / (1024 * 1024)
+            ),
+        }
+    }
+}
+
+fn is_resources_exhausted(error: &DataFusionError) -> bool {
+    match error {
+        DataFusionError::ResourcesExhausted(_) => true,
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            is_resources_exhausted(inner)
+        }
+        DataFusionError::Shared(inner) => is_resources_exhausted(inner),
+        other => other.to_string().contains("Resources exhausted"),
+    }
+}
+
+/// Runs `sql` within `limits` and at most `max_rows` rows (`POST /v1/sql`): its schema and
+/// batches, or the error of the limit it went over.
+pub async fn query_within(
+    ctx: &SessionContext,
+    sql: &str,
+    limits: &SqlLimits,
+) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let max_rows = limits.http_max_rows;
+    let run = again_if_files_vanished(|| async {
+        let frame = plan(ctx, sql).await?;
+        let schema = frame.schema().inner().clone();
+        let mut stream = frame.execute_stream().await?;
+        let (mut batches, mut rows) = (Vec::new(), 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            rows += batch.num_rows();
+            if rows > max_rows {
+                return Err(SqlLimits::too_many_rows(max_rows, "http_sql_max_rows"));
+            }
+            batches.push(batch);
+        }
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(schema.clone()));
+        }
+        Ok((schema, batches))
+    });
+    match tokio::time::timeout(limits.timeout, run).await {
+        Ok(result) => result.map_err(|e| limits.memory_error(e)),
+        Err(_) => Err(limits.timed_out()),
+    }
+}
 
 fn read_only() -> SQLOptions {
     SQLOptions::new()

@@ -4,13 +4,17 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
+use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
 use promolens_ingest::Storage;
 use promolens_ingest::visible_store::VisibleStore;
@@ -33,7 +37,7 @@ use crate::saved_analyses::SAVED_ANALYSES;
 pub async fn session(storage: &Storage) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_information_schema(true)
-        .with_default_catalog_and_schema("promolens", "public");
+        .with_default_catalog_and_schema(CATALOG, "public");
     let runtime = RuntimeEnvBuilder::new()
         .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
         .build_arc()?;
@@ -78,22 +82,86 @@ pub const PROJECT_TABLES: [&str; 5] = [
     SAVED_ANALYSES,
 ];
 
+/// What SQL from a key of `role` sees: the project's tables and views (and `audit_log` for
+/// those who may read it).
+pub fn tables_of(role: crate::access::Role) -> Vec<&'static str> {
+    let mut tables = PROJECT_TABLES.to_vec();
+    tables.extend(PROJECT_VIEWS);
+    if role.allows(crate::access::Permission::ReadAudit) {
+        tables.push(crate::access::audit::AUDIT_LOG);
+    }
+    tables
+}
+
+/// Views every SQL door shows beside [`PROJECT_TABLES`] (defined over them; see
+/// [`register_views`]).
+pub const PROJECT_VIEWS: [&str; 2] = [FIRST_TOUCH, ACQUISITION_DAILY];
+/// Each user's first launch and its attribution.
+pub const FIRST_TOUCH: &str = "first_touch";
+/// New users, users and launches per day (the project's `dt`) and code and UTM values.
+pub const ACQUISITION_DAILY: &str = "acquisition_daily";
+/// The catalog the tables are in (`current_database()` to a PostgreSQL client).
+pub const CATALOG: &str = "promolens";
+
+/// `first_touch` and `acquisition_daily` over a project session's `launch_events` and
+/// `promo_codes`. Per anonymous `user_id` (logins are not merged here, as the analyses merge
+/// them); a code reference's UTM values come from its record where the launch carries none.
+async fn register_views(ctx: &SessionContext) -> Result<()> {
+    let launches = "SELECT l.user_id, l.event_id, l.event_time, l.dt, l.scene, l.path,
+               l.launch_type, l.code_id, l.code_kind,
+               coalesce(l.utm_source, c.utm_source) AS utm_source,
+               coalesce(l.utm_medium, c.utm_medium) AS utm_medium,
+               coalesce(l.utm_campaign, c.utm_campaign) AS utm_campaign,
+               coalesce(l.utm_content, c.utm_content) AS utm_content,
+               coalesce(l.utm_term, c.utm_term) AS utm_term
+        FROM launch_events l LEFT JOIN promo_codes c ON c.code_id = l.code_id";
+    let first_touch = format!(
+        "CREATE VIEW {FIRST_TOUCH} AS
+         SELECT user_id, event_id, event_time AS first_time, dt AS first_day, scene, path,
+                launch_type, code_id, code_kind, utm_source, utm_medium, utm_campaign,
+                utm_content, utm_term
+         FROM (SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY event_time, event_id)
+                         AS launch_number
+               FROM ({launches}) launches)
+         WHERE launch_number = 1"
+    );
+    let daily = format!(
+        "CREATE VIEW {ACQUISITION_DAILY} AS
+         SELECT l.dt AS day, l.code_id, l.utm_source, l.utm_medium, l.utm_campaign,
+                l.utm_content, l.utm_term,
+                count(f.event_id) AS new_users, count(DISTINCT l.user_id) AS users,
+                count(*) AS launches
+         FROM ({launches}) l LEFT JOIN {FIRST_TOUCH} f ON f.event_id = l.event_id
+         GROUP BY 1, 2, 3, 4, 5, 6, 7"
+    );
+    for view in [first_touch, daily] {
+        ctx.sql(&view).await?.collect().await?;
+    }
+    Ok(())
+}
+
 /// A session over one project's rows only, for SQL sent with that project's key: each of
 /// `tables` is a view of the shared session's table filtered to the project (the filter prunes
 /// other projects' partitions before any file is listed), and nothing else is registered, so no
 /// statement can name a way to another project's rows.
+/// `runtime` is `shared`'s, or one with the SQL doors' memory pool
+/// ([`crate::sql::SqlLimits::runtime`]).
 pub async fn project_session(
     shared: &SessionContext,
     project: &str,
     tables: &[&str],
+    runtime: Arc<RuntimeEnv>,
 ) -> Result<SessionContext> {
-    let ctx = SessionContext::new_with_config_rt(shared.copied_config(), shared.runtime_env());
-    for &name in tables {
+    let ctx = SessionContext::new_with_config_rt(shared.copied_config(), runtime);
+    for &name in tables.iter().filter(|t| !PROJECT_VIEWS.contains(t)) {
         let rows = shared
             .table(name)
             .await?
             .filter(col("project").eq(lit(project)))?;
-        ctx.register_table(name, rows.into_view())?;
+        ctx.register_table(name, Arc::new(ProjectTable(rows.into_view())))?;
+    }
+    if PROJECT_VIEWS.iter().any(|v| tables.contains(v)) {
+        register_views(&ctx).await?;
     }
     ctx.register_udf(crate::code_links::ScanKeyFunction::udf());
     Ok(ctx)
@@ -220,4 +288,50 @@ fn register(
         .with_schema(file_schema);
     ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
     Ok(())
+}
+
+/// One project's rows of a shared table: a view of it filtered to the project, shown to SQL
+/// clients as the table it stands for (`pg_class` says `r`, `information_schema` `BASE
+/// TABLE`), so that BI tools listing a database's tables find it.
+#[derive(Debug)]
+struct ProjectTable(Arc<dyn TableProvider>);
+
+#[async_trait::async_trait]
+impl TableProvider for ProjectTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_logical_plan(&self) -> Option<std::borrow::Cow<'_, LogicalPlan>> {
+        self.0.get_logical_plan()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
+
+    async fn scan_with_args<'a>(
+        &self,
+        state: &dyn Session,
+        args: ScanArgs<'a>,
+    ) -> datafusion::error::Result<ScanResult> {
+        self.0.scan_with_args(state, args).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
+    }
 }

@@ -147,6 +147,8 @@ pub struct Server {
     child: Option<Child>,
     pub url: String,
     pub data: String,
+    /// The PostgreSQL door's address (`host:port`), when started with `--pg-listen`.
+    pub pg: Option<String>,
 }
 
 impl Server {
@@ -177,11 +179,15 @@ impl Server {
             .expect("starting promolens serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut pg = None;
         let url = loop {
             match lines.next() {
                 Some(Ok(line)) => {
                     if let Some(url) = line.strip_prefix("promolens listening on ") {
                         break url.trim().to_string();
+                    }
+                    if let Some(rest) = line.strip_prefix("promolens PostgreSQL door on ") {
+                        pg = rest.split_whitespace().next().map(str::to_string);
                     }
                 }
                 _ => panic!(
@@ -196,6 +202,7 @@ impl Server {
             child: Some(child),
             url,
             data: data.to_string(),
+            pg,
         }
     }
 

@@ -375,7 +375,9 @@ fn a_key_of_one_project_reaches_nothing_of_another() {
     assert_eq!(
         names,
         [
+            "acquisition_daily",
             "events",
+            "first_touch",
             "launch_events",
             "promo_codes",
             "saved_analyses",

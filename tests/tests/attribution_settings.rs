@@ -426,7 +426,7 @@ fn reattribute_killed_at_random_points_ends_as_one_clean_run() {
     let interrupted = dir.path().join("interrupted").to_str().unwrap().to_string();
     let clean = dir.path().join("clean").to_str().unwrap().to_string();
     let raw = dir.path().join("events.ndjson");
-    let lines = launches(0xc1ea_4, 60_000, 5000, 90, "k");
+    let lines = launches(0xc1ea4, 60_000, 5000, 90, "k");
     std::fs::write(&raw, lines.join("\n") + "\n").unwrap();
     for data in [&interrupted, &clean] {
         promolens_tests::provision(data, "shop");

@@ -133,6 +133,9 @@ impl From<crate::Error> for ApiError {
             crate::Error::ReadOnly(_) => {
                 ApiError::new(StatusCode::FORBIDDEN, "read_only", error.to_string())
             }
+            crate::Error::Limit { code, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
             // Planning errors (unknown table or column, syntax) are the caller's.
             crate::Error::Query(e) if is_caller_query_error(&e) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string())

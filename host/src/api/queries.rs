@@ -201,18 +201,18 @@ struct SqlAnswer {
         (status = 200, description = "The result", body = SqlAnswer),
         (status = 400, description = "A statement that does not parse or plan (`bad_query`)", body = super::error::ErrorBody),
         (status = 403, description = "A statement that writes (`read_only`), or a role without SQL", body = super::error::ErrorBody),
+        (status = 422, description = "Over a limit: `statement_timeout`, `memory_limit`, `too_many_rows`", body = super::error::ErrorBody),
     ))]
 async fn sql(
     State(state): State<QueryState>,
     Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<SqlRequest>,
 ) -> Result<Json<SqlAnswer>, ApiError> {
-    let mut tables = crate::tables::PROJECT_TABLES.to_vec();
-    if caller.role.allows(Permission::ReadAudit) {
-        tables.push(crate::access::audit::AUDIT_LOG);
-    }
-    let ctx = crate::tables::project_session(&state.ctx, &caller.project, &tables).await?;
-    let (schema, batches) = crate::sql::query_with_schema(&ctx, &request.sql).await?;
+    let tables = crate::tables::tables_of(caller.role);
+    let limits = &state.sql_limits;
+    let runtime = limits.runtime(&state.ctx)?;
+    let ctx = crate::tables::project_session(&state.ctx, &caller.project, &tables, runtime).await?;
+    let (schema, batches) = crate::sql::query_within(&ctx, &request.sql, limits).await?;
     let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
     Ok(Json(SqlAnswer {
         columns,

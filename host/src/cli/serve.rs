@@ -98,7 +98,22 @@ pub async fn run(
         body_bytes: config.body_limit,
         concurrent_requests: config.max_concurrent_requests,
     };
-    promolens::server::serve(storage, ingestor, listen, limits, codes, access, settings).await?;
+    let postgres = config.pg_listen.map(|address| {
+        let tls = config.pg_tls_cert.clone().zip(config.pg_tls_key.clone());
+        (address, tls)
+    });
+    promolens::server::serve(promolens::server::Serving {
+        sql_limits: config.sql_limits()?,
+        storage,
+        ingestor,
+        listen,
+        limits,
+        codes,
+        access,
+        settings,
+        postgres,
+    })
+    .await?;
     Ok(())
 }
 

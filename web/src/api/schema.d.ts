@@ -4345,6 +4345,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over a limit: `statement_timeout`, `memory_limit`, `too_many_rows` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description A failure of the server (the log has the details) */
             500: {
                 headers: {
