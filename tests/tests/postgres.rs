@@ -355,3 +355,83 @@ fn psql_with_state(server: &Server, key: &str, sql: &str) -> String {
     assert!(!output.status.success(), "{sql} should fail");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+#[test]
+fn with_a_certificate_only_tls_comes_in_and_a_bad_one_stops_the_start() {
+    let loaded = load();
+    let data = loaded.data.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+
+    // A certificate that cannot be loaded: no server, never plain text instead.
+    let missing = promolens_tests::promolens(&[
+        "serve",
+        "--data",
+        data,
+        "--listen",
+        "127.0.0.1:0",
+        "--pg-listen",
+        "127.0.0.1:0",
+        "--pg-tls-cert",
+        cert.to_str().unwrap(),
+        "--pg-tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(!missing.status.success());
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        said.contains("the PostgreSQL door's TLS certificate") && said.contains("cert.pem"),
+        "{said}"
+    );
+
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/test installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let server = Server::start(
+        data,
+        &[
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--pg-tls-cert",
+            cert.to_str().unwrap(),
+            "--pg-tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let analyst = server.keys("shop").analyst;
+    let (host, port) = server.pg.as_deref().unwrap().rsplit_once(':').unwrap();
+    let connect = |sslmode: &str| {
+        Command::new("psql")
+            .arg(format!(
+                "host={host} port={port} user=shop dbname=shop sslmode={sslmode}"
+            ))
+            .args(["-X", "-At", "-c", "SELECT count(*) FROM launch_events"])
+            .env("PGPASSWORD", &analyst)
+            .output()
+            .expect("psql")
+    };
+    let secure = connect("require");
+    assert!(
+        secure.status.success(),
+        "{}",
+        String::from_utf8_lossy(&secure.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&secure.stdout).trim(), "3000");
+    let plain = connect("disable");
+    assert!(!plain.status.success());
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert!(said.contains("accepts TLS connections only"), "{said}");
+}
