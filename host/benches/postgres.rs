@@ -35,12 +35,12 @@ def over_http():
     request = urllib.request.Request(http_url + '/v1/sql', data=json.dumps({'sql': SQL}).encode(),
         headers={'Authorization': 'Bearer ' + key, 'Content-Type': 'application/json'})
     answer = json.load(urllib.request.urlopen(request, timeout=600))
-    return sorted((r['day'], r['utm_source'], r['utm_medium'], r['utm_campaign'],
-                   r['utm_content'], r['launches'], r['users']) for r in answer['rows'])
+    return sorted(((r['day'], r['utm_source'], r['utm_medium'], r['utm_campaign'],
+                    r['utm_content'], r['launches'], r['users']) for r in answer['rows']), key=repr)
 conn = psycopg.connect(host=host, port=int(port), user='bench', password=key, dbname='bench',
                        sslmode='disable', autocommit=True)
 def over_pg():
-    return sorted(tuple(r) for r in conn.execute(SQL).fetchall())
+    return sorted((tuple(r) for r in conn.execute(SQL).fetchall()), key=repr)
 def timed(run):
     times = []
     for i in range(6):

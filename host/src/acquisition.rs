@@ -124,7 +124,35 @@ pub const TIME_DIMENSIONS: [&str; 3] = ["day", "week", "month"];
 
 /// Whether `name` is a dimension a query can be split or filtered by.
 pub fn is_dimension(name: &str) -> bool {
-    DIMENSIONS.contains(&name) || TIME_DIMENSIONS.contains(&name)
+    DIMENSIONS.contains(&name) || TIME_DIMENSIONS.contains(&name) || prop_key(name).is_some()
+}
+
+/// `props.<key>`: a top-level value of the launch's `props` (see [`crate::props`]).
+pub const PROPS_DIMENSION: &str = "props.<key>";
+
+/// The key of a `props.<key>` dimension: 1 to 64 of `A-Z`, `a-z`, `0-9`, `_`, `-`.
+fn prop_key(name: &str) -> Option<&str> {
+    let key = name.strip_prefix("props.")?;
+    let valid = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    valid.then_some(key)
+}
+
+/// A dimension's value as SQL over `resolved`: its column, or the prop's value.
+fn dimension_sql(dimension: &str) -> String {
+    match prop_key(dimension) {
+        Some(key) => format!("{}(props, '{key}')", crate::props::PROP_FUNCTION),
+        None => dimension.to_string(),
+    }
+}
+
+/// Whether unattributed launches are split by `dimension` too (a channel, a prop), rather
+/// than gathered in the `(unattributed)` row.
+fn every_launch(dimension: &str) -> bool {
+    EVERY_LAUNCH.contains(&dimension) || prop_key(dimension).is_some()
 }
 
 /// A condition on a dimension's value: its value before labels (no value is NULL, not
@@ -167,7 +195,7 @@ impl Filter {
             return Err(Error::invalid(
                 "filters",
                 format!(
-                    "unknown dimension `{}`; choose from {}, {}",
+                    "unknown dimension `{}`; choose from {}, {}, {PROPS_DIMENSION}",
                     self.dimension,
                     DIMENSIONS.join(", "),
                     TIME_DIMENSIONS.join(", ")
@@ -591,7 +619,7 @@ pub fn check_dimensions(field: &'static str, dims: Vec<String>) -> Result<Vec<St
         return Err(Error::invalid(
             field,
             format!(
-                "unknown dimension `{d}`; choose from {}, {}",
+                "unknown dimension `{d}`; choose from {}, {}, {PROPS_DIMENSION}",
                 DIMENSIONS.join(", "),
                 TIME_DIMENSIONS.join(", ")
             ),
@@ -697,8 +725,8 @@ impl AcquisitionQuery {
             .enumerate()
             .filter(|(_, dimension)| !is_time(dimension))
             .map(|(i, dimension)| {
-                let value = format!("CAST({dimension} AS VARCHAR)");
-                let shown = if EVERY_LAUNCH.contains(&dimension.as_str()) {
+                let value = format!("CAST({} AS VARCHAR)", dimension_sql(dimension));
+                let shown = if every_launch(dimension) {
                     value
                 } else {
                     format!("CASE WHEN {ATTRIBUTED} THEN {value} END")
@@ -707,7 +735,10 @@ impl AcquisitionQuery {
             });
         let filters = (self.filters.iter().enumerate())
             .filter(|(_, f)| !is_time(&f.dimension))
-            .map(|(j, f)| (format!("f{j}"), format!("CAST({} AS VARCHAR)", f.dimension)));
+            .map(|(j, f)| {
+                let value = dimension_sql(&f.dimension);
+                (format!("f{j}"), format!("CAST({value} AS VARCHAR)"))
+            });
         dims.chain(filters).collect()
     }
 
@@ -764,7 +795,7 @@ fn resolved_launches(tables: &QueryTables<'_>, bounds: &str) -> String {
         "resolved AS (
                 SELECT {user} AS user_id, l.event_id, l.event_time,
                        coalesce(c.code_id, l.code_id) AS code_id, l.code_kind,
-                       l.scene, l.launch_type, l.path,
+                       l.scene, l.launch_type, l.path, l.props,
                        coalesce(l.utm_source, c.utm_source) AS utm_source,
                        coalesce(l.utm_medium, c.utm_medium) AS utm_medium,
                        coalesce(l.utm_campaign, c.utm_campaign) AS utm_campaign,
@@ -797,7 +828,7 @@ impl AcquisitionQuery {
         let labelled = list(&|i| {
             if is_time(&self.by[i]) {
                 format!("{} AS \"{}\"", d(i), self.by[i])
-            } else if EVERY_LAUNCH.contains(&self.by[i].as_str()) {
+            } else if every_launch(&self.by[i]) {
                 format!("coalesce({}, '{NOT_SET}') AS \"{}\"", d(i), self.by[i])
             } else {
                 format!(

@@ -18,6 +18,7 @@ pub mod generator;
 pub mod internal_events;
 pub mod output;
 pub mod postgres;
+pub mod props;
 pub mod saved_analyses;
 pub mod server;
 pub mod sql;

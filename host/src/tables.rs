@@ -70,6 +70,7 @@ pub async fn session(storage: &Storage) -> Result<SessionContext> {
     register_saved_analyses(&ctx).await?;
     register_audit_log(&ctx)?;
     ctx.register_udf(crate::code_links::ScanKeyFunction::udf());
+    ctx.register_udf(crate::props::PropFunction::udf());
     Ok(ctx)
 }
 
@@ -164,6 +165,7 @@ pub async fn project_session(
         register_views(&ctx).await?;
     }
     ctx.register_udf(crate::code_links::ScanKeyFunction::udf());
+    ctx.register_udf(crate::props::PropFunction::udf());
     Ok(ctx)
 }
 

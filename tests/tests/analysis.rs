@@ -1018,3 +1018,88 @@ fn channels_match_duckdb() {
         "every channel, direct and other included: {channels:?}"
     );
 }
+
+/// Launches with `props` of every shape: strings (Chinese too), numbers, booleans, nested
+/// objects, nulls, a missing key, no props at all.
+fn launches_with_props() -> Vec<String> {
+    let plans = [json!("gold"), json!("free"), json!("金卡"), Value::Null];
+    (0..1500)
+        .map(|i| {
+            let source = ["gzh", "shop"][i % 2];
+            let mut event = json!({
+                "event_id": format!("p{i}"),
+                "user_id": format!("w{}", (i * 13) % 400),
+                "ts": 1_763_395_200_000i64 + (i as i64 * 4_000_000) % (10 * 86_400_000),
+                "scene": 1047,
+                "query": {"utm_source": source},
+            });
+            if i % 9 != 0 {
+                let mut props = json!({"seats": i % 4, "trial": i % 3 == 0, "n": {"a": i % 2}});
+                if i % 5 != 0 {
+                    props["plan"] = plans[i % 4].clone();
+                }
+                event["props"] = props;
+            }
+            event.to_string()
+        })
+        .collect()
+}
+
+const DUCKDB_PROPS: &str = r#"
+import duckdb, json, sys
+con = duckdb.connect()
+con.execute(f"""
+CREATE TABLE ev AS SELECT event_id, user_id, ts,
+       json_extract_string(props, '$.plan') AS plan, json_extract_string(props, '$.seats') AS seats
+FROM read_json('{sys.argv[1]}', format = 'newline_delimited',
+     columns = {{event_id: 'VARCHAR', user_id: 'VARCHAR', ts: 'BIGINT', props: 'JSON'}});
+CREATE TABLE labelled AS SELECT *,
+       row_number() OVER (PARTITION BY user_id ORDER BY ts, event_id) = 1 AS first_launch FROM ev;
+""")
+rows = con.execute("""
+SELECT coalesce(plan, '(not set)'), count(*) FILTER (WHERE first_launch), count(DISTINCT user_id), count(*)
+FROM labelled WHERE seats IN ('1', '2') GROUP BY 1""").fetchall()
+print(json.dumps(sorted([list(r) for r in rows])))
+"#;
+
+#[test]
+fn props_dimensions_match_duckdb() {
+    let loaded = Loaded::new(&launches_with_props());
+    let (dir, data) = (&loaded.dir, loaded.data.as_str());
+    let spec = json!({"dimensions": ["props.plan"],
+                      "filters": [{"dimension": "props.seats", "op": "in", "values": ["1", "2"]}],
+                      "range": {"from": "2025-11-17", "to": "2025-11-30"}});
+    let file = dir.path().join("props.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let answer = analyze(data, &file);
+    let mut ours: Vec<Value> = answer["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!([r["props.plan"], r["new_users"], r["users"], r["launches"]]))
+        .collect();
+    ours.sort_by_key(|r| r.to_string());
+    let theirs = python_json(DUCKDB_PROPS, &[loaded.raw()]);
+    let mut theirs = theirs.as_array().unwrap().clone();
+    theirs.sort_by_key(|r| r.to_string());
+    assert_eq!(ours, theirs);
+    // Seats 1 and 2 hold the plans `free` and `金卡` (and launches without a plan).
+    assert_eq!(ours.len(), 3, "free, 金卡 and (not set): {ours:?}");
+    // A key of other characters is no dimension.
+    std::fs::write(&file, json!({"dimensions": ["props.a b"]}).to_string()).unwrap();
+    let refused = promolens(&[
+        "analyze",
+        "--data",
+        data,
+        "--project",
+        "shop",
+        "--spec",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("props.<key>"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

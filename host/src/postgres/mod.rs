@@ -21,34 +21,28 @@ use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use async_trait::async_trait;
-use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::DfSessionService;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::hooks::QueryHook;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
-use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire;
-use datafusion_postgres::{DfSessionService, Parser};
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{Sink, SinkExt};
 use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
-use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response, Tag};
-use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ErrorHandler, METADATA_USER, PgWireConnectionState,
-    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+    ClientInfo, ErrorHandler, METADATA_USER, PgWireConnectionState, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
@@ -57,6 +51,9 @@ use pgwire::tokio::tokio_rustls::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls;
 
 mod catalog;
+mod queries;
+
+use queries::{ProjectQueries, ReadOnly};
 
 use crate::access::{Permission, Registry, Role};
 use crate::error::{Error, Result};
@@ -223,7 +220,7 @@ struct KeyStartup {
     session: Arc<OnceLock<Arc<DfSessionService>>>,
 }
 
-fn refused(code: &str, message: impl Into<String>) -> PgWireError {
+pub(super) fn refused(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "FATAL".to_string(),
         code.to_string(),
@@ -325,313 +322,6 @@ impl KeyStartup {
             .session(project, record.role)
             .await
             .map_err(|e| refused("XX000", format!("opening the project's tables: {e}")))
-    }
-}
-
-/// The connection's session's queries, within the limits.
-struct ProjectQueries {
-    session: Arc<OnceLock<Arc<DfSessionService>>>,
-    limits: SqlLimits,
-}
-
-fn not_admitted() -> PgWireError {
-    refused(
-        "08P01",
-        "no project session: the connection was not admitted",
-    )
-}
-
-impl ProjectQueries {
-    fn service(&self) -> PgWireResult<&Arc<DfSessionService>> {
-        self.session.get().ok_or_else(not_admitted)
-    }
-}
-
-#[async_trait]
-impl SimpleQueryHandler for ProjectQueries {
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let started = Instant::now();
-        let service = self.service()?;
-        let planned = tokio::time::timeout(
-            self.limits.timeout,
-            SimpleQueryHandler::do_query(service.as_ref(), client, query),
-        )
-        .await
-        .map_err(|_| limit_error(&self.limits.timed_out()))?;
-        let responses = planned.map_err(|e| self.mapped(e))?;
-        Ok(responses
-            .into_iter()
-            .map(|r| within_limits(r, &self.limits, started))
-            .collect())
-    }
-}
-
-#[async_trait]
-impl ExtendedQueryHandler for ProjectQueries {
-    type Statement = PreparedStatement;
-    type QueryParser = ProjectParser;
-
-    fn query_parser(&self) -> Arc<Self::QueryParser> {
-        Arc::new(ProjectParser {
-            session: self.session.clone(),
-        })
-    }
-
-    /// A cursor's portal (`DECLARE`) has no plan of its own: its columns are those of the
-    /// result it holds. psycopg describes a server-side cursor before fetching from it.
-    async fn do_describe_portal<C>(
-        &self,
-        _client: &mut C,
-        portal: &Portal<Self::Statement>,
-    ) -> PgWireResult<DescribePortalResponse>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let state = portal.state();
-        if let PortalExecutionState::Suspended(held) = &*state.lock().await {
-            return Ok(DescribePortalResponse::new(held.row_schema().to_vec()));
-        }
-        let fields = self.query_parser().get_result_schema(
-            &portal.statement.statement,
-            Some(&portal.result_column_format),
-        )?;
-        Ok(DescribePortalResponse::new(fields))
-    }
-
-    async fn do_query<C>(
-        &self,
-        client: &mut C,
-        portal: &Portal<Self::Statement>,
-        max_rows: usize,
-    ) -> PgWireResult<Response>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let started = Instant::now();
-        let service = self.service()?;
-        let planned = tokio::time::timeout(
-            self.limits.timeout,
-            ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows),
-        )
-        .await
-        .map_err(|_| limit_error(&self.limits.timed_out()))?;
-        let response = planned.map_err(|e| self.mapped(e))?;
-        Ok(within_limits(response, &self.limits, started))
-    }
-}
-
-impl ProjectQueries {
-    /// A memory pool refusal as the memory limit's error; others as they are.
-    fn mapped(&self, error: PgWireError) -> PgWireError {
-        mapped_error(error, &self.limits)
-    }
-}
-
-/// `error` as the memory limit's when DataFusion's pool refused an allocation.
-fn mapped_error(error: PgWireError, limits: &SqlLimits) -> PgWireError {
-    let text = error.to_string();
-    if text.contains("Resources exhausted") {
-        return limit_error(&limits.out_of_memory(&text));
-    }
-    error
-}
-
-/// A limit's error with its SQLSTATE.
-fn limit_error(error: &Error) -> PgWireError {
-    let code = match error {
-        Error::Limit {
-            code: "statement_timeout",
-            ..
-        } => "57014",
-        Error::Limit {
-            code: "memory_limit",
-            ..
-        } => "53200",
-        Error::Limit {
-            code: "too_many_rows",
-            ..
-        } => "54000",
-        Error::ReadOnly(_) => "25006",
-        _ => "XX000",
-    };
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_string(),
-        code.to_string(),
-        error.to_string(),
-    )))
-}
-
-/// A result's rows, cut at the deadline (from the statement's start) and at `pg_max_rows`.
-fn within_limits(response: Response, limits: &SqlLimits, started: Instant) -> Response {
-    let Response::Query(mut query) = response else {
-        return response;
-    };
-    let deadline = tokio::time::Instant::from_std(started + limits.timeout);
-    let limits = limits.clone();
-    let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
-    // The state: the rows still to send (none once an error has ended them), and how many went.
-    let limited = futures::stream::unfold((Some(rows), 0usize), move |(rows, sent)| {
-        let limits = limits.clone();
-        async move {
-            let mut rows = rows?;
-            let ended = |error: PgWireError| Some((Err(error), (None, sent)));
-            match tokio::time::timeout_at(deadline, rows.next()).await {
-                Err(_) => ended(limit_error(&limits.timed_out())),
-                Ok(None) => None,
-                Ok(Some(Err(error))) => ended(mapped_error(error, &limits)),
-                Ok(Some(Ok(_))) if sent >= limits.pg_max_rows => ended(limit_error(
-                    &SqlLimits::too_many_rows(limits.pg_max_rows, "pg_max_rows"),
-                )),
-                Ok(Some(Ok(row))) => Some((Ok(row), (Some(rows), sent + 1))),
-            }
-        }
-    });
-    query.data_rows = Box::pin(limited);
-    Response::Query(query)
-}
-
-/// Parses and plans statements with the connection's session (the project's tables).
-struct ProjectParser {
-    session: Arc<OnceLock<Arc<DfSessionService>>>,
-}
-
-impl ProjectParser {
-    fn parser(&self) -> PgWireResult<Arc<Parser>> {
-        let service = self.session.get().ok_or_else(not_admitted)?;
-        Ok(ExtendedQueryHandler::query_parser(service.as_ref()))
-    }
-}
-
-#[async_trait]
-impl QueryParser for ProjectParser {
-    type Statement = PreparedStatement;
-
-    async fn parse_sql<C>(
-        &self,
-        client: &C,
-        sql: &str,
-        types: &[Option<Type>],
-    ) -> PgWireResult<Option<Self::Statement>>
-    where
-        C: ClientInfo + Unpin + Send + Sync,
-    {
-        self.parser()?.parse_sql(client, sql, types).await
-    }
-
-    fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        self.parser()?.get_parameter_types(statement)
-    }
-
-    fn get_result_schema(
-        &self,
-        statement: &Self::Statement,
-        column_format: Option<&Format>,
-    ) -> PgWireResult<Vec<FieldInfo>> {
-        self.parser()?.get_result_schema(statement, column_format)
-    }
-}
-
-/// Refuses every statement but reads, before it is planned, and answers savepoints (nothing to
-/// undo in a read-only session; psycopg and SQLAlchemy set them). Runs after the hooks that
-/// answer `SET`/`SHOW`, cursors and transaction statements.
-struct ReadOnly;
-
-/// What [`ReadOnly`] does with a statement.
-enum Verdict {
-    /// A read: planned and run as usual.
-    Read,
-    /// Answered here, with this command tag.
-    Done(&'static str),
-    Refused(PgWireError),
-}
-
-impl ReadOnly {
-    fn verdict(statement: &Statement) -> Verdict {
-        match statement {
-            Statement::Query(_)
-            | Statement::Explain { .. }
-            | Statement::ExplainTable { .. }
-            | Statement::ShowTables { .. }
-            | Statement::ShowColumns { .. }
-            | Statement::ShowVariable { .. }
-            | Statement::ShowFunctions { .. } => Verdict::Read,
-            Statement::Savepoint { .. } => Verdict::Done("SAVEPOINT"),
-            Statement::ReleaseSavepoint { .. } => Verdict::Done("RELEASE"),
-            other => {
-                let first_words: Vec<String> = other
-                    .to_string()
-                    .split_whitespace()
-                    .take(2)
-                    .map(str::to_string)
-                    .collect();
-                Verdict::Refused(limit_error(&Error::ReadOnly(format!(
-                    "`{} …` is not allowed; only queries (SELECT, WITH, EXPLAIN, SHOW) and \
-                     cursors run here",
-                    first_words.join(" ")
-                ))))
-            }
-        }
-    }
-
-    fn answer(statement: &Statement) -> Option<PgWireResult<Response>> {
-        match Self::verdict(statement) {
-            Verdict::Read => None,
-            Verdict::Done(tag) => Some(Ok(Response::Execution(Tag::new(tag)))),
-            Verdict::Refused(error) => Some(Err(error)),
-        }
-    }
-}
-
-#[async_trait]
-impl QueryHook for ReadOnly {
-    async fn handle_simple_query(
-        &self,
-        statement: &Statement,
-        _session_context: &SessionContext,
-        _client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        Self::answer(statement)
-    }
-
-    async fn handle_extended_parse_query(
-        &self,
-        statement: &Statement,
-        _session_context: &SessionContext,
-        _client: &(dyn ClientInfo + Send + Sync),
-    ) -> Option<PgWireResult<LogicalPlan>> {
-        match Self::verdict(statement) {
-            Verdict::Read => None,
-            Verdict::Done(_) => Some(Ok(LogicalPlan::EmptyRelation(
-                datafusion::logical_expr::EmptyRelation {
-                    produce_one_row: false,
-                    schema: Arc::new(datafusion::common::DFSchema::empty()),
-                },
-            ))),
-            Verdict::Refused(error) => Some(Err(error)),
-        }
-    }
-
-    async fn handle_extended_query(
-        &self,
-        statement: &Statement,
-        _logical_plan: &LogicalPlan,
-        _params: &ParamValues,
-        _session_context: &SessionContext,
-        _client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        Self::answer(statement)
     }
 }
 
