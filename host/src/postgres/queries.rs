@@ -14,15 +14,16 @@ use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire;
 use datafusion_postgres::{DfSessionService, Parser};
-use futures::{Sink, StreamExt};
+use futures::{Future, Sink};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response, Tag};
+use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response, SendableRowStream, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::DataRow;
 
 use super::{PreparedStatement, refused};
 use crate::error::Error;
@@ -179,27 +180,60 @@ fn within_limits(response: Response, limits: &SqlLimits, started: Instant) -> Re
         return response;
     };
     let deadline = tokio::time::Instant::from_std(started + limits.timeout);
-    let limits = limits.clone();
     let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
-    // The state: the rows still to send (none once an error has ended them), and how many went.
-    let limited = futures::stream::unfold((Some(rows), 0usize), move |(rows, sent)| {
-        let limits = limits.clone();
-        async move {
-            let mut rows = rows?;
-            let ended = |error: PgWireError| Some((Err(error), (None, sent)));
-            match tokio::time::timeout_at(deadline, rows.next()).await {
-                Err(_) => ended(limit_error(&limits.timed_out())),
-                Ok(None) => None,
-                Ok(Some(Err(error))) => ended(mapped_error(error, &limits)),
-                Ok(Some(Ok(_))) if sent >= limits.pg_max_rows => ended(limit_error(
-                    &SqlLimits::too_many_rows(limits.pg_max_rows, "pg_max_rows"),
-                )),
-                Ok(Some(Ok(row))) => Some((Ok(row), (Some(rows), sent + 1))),
-            }
-        }
+    query.data_rows = Box::pin(Limited {
+        rows: Some(rows),
+        sent: 0,
+        deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        limits: limits.clone(),
     });
-    query.data_rows = Box::pin(limited);
     Response::Query(query)
+}
+
+/// The rows of one result within the limits: one timer for the whole result (not one per row:
+/// a timer per row was most of the door's own cost when streaming a million rows).
+struct Limited {
+    /// The rows still to send; none once an error has ended them.
+    rows: Option<SendableRowStream>,
+    sent: usize,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limits: SqlLimits,
+}
+
+impl futures::Stream for Limited {
+    type Item = PgWireResult<DataRow>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let Some(rows) = this.rows.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let error = match rows.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(row))) if this.sent < this.limits.pg_max_rows => {
+                this.sent += 1;
+                return Poll::Ready(Some(Ok(row)));
+            }
+            Poll::Ready(Some(Ok(_))) => limit_error(&SqlLimits::too_many_rows(
+                this.limits.pg_max_rows,
+                "pg_max_rows",
+            )),
+            Poll::Ready(Some(Err(error))) => mapped_error(error, &this.limits),
+            Poll::Ready(None) => {
+                this.rows = None;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => limit_error(&this.limits.timed_out()),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        this.rows = None;
+        Poll::Ready(Some(Err(error)))
+    }
 }
 
 /// Parses and plans statements with the connection's session (the project's tables).
