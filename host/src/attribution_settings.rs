@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{PutMode, PutOptions, PutPayload};
 use promolens_ingest::{Attributors, Storage};
 use promolens_schemas::attribution::{CODE_REF_KEY, UTM_KEYS};
 use promolens_schemas::layout::project_dir;
@@ -24,6 +24,7 @@ use promolens_schemas::{Attributor, Normalizer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::records::storage_error;
 
 /// Folder of every version of every project's settings.
 pub const ATTRIBUTION_SETTINGS: &str = "attribution_settings";
@@ -368,7 +369,7 @@ impl SettingsStore {
         if version == 0 {
             return Ok(SettingsVersion::default());
         }
-        self.read(&self.version_path(project, version))
+        crate::records::read(&self.storage, &self.version_path(project, version))
             .await?
             .ok_or_else(|| Error::NotFound {
                 what: "settings version",
@@ -502,17 +503,6 @@ impl SettingsStore {
             None => Ok(SettingsVersion::default()),
         }
     }
-
-    async fn read(&self, path: &object_store::path::Path) -> Result<Option<SettingsVersion>> {
-        let bytes = match self.storage.store.get(path).await {
-            Ok(found) => found.bytes().await.map_err(storage_error)?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(storage_error(e)),
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Storage(format!("reading {path}: {e}")))
-    }
 }
 
 /// `(project, version)` of `…/attribution_settings/project=P/<version>.json`.
@@ -531,10 +521,6 @@ fn conflict(project: &str, current: u32, expected: u32) -> Error {
         "the settings of {project} are at version {current}, not {expected}: they changed since \
          they were read"
     ))
-}
-
-fn storage_error(e: object_store::Error) -> Error {
-    Error::Storage(e.to_string())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod internal_events;
 pub mod output;
 pub mod postgres;
 pub mod props;
+pub mod records;
 pub mod saved_analyses;
 pub mod server;
 pub mod sql;

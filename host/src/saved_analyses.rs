@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{AnalysisSpec, Metric, Preset, Range};
 use crate::error::{Error, Result};
+use crate::records::storage_error;
 
 /// Folder of the current records: the table `saved_analyses`.
 pub const SAVED_ANALYSES: &str = "saved_analyses";
@@ -219,7 +220,9 @@ impl SavedAnalyses {
             .map_err(storage_error)?;
         let mut analyses = Vec::with_capacity(metas.len());
         for meta in metas {
-            if let Some(record) = self.read(&meta.location).await? {
+            if let Some(record) =
+                crate::records::read::<Record>(&self.storage, &meta.location).await?
+            {
                 analyses.push(record.into_analysis()?);
             }
         }
@@ -246,7 +249,7 @@ impl SavedAnalyses {
                 None => id.to_string(),
             },
         };
-        self.read(&path)
+        crate::records::read::<Record>(&self.storage, &path)
             .await?
             .ok_or_else(not_found)?
             .into_analysis()
@@ -383,19 +386,4 @@ impl SavedAnalyses {
             .map_err(storage_error)?;
         Ok(())
     }
-
-    async fn read(&self, path: &object_store::path::Path) -> Result<Option<Record>> {
-        let bytes = match self.storage.store.get(path).await {
-            Ok(found) => found.bytes().await.map_err(storage_error)?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(storage_error(e)),
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Storage(format!("reading {path}: {e}")))
-    }
-}
-
-fn storage_error(e: object_store::Error) -> Error {
-    Error::Storage(e.to_string())
 }

@@ -78,6 +78,13 @@ fn psql(server: &Server, user: &str, password: &str, sql: &str) -> (bool, String
     )
 }
 
+/// psql's answer to `sql`, which must succeed.
+fn answered(server: &Server, user: &str, password: &str, sql: &str) -> String {
+    let (ok, out, err) = psql(server, user, password, sql);
+    assert!(ok, "{sql}: {err}");
+    out
+}
+
 const DUCKDB_SHOP: &str = r#"
 import duckdb, json, sys
 con = duckdb.connect()
@@ -100,38 +107,34 @@ fn psql_psycopg_and_sqlalchemy_see_their_project_only() {
     let other = server.keys("other");
 
     // psql: counts of this project's rows only, the views, the tables it lists.
-    let (ok, out, err) = psql(
+    let out = answered(
         &server,
         "shop",
         &shop.analyst,
         "SELECT count(*), count(DISTINCT user_id) FROM launch_events",
     );
-    assert!(ok, "{err}");
     assert_eq!(
         out,
         format!("{}|{}", expected["launches"], expected["users"])
     );
-    let (ok, out, err) = psql(
+    let out = answered(
         &server,
         "shop",
         &shop.admin,
         "SELECT sum(new_users), sum(launches) FROM acquisition_daily",
     );
-    assert!(ok, "{err}");
     assert_eq!(
         out,
         format!("{}|{}", expected["users"], expected["launches"])
     );
-    let (ok, out, err) = psql(
+    let out = answered(
         &server,
         "shop",
         &shop.analyst,
         "SELECT count(*), count(DISTINCT user_id) FROM first_touch",
     );
-    assert!(ok, "{err}");
     assert_eq!(out, format!("{}|{}", expected["users"], expected["users"]));
-    let (ok, out, err) = psql(&server, "shop", &shop.analyst, "\\dt");
-    assert!(ok, "{err}");
+    let out = answered(&server, "shop", &shop.analyst, "\\dt");
     for table in [
         "events",
         "launch_events",
