@@ -24,7 +24,7 @@ fn launches(project: &str, count: usize) -> Vec<String> {
             json!({
                 "event_id": format!("{project}-{i}"),
                 "user_id": format!("u{}", (i * 31) % (count / 3 + 1)),
-                "ts": 1_763_395_200_000i64 + (i as i64 * 7_919_000) % (20 * 86_400_000),
+                "ts": 1_763_395_200_000i64 + (i as i64 * 7_919_013) % (20 * 86_400_000),
                 "scene": 1047,
                 "query": query,
             })
@@ -88,13 +88,15 @@ fn answered(server: &Server, user: &str, password: &str, sql: &str) -> String {
 const DUCKDB_SHOP: &str = r#"
 import duckdb, json, sys
 con = duckdb.connect()
-con.execute(f"""CREATE TABLE l AS SELECT event_id, user_id,
+con.execute(f"""CREATE TABLE l AS SELECT event_id, user_id, ts,
     nullif(url_decode(query.utm_source), '') AS source
   FROM read_json('{sys.argv[1]}', format = 'newline_delimited',
-       columns = {{event_id: 'VARCHAR', user_id: 'VARCHAR', query: 'STRUCT(utm_source VARCHAR)'}})""")
-launches, users = con.execute("SELECT count(*), count(DISTINCT user_id) FROM l").fetchone()
+       columns = {{event_id: 'VARCHAR', user_id: 'VARCHAR', ts: 'BIGINT',
+                   query: 'STRUCT(utm_source VARCHAR)'}})""")
+launches, users, ts_sum = con.execute(
+    "SELECT count(*), count(DISTINCT user_id), sum(ts)::BIGINT FROM l").fetchone()
 poster = con.execute("SELECT count(*) FROM l WHERE source = '海报'").fetchone()[0]
-print(json.dumps({"launches": launches, "users": users, "poster": poster}))
+print(json.dumps({"launches": launches, "users": users, "poster": poster, "ts_sum": ts_sum}))
 "#;
 
 #[test]
@@ -196,6 +198,10 @@ fn psql_psycopg_and_sqlalchemy_see_their_project_only() {
     assert_eq!(clients["poster"], expected["poster"]);
     assert_eq!(clients["cursor_rows"], 1_002_000);
     assert_eq!(clients["cursor_ids"], expected["launches"]);
+    // Each launch's time, read by psycopg from the cursor's text (to the millisecond, in UTC),
+    // the same in all its copies, and the times of all launches as in the raw events.
+    assert_eq!(clients["cursor_times_agree"], true);
+    assert_eq!(clients["cursor_ts_sum"], expected["ts_sum"]);
     assert_eq!(
         clients["tables"],
         json!([
@@ -250,14 +256,17 @@ with psycopg.connect(host=host, port=int(port), user='shop', password=key, dbnam
     # 334 copies of the 3,000 launches: 1,002,000 rows, fetched 20,000 at a time.
     with conn.cursor(name='million') as cursor:
         cursor.itersize = 20000
-        cursor.execute('SELECT l.event_id, g.value FROM launch_events l '
+        cursor.execute('SELECT l.event_id, l.event_time, g.value FROM launch_events l '
                        'CROSS JOIN generate_series(1, 334) g')
-        rows, ids = 0, set()
-        for event_id, _ in cursor:
+        rows, times, agree = 0, {}, True
+        for event_id, event_time, _ in cursor:
             rows += 1
-            ids.add(event_id)
+            ms = round(event_time.timestamp() * 1000)
+            agree &= event_time.utcoffset().total_seconds() == 0 and times.setdefault(event_id, ms) == ms
     out['cursor_rows'] = rows
-    out['cursor_ids'] = len(ids)
+    out['cursor_ids'] = len(times)
+    out['cursor_times_agree'] = agree
+    out['cursor_ts_sum'] = sum(times.values())
 engine = sqlalchemy.create_engine(
     f'postgresql+psycopg://shop:{key}@{host}:{port}/shop?sslmode=disable')
 inspector = sqlalchemy.inspect(engine)
@@ -339,6 +348,17 @@ fn every_sql_door_has_limits_with_clear_errors() {
             "{sql}: SQLSTATE {sqlstate} in {output}"
         );
     }
+    // A cursor's rows count together: the second FETCH of 600 crosses the 1,000 of pg_max_rows.
+    let output = psql_with_state(
+        &server,
+        &key,
+        "BEGIN; DECLARE c CURSOR FOR SELECT event_id FROM launch_events; \
+         FETCH 600 FROM c; FETCH 600 FROM c",
+    );
+    assert!(
+        output.contains("(pg_max_rows)") && output.contains("54000"),
+        "{output}"
+    );
     // Within the limits, the same server answers.
     let (status, body) = http("SELECT count(*) AS n FROM launch_events");
     assert_eq!((status, &body["rows"][0]["n"]), (200, &json!(3000)));

@@ -51,7 +51,9 @@ use pgwire::tokio::tokio_rustls::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls;
 
 mod catalog;
+mod cursors;
 mod queries;
+mod rows;
 
 use queries::{ProjectQueries, ReadOnly};
 
@@ -137,6 +139,9 @@ impl PgDoor {
             ctx.register_udf(function);
         }
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(cursors::Cursors {
+                limits: self.limits.clone(),
+            }),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
@@ -220,9 +225,19 @@ struct KeyStartup {
     session: Arc<OnceLock<Arc<DfSessionService>>>,
 }
 
+/// A refusal that ends the connection (SQLSTATE `code`).
 pub(super) fn refused(code: &str, message: impl Into<String>) -> PgWireError {
+    error_with("FATAL", code, message)
+}
+
+/// A statement's error (SQLSTATE `code`); the connection goes on.
+pub(super) fn statement_error(code: &str, message: impl Into<String>) -> PgWireError {
+    error_with("ERROR", code, message)
+}
+
+fn error_with(severity: &str, code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
-        "FATAL".to_string(),
+        severity.to_string(),
         code.to_string(),
         message.into(),
     )))

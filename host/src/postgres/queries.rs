@@ -21,11 +21,11 @@ use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response, Sendable
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
 
-use super::{PreparedStatement, refused};
+use super::{PreparedStatement, refused, statement_error};
 use crate::error::Error;
 use crate::sql::SqlLimits;
 
@@ -167,11 +167,7 @@ fn limit_error(error: &Error) -> PgWireError {
         Error::ReadOnly(_) => "25006",
         _ => "XX000",
     };
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_string(),
-        code.to_string(),
-        error.to_string(),
-    )))
+    statement_error(code, error.to_string())
 }
 
 /// A result's rows, cut at the deadline (from the statement's start) and at `pg_max_rows`.
@@ -179,15 +175,23 @@ fn within_limits(response: Response, limits: &SqlLimits, started: Instant) -> Re
     let Response::Query(mut query) = response else {
         return response;
     };
-    let deadline = tokio::time::Instant::from_std(started + limits.timeout);
     let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
-    query.data_rows = Box::pin(Limited {
+    query.data_rows = rows_within(rows, limits, Some(started + limits.timeout));
+    Response::Query(query)
+}
+
+/// `rows` cut at `pg_max_rows`, and at `deadline` when there is one.
+pub(super) fn rows_within(
+    rows: SendableRowStream,
+    limits: &SqlLimits,
+    deadline: Option<Instant>,
+) -> SendableRowStream {
+    Box::pin(Limited {
         rows: Some(rows),
         sent: 0,
-        deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        deadline: deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline.into()))),
         limits: limits.clone(),
-    });
-    Response::Query(query)
+    })
 }
 
 /// The rows of one result within the limits: one timer for the whole result (not one per row:
@@ -196,7 +200,7 @@ struct Limited {
     /// The rows still to send; none once an error has ended them.
     rows: Option<SendableRowStream>,
     sent: usize,
-    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     limits: SqlLimits,
 }
 
@@ -226,9 +230,9 @@ impl futures::Stream for Limited {
                 this.rows = None;
                 return Poll::Ready(None);
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => limit_error(&this.limits.timed_out()),
-                Poll::Pending => return Poll::Pending,
+            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => limit_error(&this.limits.timed_out()),
+                _ => return Poll::Pending,
             },
         };
         this.rows = None;
