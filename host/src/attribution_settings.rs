@@ -23,6 +23,8 @@ use promolens_schemas::layout::project_dir;
 use promolens_schemas::{Attributor, Normalizer};
 use serde::{Deserialize, Serialize};
 
+use crate::access::registry::OPERATOR;
+use crate::access::{AuditLog, Outcome};
 use crate::error::{Error, Result};
 use crate::records::storage_error;
 
@@ -305,6 +307,7 @@ impl Default for SettingsVersion {
 /// held in memory and in ingest's [`Attributors`].
 pub struct SettingsStore {
     storage: Storage,
+    audit: AuditLog,
     attributors: Arc<Attributors>,
     current: RwLock<HashMap<String, Arc<SettingsVersion>>>,
 }
@@ -313,6 +316,7 @@ impl SettingsStore {
     /// A store that keeps `attributors` up to date with each project's current version.
     pub fn new(storage: Storage, attributors: Arc<Attributors>) -> SettingsStore {
         SettingsStore {
+            audit: AuditLog::new(storage.clone()),
             storage,
             attributors,
             current: RwLock::default(),
@@ -428,6 +432,16 @@ impl SettingsStore {
             }
             Err(e) => return Err(storage_error(e)),
         }
+        // Every figure depends on these: the change is in the audit log like a key's.
+        self.audit
+            .record(
+                project,
+                by.unwrap_or(OPERATOR),
+                "settings.change",
+                &format!("version {}", next.version),
+                Outcome::Ok,
+            )
+            .await?;
         self.hold(project, next.clone());
         Ok(next)
     }

@@ -1,7 +1,9 @@
 // Project settings, for administrators: the keys (make one, shown once; revoke), the invitations
-// (a one-time link, shown once; revoke) and the audit log of every change.
+// (a one-time link, shown once; revoke), the attribution settings and the audit log of every
+// change.
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, type Api, type Schemas } from './api/client';
+import { AttributionSettings } from './AttributionSettings';
 import type { Key, Translate } from './i18n';
 
 type Role = Schemas['Role'];
@@ -123,6 +125,8 @@ export function Settings({ api, project, ownKey, t, formatTime }: { api: Api; pr
           </table>
         </div>
       )}
+
+      <AttributionSettings api={api} project={project} t={t} formatTime={formatTime} keyName={(id) => state.keys.find((k) => k.id === id)?.label ?? id} onSaved={reload} />
 
       <h2 id="audit-title">{t('settings.audit')}</h2>
       <div class="scroll">

@@ -1,5 +1,5 @@
 //! The audit log: one record per change (authorization, keys, invitations, codes created,
-//! renamed, deleted, batches), queryable as the table `audit_log`.
+//! renamed, deleted, batches, attribution settings), queryable as the table `audit_log`.
 //!
 //! Changes are rare next to events, so each record is its own small JSON file,
 //! `audit_log/project=<P>/dt=<UTC day>/<time>-<uuid>.json`: written once, never rewritten, so
