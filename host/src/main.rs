@@ -91,7 +91,7 @@ enum Command {
     /// window): show, history, set.
     Settings(cli::settings::SettingsArgs),
     /// Decode stored launches again, from a day on, with the project's current settings
-    /// (resumable; not while a compaction runs: stop `serve`, or run it with compaction off).
+    /// (resumable; safe while `serve` compacts: a day another rewriter holds waits for it).
     Reattribute(cli::settings::ReattributeArgs),
     /// Run a read-only SQL query over the tables (launch_events, events, …).
     Sql(cli::query::SqlArgs),

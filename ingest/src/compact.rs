@@ -3,7 +3,8 @@
 //! flush and project) are merged the same way, into one row per user.
 //!
 //! The files are replaced by the protocol of [`crate::replace`]: a crash anywhere leaves a state
-//! readers handle and the next run finishes. One compactor per data directory.
+//! readers handle and the next run finishes, and a partition another rewriter (a `reattribute`,
+//! another server) is replacing is left to it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -19,7 +20,7 @@ use crate::first_seen::earliest_per_user;
 use crate::internal_events::InternalEvent;
 use crate::markers::folder;
 use crate::parquet_io::{Table, read_parquet, sort_for, write_parquet};
-use crate::replace::{replace, settle};
+use crate::replace::{Replaced, replace, settle};
 use crate::storage::Storage;
 
 #[derive(Debug, Clone)]
@@ -104,8 +105,9 @@ async fn compact_partition(
     writer: &str,
     summary: &mut CompactSummary,
 ) -> Result<()> {
-    let (inputs, finished) = settle(store, dir, &files, options.grace).await?;
-    summary.finished += finished;
+    let settled = settle(store, dir, &files, options.grace).await?;
+    summary.finished += settled.finished;
+    let inputs = settled.inputs;
     if inputs.len() < options.min_files.max(2) {
         return Ok(());
     }
@@ -117,7 +119,7 @@ async fn compact_partition(
     let (merged, rows) = tokio::task::spawn_blocking(move || merge(table, batches))
         .await
         .map_err(|e| Error::Stopped(format!("compaction task failed: {e}")))??;
-    let deleted = replace(
+    let replaced = replace(
         store,
         dir,
         &inputs,
@@ -127,6 +129,11 @@ async fn compact_partition(
         options.grace,
     )
     .await?;
+    // Another rewriter (a `reattribute`, another server) took this partition first: the next
+    // run looks again.
+    let Replaced::Done { deleted } = replaced else {
+        return Ok(());
+    };
     summary.files_merged += inputs.len();
     match table {
         Table::LaunchEvents | Table::Events => {

@@ -6,7 +6,8 @@
 //! protocol of [`crate::replace`]: the old files are hidden once the new one is stored and
 //! deleted after the grace period. A day whose launches all carry the current settings version is
 //! left as it is, so a run that was interrupted (even by SIGKILL) is finished by running it
-//! again, and nothing is lost or doubled. Run it where no compaction runs at the same time.
+//! again, and nothing is lost or doubled. It may run while `serve` compacts: a day whose files
+//! another rewriter is replacing waits until that replacement is settled.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::markers::folder;
 use crate::parquet_io::{Table, read_columns, read_parquet, write_parquet};
 use crate::record::AttributionColumns;
-use crate::replace::{replace, settle};
+use crate::replace::{Replaced, replace, settle};
 use crate::storage::Storage;
 
 #[derive(Debug, Clone)]
@@ -68,32 +69,21 @@ pub async fn reattribute(
     ));
     let store = storage.store.clone();
     let listed: Vec<ObjectMeta> = store.list(Some(&root)).try_collect().await?;
-    let mut days: BTreeMap<NaiveDate, (Path, Vec<ObjectMeta>)> = BTreeMap::new();
+    let mut days: BTreeMap<NaiveDate, Path> = BTreeMap::new();
     for meta in listed {
         let dir = folder(&meta.location);
         let Some(day) = day_of(&dir) else { continue };
         if day >= options.from {
-            days.entry(day)
-                .or_insert_with(|| (dir, Vec::new()))
-                .1
-                .push(meta);
+            days.entry(day).or_insert(dir);
         }
     }
     let writer = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let results: Vec<DayOutcome> = futures::stream::iter(days.into_values())
-        .map(|(dir, files)| {
+        .map(|dir| {
             let (store, attributor, writer) = (store.clone(), attributor.clone(), writer.clone());
             async move {
-                reattribute_day(
-                    store.as_ref(),
-                    &dir,
-                    files,
-                    attributor,
-                    &writer,
-                    options.grace,
-                )
-                .await
+                reattribute_day(store.as_ref(), &dir, attributor, &writer, options.grace).await
             }
         })
         .buffer_unordered(workers)
@@ -135,56 +125,92 @@ struct DayOutcome {
     finished: usize,
 }
 
+/// Decodes one day again. Another rewriter (`serve`'s compaction, another server) may be
+/// replacing some of its files: the day waits until those are settled, for as long as a grace
+/// period allows them, then goes on.
 async fn reattribute_day(
     store: &dyn ObjectStore,
     dir: &Path,
-    files: Vec<ObjectMeta>,
     attributor: Arc<Attributor>,
     writer: &str,
     grace: Duration,
 ) -> Result<DayOutcome> {
-    let (inputs, finished) = settle(store, dir, &files, grace).await?;
-    let mut contents = Vec::with_capacity(inputs.len());
-    for meta in &inputs {
-        contents.push(store.get(&meta.location).await?.bytes().await?);
-    }
     let version = attributor.version();
-    let task = tokio::task::spawn_blocking(move || -> Result<Option<(bytes::Bytes, usize)>> {
-        let mut stale = false;
-        for file in &contents {
-            stale |= !carries_version(file.clone(), version)?;
+    let patience = grace * 2 + Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    let mut finished = 0;
+    loop {
+        let files: Vec<ObjectMeta> = store.list(Some(dir)).try_collect().await?;
+        let settled = settle(store, dir, &files, grace).await?;
+        finished += settled.finished;
+        // Outputs in their grace period stay as they are: they must already be current.
+        let mut pending_stale = false;
+        for meta in &settled.pending {
+            let file = store.get(&meta.location).await?.bytes().await?;
+            pending_stale |= !carries_version(file, version)?;
         }
-        if !stale {
-            return Ok(None);
-        }
-        let mut decoded = Vec::new();
-        for file in contents {
-            for batch in read_parquet(Table::LaunchEvents, file)? {
-                decoded.push(decode_again(&batch, &attributor)?);
+        if !settled.busy && !pending_stale {
+            let inputs = settled.inputs;
+            let mut contents = Vec::with_capacity(inputs.len());
+            for meta in &inputs {
+                contents.push(store.get(&meta.location).await?.bytes().await?);
+            }
+            let decoder = attributor.clone();
+            let written = tokio::task::spawn_blocking(move || decoded_day(contents, &decoder))
+                .await
+                .map_err(|e| Error::Stopped(format!("reattribute task failed: {e}")))??;
+            let Some((output, rows)) = written else {
+                return Ok(DayOutcome {
+                    events: None,
+                    finished,
+                });
+            };
+            let kind = format!("v{version}");
+            if let Replaced::Done { deleted } =
+                replace(store, dir, &inputs, output, writer, &kind, grace).await?
+            {
+                return Ok(DayOutcome {
+                    events: Some(rows),
+                    finished: finished + usize::from(deleted),
+                });
             }
         }
-        let merged = unique_events(Table::LaunchEvents, decoded)?;
-        let rows = merged.num_rows();
-        Ok(Some((
-            write_parquet(Table::LaunchEvents, std::slice::from_ref(&merged))?,
-            rows,
-        )))
-    });
-    let written = task
-        .await
-        .map_err(|e| Error::Stopped(format!("reattribute task failed: {e}")))??;
-    let Some((output, rows)) = written else {
-        return Ok(DayOutcome {
-            events: None,
-            finished,
-        });
-    };
-    let kind = format!("v{version}");
-    let deleted = replace(store, dir, &inputs, output, writer, &kind, grace).await?;
-    Ok(DayOutcome {
-        events: Some(rows),
-        finished: finished + usize::from(deleted),
-    })
+        if started.elapsed() > patience {
+            return Err(Error::Stopped(format!(
+                "{dir}: another process kept rewriting this day's files for {} s; run \
+                 reattribute again",
+                patience.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A day's files (their bytes) decoded again into one file's bytes and its row count; `None`
+/// when every launch already carries the attributor's version.
+fn decoded_day(
+    contents: Vec<bytes::Bytes>,
+    attributor: &Attributor,
+) -> Result<Option<(bytes::Bytes, usize)>> {
+    let mut stale = false;
+    for file in &contents {
+        stale |= !carries_version(file.clone(), attributor.version())?;
+    }
+    if !stale {
+        return Ok(None);
+    }
+    let mut decoded = Vec::new();
+    for file in contents {
+        for batch in read_parquet(Table::LaunchEvents, file)? {
+            decoded.push(decode_again(&batch, attributor)?);
+        }
+    }
+    let merged = unique_events(Table::LaunchEvents, decoded)?;
+    let rows = merged.num_rows();
+    Ok(Some((
+        write_parquet(Table::LaunchEvents, std::slice::from_ref(&merged))?,
+        rows,
+    )))
 }
 
 /// Whether every launch of a stored file was decoded with settings `version` (a file from before

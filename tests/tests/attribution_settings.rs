@@ -478,3 +478,96 @@ fn reattribute_killed_at_random_points_ends_as_one_clean_run() {
         "seed {seed}"
     );
 }
+
+/// `reattribute` while compactions run on the same data directory (as `serve`'s background
+/// compaction does): both replace a day's files, and no launch may be stored twice, lost, or
+/// left decoded with the old settings. Two rounds: new launches in many small files per day,
+/// new settings, then `reattribute` while a compactor loops.
+#[test]
+fn reattribute_while_compactions_run_stores_each_launch_once_at_the_new_version() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").to_str().unwrap().to_string();
+    promolens_tests::provision(&data, "shop");
+    let mut distinct = std::collections::HashSet::new();
+    for round in 0..2u32 {
+        for chunk in 0..10 {
+            let lines = launches(
+                7 + u64::from(round) * 100 + chunk,
+                1500,
+                600,
+                12,
+                &format!("r{round}c{chunk}-"),
+            );
+            let raw = dir.path().join(format!("r{round}c{chunk}.ndjson"));
+            std::fs::write(&raw, lines.join("\n") + "\n").unwrap();
+            promolens_tests::backfill(&data, "shop", &raw, &[]);
+            distinct.extend(lines);
+        }
+        set_settings(&data, dir.path(), round);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let passes = Arc::new(AtomicUsize::new(0));
+        let compactor = {
+            let (data, stop, passes) = (data.clone(), stop.clone(), passes.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let compacted = promolens(&[
+                        "compact",
+                        "--data",
+                        &data,
+                        "--project",
+                        "shop",
+                        "--min-files",
+                        "2",
+                        "--grace-seconds",
+                        "1",
+                    ]);
+                    assert!(
+                        compacted.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&compacted.stderr)
+                    );
+                    passes.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let reattributed = promolens(&[
+            "reattribute",
+            "--data",
+            &data,
+            "--project",
+            "shop",
+            "--from",
+            "2025-01-01",
+            "--grace-seconds",
+            "1",
+        ]);
+        stop.store(true, Ordering::Relaxed);
+        compactor.join().expect("the compactor");
+        assert!(
+            reattributed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&reattributed.stderr)
+        );
+        assert!(passes.load(Ordering::Relaxed) > 0);
+        // Every replacement left is settled (nothing runs now), then DuckDB reads the files.
+        let settled = promolens(&[
+            "compact",
+            "--data",
+            &data,
+            "--min-files",
+            "1000000",
+            "--grace-seconds",
+            "0",
+        ]);
+        assert!(settled.status.success());
+        let stored = python_json(DUCKDB_STORED, &[&data]);
+        assert_eq!(
+            stored,
+            json!([distinct.len(), distinct.len(), [round + 1]]),
+            "round {round}: [rows, distinct ids, settings versions]"
+        );
+    }
+}

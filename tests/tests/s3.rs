@@ -134,6 +134,14 @@ fn s3_data_directory_gives_the_same_numbers_as_a_local_one() {
     assert!(on_s3.contains("partner0,k0,"), "{on_s3}");
     assert_eq!(on_s3.lines().count(), 1 + 15, "{on_s3}");
 
+    // Compaction in the bucket (each output staged, then moved into place): the same numbers.
+    let compacted = stdout_of(&promolens_with_env(
+        &["compact", "--data", s3, "--grace-seconds", "0"],
+        &env,
+    ));
+    assert!(!compacted.starts_with("merged 0 files"), "{compacted}");
+    assert_eq!(acquisition(s3, &env), on_s3);
+
     // The files really are in the bucket, under the prefix and the hive layout.
     let listing = promolens_tests::http_client().get(format!("{endpoint}/promolens-test?list-type=2&prefix=tenant-a/launch_events/project=p/dt=2025-11-17/"))
         .send()
