@@ -1,6 +1,6 @@
 //! The PostgreSQL door (`serve --pg-listen`), driven by the real clients analysts use: `psql`,
-//! psycopg 3 (a parameterised query, a server-side cursor over a million rows) and SQLAlchemy's
-//! PostgreSQL dialect reflecting the tables as BI tools do. Figures are checked against DuckDB
+//! psycopg 3 (a parameterised query, a server-side cursor over a million rows, a cancelled
+//! statement) and SQLAlchemy's PostgreSQL dialect reflecting the tables as BI tools do. Figures are checked against DuckDB
 //! over the raw NDJSON; keys, roles, read-only and every limit against their errors.
 
 use std::process::Command;
@@ -203,6 +203,11 @@ fn psql_psycopg_and_sqlalchemy_see_their_project_only() {
     assert_eq!(clients["cursor_times_agree"], true);
     assert_eq!(clients["cursor_ts_sum"], expected["ts_sum"]);
     assert_eq!(
+        clients["cancelled"],
+        json!(["57014", "canceling statement due to user request", true])
+    );
+    assert_eq!(clients["after_cancel"], 42);
+    assert_eq!(
         clients["tables"],
         json!([
             "events",
@@ -267,6 +272,19 @@ with psycopg.connect(host=host, port=int(port), user='shop', password=key, dbnam
     out['cursor_ids'] = len(times)
     out['cursor_times_agree'] = agree
     out['cursor_ts_sum'] = sum(times.values())
+    # A statement its client cancels (psql's Ctrl-C) ends at once with 57014, and the connection
+    # goes on; the statement timeout is 120 s here.
+    import threading, time
+    timer = threading.Timer(0.5, conn.cancel_safe)
+    started = time.monotonic()
+    timer.start()
+    try:
+        conn.execute('SELECT count(*) FROM generate_series(1, 3000000000)')
+        out['cancelled'] = 'not cancelled'
+    except psycopg.errors.QueryCanceled as error:
+        out['cancelled'] = [error.sqlstate, str(error).strip(), time.monotonic() - started < 20]
+        conn.rollback()
+    out['after_cancel'] = conn.execute('SELECT 41 + 1').fetchone()[0]
 engine = sqlalchemy.create_engine(
     f'postgresql+psycopg://shop:{key}@{host}:{port}/shop?sslmode=disable')
 inspector = sqlalchemy.inspect(engine)

@@ -14,6 +14,7 @@
 //! - **Limits** ([`SqlLimits`]): the statement timeout covers planning and delivery (57014),
 //!   the memory pool is the HTTP SQL door's (53200), a result stops after `pg_max_rows` rows
 //!   (54000). Each error says which limit and which setting.
+//! - **Cancel requests** (psql's Ctrl-C) end the statement their connection runs (57014).
 //! - **TLS:** with a certificate, only TLS connections are accepted (the password is a key);
 //!   a certificate that cannot be loaded stops the start, never falls back to plain text.
 
@@ -39,6 +40,7 @@ use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{
     ClientInfo, ErrorHandler, METADATA_USER, PgWireConnectionState, PgWireServerHandlers,
@@ -50,11 +52,13 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::tokio_rustls::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls;
 
+mod cancel;
 mod catalog;
 mod cursors;
 mod queries;
 mod rows;
 
+use cancel::{Connections, Running};
 use queries::{ProjectQueries, ReadOnly};
 
 use crate::access::{Permission, Registry, Role};
@@ -71,6 +75,7 @@ pub struct PgDoor {
     limits: SqlLimits,
     tls: Option<TlsAcceptor>,
     pids: RandomPidSecretKeyGenerator,
+    connections: Arc<Connections>,
 }
 
 impl PgDoor {
@@ -88,6 +93,7 @@ impl PgDoor {
             limits,
             tls,
             pids: RandomPidSecretKeyGenerator::default(),
+            connections: Arc::default(),
         })
     }
 
@@ -115,6 +121,7 @@ impl PgDoor {
                 let connection = Connection {
                     door: door.clone(),
                     session: Arc::default(),
+                    running: Arc::default(),
                 };
                 let tls = door.tls.clone();
                 tokio::spawn(async move {
@@ -183,10 +190,12 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// One connection's handlers: the door, and the session its startup opened.
+/// One connection's handlers: the door, the session its startup opened, and the statement it
+/// runs (for cancel requests).
 struct Connection {
     door: Arc<PgDoor>,
     session: Arc<OnceLock<Arc<DfSessionService>>>,
+    running: Arc<Running>,
 }
 
 impl PgWireServerHandlers for Connection {
@@ -202,7 +211,12 @@ impl PgWireServerHandlers for Connection {
         Arc::new(KeyStartup {
             door: self.door.clone(),
             session: self.session.clone(),
+            running: self.running.clone(),
         })
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.door.connections.clone()
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
@@ -215,6 +229,7 @@ impl Connection {
         ProjectQueries {
             session: self.session.clone(),
             limits: self.door.limits.clone(),
+            running: self.running.clone(),
         }
     }
 }
@@ -223,6 +238,7 @@ impl Connection {
 struct KeyStartup {
     door: Arc<PgDoor>,
     session: Arc<OnceLock<Arc<DfSessionService>>>,
+    running: Arc<Running>,
 }
 
 /// A refusal that ends the connection (SQLSTATE `code`).
@@ -283,6 +299,9 @@ impl StartupHandler for KeyStartup {
                 let session = self.admit(&project, &password).await?;
                 let _ = self.session.set(session);
                 let (pid, secret) = self.door.pids.generate(client);
+                self.door
+                    .connections
+                    .register(pid, secret.clone(), &self.running);
                 client.set_pid_and_secret_key(pid, secret);
                 let mut parameters = DefaultServerParameterProvider::default();
                 parameters.is_superuser = false;

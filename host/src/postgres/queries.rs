@@ -24,7 +24,9 @@ use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::cancel::{Running, cancelled};
 use super::{PreparedStatement, refused, statement_error};
 use crate::error::Error;
 use crate::sql::SqlLimits;
@@ -33,6 +35,8 @@ use crate::sql::SqlLimits;
 pub(super) struct ProjectQueries {
     pub(super) session: Arc<OnceLock<Arc<DfSessionService>>>,
     pub(super) limits: SqlLimits,
+    /// The connection's statement, as a cancel request finds it.
+    pub(super) running: Arc<Running>,
 }
 
 fn not_admitted() -> PgWireError {
@@ -59,16 +63,17 @@ impl SimpleQueryHandler for ProjectQueries {
     {
         let started = Instant::now();
         let service = self.service()?;
-        let planned = tokio::time::timeout(
-            self.limits.timeout,
-            SimpleQueryHandler::do_query(service.as_ref(), client, query),
-        )
-        .await
-        .map_err(|_| limit_error(&self.limits.timed_out()))?;
+        let cancel = self.running.start();
+        let planned = self
+            .bounded(
+                SimpleQueryHandler::do_query(service.as_ref(), client, query),
+                &cancel,
+            )
+            .await?;
         let responses = planned.map_err(|e| self.mapped(e))?;
         Ok(responses
             .into_iter()
-            .map(|r| within_limits(r, &self.limits, started))
+            .map(|r| within_limits(r, &self.limits, started, &cancel))
             .collect())
     }
 }
@@ -122,18 +127,33 @@ impl ExtendedQueryHandler for ProjectQueries {
     {
         let started = Instant::now();
         let service = self.service()?;
-        let planned = tokio::time::timeout(
-            self.limits.timeout,
-            ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows),
-        )
-        .await
-        .map_err(|_| limit_error(&self.limits.timed_out()))?;
+        let cancel = self.running.start();
+        let planned = self
+            .bounded(
+                ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows),
+                &cancel,
+            )
+            .await?;
         let response = planned.map_err(|e| self.mapped(e))?;
-        Ok(within_limits(response, &self.limits, started))
+        Ok(within_limits(response, &self.limits, started, &cancel))
     }
 }
 
 impl ProjectQueries {
+    /// `planning` within the statement timeout, unless its client cancels it.
+    async fn bounded<T>(
+        &self,
+        planning: impl Future<Output = T>,
+        cancel: &CancellationToken,
+    ) -> PgWireResult<T> {
+        tokio::select! {
+            planned = tokio::time::timeout(self.limits.timeout, planning) => {
+                planned.map_err(|_| limit_error(&self.limits.timed_out()))
+            }
+            () = cancel.cancelled() => Err(cancelled()),
+        }
+    }
+
     /// A memory pool refusal as the memory limit's error; others as they are.
     fn mapped(&self, error: PgWireError) -> PgWireError {
         mapped_error(error, &self.limits)
@@ -170,26 +190,51 @@ fn limit_error(error: &Error) -> PgWireError {
     statement_error(code, error.to_string())
 }
 
-/// A result's rows, cut at the deadline (from the statement's start) and at `pg_max_rows`.
-fn within_limits(response: Response, limits: &SqlLimits, started: Instant) -> Response {
+/// A result's rows, cut at the deadline (from the statement's start), at `pg_max_rows`, and
+/// when the client cancels the statement.
+fn within_limits(
+    response: Response,
+    limits: &SqlLimits,
+    started: Instant,
+    cancel: &CancellationToken,
+) -> Response {
     let Response::Query(mut query) = response else {
         return response;
     };
     let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
-    query.data_rows = rows_within(rows, limits, Some(started + limits.timeout));
+    let end = StatementEnd {
+        deadline: started + limits.timeout,
+        cancel: cancel.clone(),
+    };
+    query.data_rows = rows_within(rows, limits, Some(end));
     Response::Query(query)
 }
 
-/// `rows` cut at `pg_max_rows`, and at `deadline` when there is one.
+/// What ends one statement's rows early, besides `pg_max_rows`.
+pub(super) struct StatementEnd {
+    deadline: Instant,
+    cancel: CancellationToken,
+}
+
+/// `rows` cut at `pg_max_rows`, and at `end` when they are one statement's (a cursor's rows are
+/// many `FETCH`es').
 pub(super) fn rows_within(
     rows: SendableRowStream,
     limits: &SqlLimits,
-    deadline: Option<Instant>,
+    end: Option<StatementEnd>,
 ) -> SendableRowStream {
+    let (deadline, cancelled) = match end {
+        Some(end) => (
+            Some(Box::pin(tokio::time::sleep_until(end.deadline.into()))),
+            Some(Box::pin(end.cancel.cancelled_owned())),
+        ),
+        None => (None, None),
+    };
     Box::pin(Limited {
         rows: Some(rows),
         sent: 0,
-        deadline: deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline.into()))),
+        deadline,
+        cancelled,
         limits: limits.clone(),
     })
 }
@@ -201,6 +246,7 @@ struct Limited {
     rows: Option<SendableRowStream>,
     sent: usize,
     deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    cancelled: Option<std::pin::Pin<Box<WaitForCancellationFutureOwned>>>,
     limits: SqlLimits,
 }
 
@@ -230,10 +276,23 @@ impl futures::Stream for Limited {
                 this.rows = None;
                 return Poll::Ready(None);
             }
-            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => limit_error(&this.limits.timed_out()),
-                _ => return Poll::Pending,
-            },
+            Poll::Pending => {
+                if this
+                    .cancelled
+                    .as_mut()
+                    .is_some_and(|c| c.as_mut().poll(cx).is_ready())
+                {
+                    cancelled()
+                } else if this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+                {
+                    limit_error(&this.limits.timed_out())
+                } else {
+                    return Poll::Pending;
+                }
+            }
         };
         this.rows = None;
         Poll::Ready(Some(Err(error)))
