@@ -118,9 +118,11 @@ pub(crate) enum Replaced {
 
 const STAGED_SUFFIX: &str = ".staged";
 
+/// A staged output, or what an upload killed midway left of one (or of a marker): the local
+/// store writes `<name>#<n>` and renames it when complete.
 fn is_staged(path: &Path) -> bool {
     let name = file_name(path);
-    name.starts_with(MARKER_PREFIX) && name.ends_with(STAGED_SUFFIX)
+    name.starts_with(MARKER_PREFIX) && !is_marker(path)
 }
 
 /// Replaces `inputs` (files of `dir`) by one file with `output` as its bytes, named with

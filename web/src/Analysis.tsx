@@ -1,6 +1,7 @@
 // The analysis page: an analysis spec run by the API (`analyses:run`): ordered dimensions over
 // past N days, from/to or a preset, a table and a chart (bars by dimension, lines when split by
-// day, week or month), click a row to open the drill-down the API gives it, CSV export.
+// day, week or month), filters of every kind the API takes, click a row to open the drill-down the
+// API gives it, CSV export.
 // Everything the page shows is in its URL (#/analysis?…), so an analysis is shared as a link.
 // Metrics are chosen (core events added by name: who did it, the share, the money), and an
 // analysis is saved, opened, renamed and deleted (saved analyses of the API).
@@ -13,7 +14,7 @@ import { CanvasRenderer } from 'echarts/renderers';
 import type { Api, Schemas } from './api/client';
 import type { Key, Lang, Translate } from './i18n';
 import { saveBlob } from './save';
-import { DIMENSIONS, EVENT_MEASURES, EVENT_NAME, GROUP_KINDS, METRICS, MODELS, PRESETS, TIME_DIMENSIONS, comparable, eventOf, eventsOf, fromAnalysisSpec, fromSaved, toAnalysisSpec, type Group, type Spec } from './spec';
+import { DIMENSIONS, EVENT_MEASURES, EVENT_NAME, FILTER_OPS, GROUP_KINDS, METRICS, MODELS, PRESETS, TIME_DIMENSIONS, comparable, eventOf, eventsOf, fromAnalysisSpec, fromSaved, toAnalysisSpec, type Condition, type Group, type Spec } from './spec';
 
 echarts.use([BarChart, LineChart, GridComponent, LegendComponent, TooltipComponent, CanvasRenderer]);
 
@@ -177,18 +178,34 @@ export function Analysis({ api, project, spec, t, lang, onSpec }: AnalysisProps)
             {t('analysis.compare')}
           </label>
         </fieldset>
-        {filterDims.length > 0 && (
-          <p class="filters">
-            {Object.entries(spec.filters).map(([d, v]) => (
-              <span key={d} class="chip">
-                {t(`dim.${d}` as Key)} = {v || t('analysis.none')}
-              </span>
-            ))}
+        <fieldset>
+          <legend>{t('analysis.filters')}</legend>
+          {filterDims.length > 0 && (
+            <ul class="filters">
+              {Object.entries(spec.filters).map(([d, condition]) => {
+                const name = dimensionName(d, t);
+                return (
+                  <li key={d} class="chip">
+                    {filterText(name, condition, t)}{' '}
+                    <button type="button" class="link" aria-label={t('analysis.removeFilter', { name })} onClick={() => {
+                      const { [d]: _removed, ...kept } = spec.filters;
+                      onSpec({ ...spec, filters: kept });
+                    }}>
+                      ×
+                    </button>
+                  </li>
+                );
+              })}
+            </ul>
+          )}
+          <FilterForm t={t} taken={filterDims} onAdd={(d, condition) => onSpec({ ...spec, filters: { ...spec.filters, [d]: condition } })} />
+          {filterDims.length > 0 && (
+            // Back up a drill-down: its filtered dimensions split the rows again.
             <button type="button" onClick={() => onSpec({ ...spec, filters: {}, by: [...filterDims, ...shown.filter((d) => !filterDims.includes(d))] })}>
               {t('analysis.clearFilters')}
             </button>
-          </p>
-        )}
+          )}
+        </fieldset>
       </div>
       {error && <p class="error" role="alert">{error}</p>}
       {answer && (
@@ -333,6 +350,66 @@ function GroupForm({ group, t, onGroup }: { group: Group | null; t: Translate; o
         {t('group.apply')}
       </button>
     </span>
+  );
+}
+
+/** A dimension in the reader's words (`code_id`, `props.<key>` as they are). */
+function dimensionName(d: string, t: Translate): string {
+  return (DIMENSIONS as readonly string[]).includes(d) ? t(`dim.${d}` as Key) : d;
+}
+
+/** A filter as a sentence: “Source is one of gzh, partner”. */
+function filterText(name: string, condition: Condition, t: Translate): string {
+  switch (condition.op) {
+    case 'equals':
+    case 'contains':
+      return `${name} ${t(`filter.${condition.op}`)} ${condition.value}`;
+    case 'in':
+    case 'not_in':
+      return `${name} ${t(`filter.${condition.op}`)} ${condition.values.join(', ')}`;
+    case 'is_null':
+      return `${name} ${t('filter.is_null')}`;
+  }
+}
+
+/** Adds a filter on a dimension that has none yet: a value, several (separated by commas), a
+ * part of one, or no value. */
+function FilterForm({ t, taken, onAdd }: { t: Translate; taken: string[]; onAdd: (dimension: string, condition: Condition) => void }) {
+  const dimensions = DIMENSIONS.filter((d) => !TIME_DIMENSIONS.includes(d) && !taken.includes(d));
+  const [dimension, setDimension] = useState<string>('');
+  const [op, setOp] = useState<Condition['op']>('equals');
+  const [text, setText] = useState('');
+  const chosen = dimensions.includes(dimension as (typeof DIMENSIONS)[number]) ? dimension : dimensions[0];
+  const values = text.split(/[,，]/).map((v) => v.trim()).filter((v) => v !== '');
+  const condition: Condition | null =
+    op === 'is_null' ? { op }
+    : op === 'in' || op === 'not_in' ? (values.length ? { op, values } : null)
+    : text.trim() ? { op, value: text.trim() }
+    : null;
+  if (!chosen) return null;
+  return (
+    <form class="range" onSubmit={(e) => {
+      e.preventDefault();
+      if (condition) {
+        onAdd(chosen, condition);
+        setText('');
+      }
+    }}>
+      <select value={chosen} aria-label={t('filter.dimension')} onChange={(e) => setDimension(e.currentTarget.value)}>
+        {dimensions.map((d) => (
+          <option key={d} value={d}>{t(`dim.${d}` as Key)}</option>
+        ))}
+      </select>
+      <select value={op} aria-label={t('filter.op')} onChange={(e) => setOp(e.currentTarget.value as Condition['op'])}>
+        {FILTER_OPS.map((o) => (
+          <option key={o} value={o}>{t(`filter.${o}`)}</option>
+        ))}
+      </select>
+      {op !== 'is_null' && (
+        <input value={text} aria-label={t(op === 'in' || op === 'not_in' ? 'filter.values' : 'filter.value')} onInput={(e) => setText(e.currentTarget.value)} />
+      )}
+      <button type="submit" disabled={!condition}>{t('filter.add')}</button>
+    </form>
   );
 }
 

@@ -51,7 +51,7 @@ export function CodePanel({ api, project, code, t, formatDate, onClose }: {
     ['codes.created', formatDate(code.created_at_ms)],
     ['panel.updated', formatDate(code.updated_at_ms)],
   ];
-  const analysis = specQuery({ metrics: DEFAULT_METRICS, group: null, model: 'first_touch', lookback: 30, saved: null, by: ['scene'], days: 30, from: null, to: null, preset: null, filters: { code_id: code.id }, compare: false });
+  const analysis = specQuery({ metrics: DEFAULT_METRICS, group: null, model: 'first_touch', lookback: 30, saved: null, by: ['scene'], days: 30, from: null, to: null, preset: null, filters: { code_id: { op: 'equals', value: code.id } }, compare: false });
   return (
     <aside class="panel card" aria-labelledby="panel-title">
       <div class="panel-head">

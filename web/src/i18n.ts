@@ -319,6 +319,18 @@ const en = {
   'analysis.lines': 'New users by {dim}',
   'analysis.compare': 'Compare with the previous period',
   'analysis.previousOf': '{metric}, previous period (change)',
+  'analysis.filters': 'Filters',
+  'analysis.removeFilter': 'Remove the filter on {name}',
+  'filter.dimension': 'Filter on',
+  'filter.op': 'Condition',
+  'filter.equals': 'is',
+  'filter.in': 'is one of',
+  'filter.not_in': 'is none of',
+  'filter.contains': 'contains',
+  'filter.is_null': 'has no value',
+  'filter.value': 'Value',
+  'filter.values': 'Values, separated by commas',
+  'filter.add': 'Add the filter',
 } as const;
 
 export type Key = keyof typeof en;
@@ -636,6 +648,18 @@ const zh: Record<Key, string> = {
   'analysis.lines': '按{dim}的新增用户',
   'analysis.compare': '与上一周期对比',
   'analysis.previousOf': '{metric}（上一周期，变化）',
+  'analysis.filters': '筛选',
+  'analysis.removeFilter': '移除{name}的筛选',
+  'filter.dimension': '筛选维度',
+  'filter.op': '条件',
+  'filter.equals': '等于',
+  'filter.in': '属于',
+  'filter.not_in': '不属于',
+  'filter.contains': '包含',
+  'filter.is_null': '无值',
+  'filter.value': '值',
+  'filter.values': '值，用逗号分隔',
+  'filter.add': '添加筛选',
 };
 
 export type Lang = 'en' | 'zh';

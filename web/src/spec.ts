@@ -1,4 +1,5 @@
-// What an analysis is, as its URL holds it (#/analysis?by=…&days=…|from=…&to=…|preset=…&f.<dim>=…),
+// What an analysis is, as its URL holds it (#/analysis?by=…&days=…|from=…&to=…|preset=…&f.<dim>=…,
+// f.<dim>.in=…&f.<dim>.in=…, f.<dim>.not_in=…, f.<dim>.contains=…),
 // and as the API runs it (an AnalysisSpec for `analyses:run`). Dimensions and metrics are data: a
 // new one is a line here (and its words in i18n.ts).
 import type { Schemas } from './api/client';
@@ -20,7 +21,11 @@ export const MODELS: Schemas['Model'][] = ['first_touch', 'last_touch', 'last_no
 export const GROUP_KINDS = ['new', 'returning', 'did', 'did_not', 'first_touch'] as const;
 export type Group = Exclude<Schemas['UserGroup'], { kind: 'sql' }>;
 
-/** What the URL holds. A filter's empty value means "no value". */
+/** A filter's condition, as the API takes it: equals, in, not in, contains, is null. */
+export type Condition = Schemas['Condition'];
+export const FILTER_OPS: Condition['op'][] = ['equals', 'in', 'not_in', 'contains', 'is_null'];
+
+/** What the URL holds. */
 export type Spec = {
   metrics: string[];
   /** Only these users (`g=new`, `g=did:purchase`, `g=first_touch:utm_source:gzh`). */
@@ -33,7 +38,8 @@ export type Spec = {
   from: string | null;
   to: string | null;
   preset: Schemas['Preset'] | null;
-  filters: Record<string, string>;
+  /** At most one condition per dimension. */
+  filters: Record<string, Condition>;
   /** Beside the previous period of as many days. */
   compare: boolean;
   /** The saved analysis this is (or was opened from). */
@@ -59,8 +65,7 @@ export function eventsOf(metrics: string[]): string[] {
 export function parseSpec(query: string): Spec {
   const params = new URLSearchParams(query);
   const by = (params.get('by') ?? 'utm_source').split(',').filter((d) => (DIMENSIONS as readonly string[]).includes(d));
-  const filters: Record<string, string> = {};
-  for (const [key, value] of params) if (key.startsWith('f.')) filters[key.slice(2)] = value;
+  const filters = parseFilters(params);
   const from = params.get('from');
   const to = params.get('to');
   const preset = PRESETS.find((p) => p === params.get('preset')) ?? null;
@@ -100,7 +105,13 @@ export function specQuery(spec: Spec): string {
     params.set('from', spec.from);
     params.set('to', spec.to);
   }
-  for (const [key, value] of Object.entries(spec.filters)) params.set(`f.${key}`, value);
+  for (const [dimension, condition] of Object.entries(spec.filters)) {
+    // Equality (and no value, as an empty one) keeps the short form drill-down links have.
+    if (condition.op === 'equals') params.append(`f.${dimension}`, condition.value);
+    else if (condition.op === 'is_null') params.append(`f.${dimension}`, '');
+    else if (condition.op === 'contains') params.append(`f.${dimension}.contains`, condition.value);
+    else for (const value of condition.values) params.append(`f.${dimension}.${condition.op}`, value);
+  }
   if (spec.compare) params.set('compare', '1');
   return params.toString();
 }
@@ -108,9 +119,7 @@ export function specQuery(spec: Spec): string {
 /** The spec the API runs for what the URL holds. */
 export function toAnalysisSpec(spec: Spec): Schemas['AnalysisSpec'] {
   const range: Schemas['Range'] = spec.preset ? { preset: spec.preset } : spec.from && spec.to ? { from: spec.from, to: spec.to } : { past_days: spec.days ?? 7 };
-  const filters: Schemas['Filter'][] = Object.entries(spec.filters).map(([dimension, value]) =>
-    value === '' ? { dimension, op: 'is_null' } : { dimension, op: 'equals', value },
-  );
+  const filters: Schemas['Filter'][] = Object.entries(spec.filters).map(([dimension, condition]) => ({ dimension, ...condition }));
   return {
     metrics: spec.metrics,
     dimensions: spec.by,
@@ -146,7 +155,7 @@ function parseGroup(text: string | null): Group | null {
   return null;
 }
 
-/** What the URL holds for a saved analysis (its equality filters; the console shows no others). */
+/** What the URL holds for a saved analysis. */
 export function fromSaved(saved: Schemas['SavedAnalysis']): Spec {
   const { spec } = saved;
   const range = spec.range ?? {};
@@ -172,13 +181,32 @@ export function comparable(spec: Spec): boolean {
   return !spec.by.some((d) => TIME_DIMENSIONS.includes(d));
 }
 
-/** What the URL holds for a drill-down the API answered (its dimensions and equality filters),
- * the range kept. */
+/** What the URL holds for a drill-down the API answered (its dimensions and filters), the range
+ * kept. */
 export function fromAnalysisSpec(drill: Schemas['AnalysisSpec'], base: Spec): Spec {
-  const filters: Record<string, string> = {};
-  for (const filter of drill.filters ?? []) {
-    if (filter.op === 'equals') filters[filter.dimension] = filter.value;
-    else if (filter.op === 'is_null') filters[filter.dimension] = '';
-  }
+  const filters: Record<string, Condition> = {};
+  for (const { dimension, ...condition } of drill.filters ?? []) filters[dimension] = condition as Condition;
   return { ...base, by: drill.dimensions ?? base.by, filters };
+}
+
+/** The filters of a URL: `f.<dim>=v` (equals; empty: no value), `f.<dim>.<op>=v` (`in` and
+ * `not_in` repeated, one value each). */
+function parseFilters(params: URLSearchParams): Record<string, Condition> {
+  const filters: Record<string, Condition> = {};
+  for (const [key, value] of params) {
+    if (!key.startsWith('f.')) continue;
+    // The server checks the dimension (`code_id`, `props.<key>` and the page's own).
+    const rest = key.slice(2);
+    const dot = rest.lastIndexOf('.');
+    const suffix = rest.slice(dot + 1);
+    const [dimension, op] = dot > 0 && ['in', 'not_in', 'contains'].includes(suffix) ? [rest.slice(0, dot), suffix] : [rest, undefined];
+    const earlier = filters[dimension];
+    if (op === undefined) filters[dimension] = value === '' ? { op: 'is_null' } : { op: 'equals', value };
+    else if (op === 'contains') filters[dimension] = { op, value };
+    else if (op === 'in' || op === 'not_in') {
+      const values = earlier?.op === op ? earlier.values : [];
+      filters[dimension] = { op, values: [...values, value] };
+    }
+  }
+  return filters;
 }

@@ -37,14 +37,14 @@ test('acquisition by source, a dimension added and removed, a source drilled int
   // The row of launches without attribution has no drill-down: drill into the first source.
   const source = bySource.find((r) => r.utm_source !== '(unattributed)')!;
   await body.filter({ has: page.getByRole('cell', { name: String(source.utm_source), exact: true }) }).click();
-  await expect(page.getByText(`Source = ${source.utm_source}`)).toBeVisible();
+  await expect(page.getByText(`Source is ${source.utm_source}`)).toBeVisible();
   const byMedium = (await api('by=utm_source,utm_medium&days=7')).filter((r) => r.utm_source === source.utm_source);
   await expect(body).toHaveCount(byMedium.length);
   const url = page.url();
   expect(url).toContain('f.utm_source=');
 
   await page.reload();
-  await expect(page.getByText(`Source = ${source.utm_source}`)).toBeVisible();
+  await expect(page.getByText(`Source is ${source.utm_source}`)).toBeVisible();
   await expect(body).toHaveCount(byMedium.length);
   await page.screenshot({ path: 'test-results/screens/analysis-en.png', fullPage: true });
   expect(failed).toEqual([]);
@@ -243,4 +243,52 @@ test('split by channel, each channel is named in the reader’s words with the f
     ]);
   }
   expect(rows.map((r) => r.channel)).toContain('mini_program_code');
+});
+
+test('filters of every kind added on the page give what analyses:run gives for the same spec, and survive a reload', async ({ page, request }) => {
+  await signIn(page);
+  await page.goto('/#/analysis?by=utm_source,utm_medium&preset=past_30_days');
+  const addFilter = async (dimension: string, condition: string, value?: string) => {
+    await page.getByLabel('Filter on', { exact: true }).selectOption({ label: dimension });
+    await page.getByLabel('Condition', { exact: true }).selectOption({ label: condition });
+    if (value !== undefined) await page.getByLabel(/^Values?/).fill(value);
+    await page.getByRole('button', { name: 'Add the filter' }).click();
+  };
+  await addFilter('Medium', 'is none of', 'menu, article');
+  await addFilter('Source', 'contains', 'a');
+  await addFilter('Content', 'has no value');
+  const chips = page.locator('ul.filters li');
+  await expect(chips).toHaveText(['Medium is none of menu, article ×', 'Source contains a ×', 'Content has no value ×']);
+  await page.screenshot({ path: 'test-results/screens/analysis-filters-en.png', fullPage: true });
+
+  const run = async (filters: unknown[]) => {
+    const response = await request.post('/v1/projects/demo/analyses:run', {
+      headers: { authorization: `Bearer ${process.env.PROMOLENS_ADMIN_KEY}` },
+      data: { dimensions: ['utm_source', 'utm_medium'], range: { preset: 'past_30_days' }, filters },
+    });
+    expect(response.status()).toBe(200);
+    return ((await response.json()).rows as Record<string, string | number>[]).map((r) =>
+      [String(r.utm_source), String(r.utm_medium), ...['new_users', 'users', 'launches'].map((m) => Number(r[m]).toLocaleString('en'))],
+    );
+  };
+  const shown = page.locator('table[aria-busy="false"] tbody tr');
+  const all = [
+    { dimension: 'utm_medium', op: 'not_in', values: ['menu', 'article'] },
+    { dimension: 'utm_source', op: 'contains', value: 'a' },
+    { dimension: 'utm_content', op: 'is_null' },
+  ];
+  const expected = await run(all);
+  expect(expected.length).toBeGreaterThan(0);
+  const cells = (rows: string[][]) => rows.map((row) => row.join(''));
+  await expect(shown).toHaveText(cells(expected));
+  expect(expected.every(([source, medium]) => source.includes('a') && !['menu', 'article'].includes(medium))).toBe(true);
+
+  await page.reload();
+  await expect(chips).toHaveCount(3);
+  await expect(shown).toHaveText(cells(expected));
+
+  // One filter removed: the rows of the other two.
+  await page.getByRole('button', { name: 'Remove the filter on Source' }).click();
+  await expect(chips).toHaveCount(2);
+  await expect(shown).toHaveText(cells(await run([all[0], all[2]])));
 });
