@@ -12,7 +12,7 @@ use std::time::Duration;
 use arrow_array::{RecordBatch, StringArray};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -20,7 +20,7 @@ use crate::first_seen::earliest_per_user;
 use crate::internal_events::InternalEvent;
 use crate::markers::folder;
 use crate::parquet_io::{Table, read_parquet, sort_for, write_parquet};
-use crate::replace::{Replaced, replace, settle};
+use crate::replace::{Replaced, read_all, replace, settle};
 use crate::storage::Storage;
 
 #[derive(Debug, Clone)]
@@ -111,9 +111,12 @@ async fn compact_partition(
     if inputs.len() < options.min_files.max(2) {
         return Ok(());
     }
+    // Gone since the listing: another rewriter has this partition; the next run looks again.
+    let Some(contents) = read_all(store, &inputs).await? else {
+        return Ok(());
+    };
     let mut batches = Vec::new();
-    for meta in &inputs {
-        let bytes = store.get(&meta.location).await?.bytes().await?;
+    for bytes in contents {
         batches.extend(read_parquet(table, bytes)?);
     }
     let (merged, rows) = tokio::task::spawn_blocking(move || merge(table, batches))

@@ -19,7 +19,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore};
 use promolens_schemas::Attributor;
 use promolens_schemas::tables::SETTINGS_VERSION;
 use serde::Serialize;
@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::markers::folder;
 use crate::parquet_io::{Table, read_columns, read_parquet, write_parquet};
 use crate::record::AttributionColumns;
-use crate::replace::{Replaced, replace, settle};
+use crate::replace::{Replaced, read_all, replace, settle};
 use crate::storage::Storage;
 
 #[derive(Debug, Clone)]
@@ -143,18 +143,20 @@ async fn reattribute_day(
         let files: Vec<ObjectMeta> = store.list(Some(dir)).try_collect().await?;
         let settled = settle(store, dir, &files, grace).await?;
         finished += settled.finished;
-        // Outputs in their grace period stay as they are: they must already be current.
-        let mut pending_stale = false;
-        for meta in &settled.pending {
-            let file = store.get(&meta.location).await?.bytes().await?;
-            pending_stale |= !carries_version(file, version)?;
+        // Outputs in their grace period stay as they are: they must already be current. A file
+        // gone since the listing was replaced meanwhile: list again.
+        let pending = read_all(store, &settled.pending).await?;
+        let mut settled_here = !settled.busy && pending.is_some();
+        for file in pending.into_iter().flatten() {
+            settled_here &= carries_version(file, version)?;
         }
-        if !settled.busy && !pending_stale {
-            let inputs = settled.inputs;
-            let mut contents = Vec::with_capacity(inputs.len());
-            for meta in &inputs {
-                contents.push(store.get(&meta.location).await?.bytes().await?);
-            }
+        let inputs = settled.inputs;
+        let contents = if settled_here {
+            read_all(store, &inputs).await?
+        } else {
+            None
+        };
+        if let Some(contents) = contents {
             let decoder = attributor.clone();
             let written = tokio::task::spawn_blocking(move || decoded_day(contents, &decoder))
                 .await

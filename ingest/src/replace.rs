@@ -106,6 +106,23 @@ pub(crate) async fn settle<'f>(
     Ok(settled)
 }
 
+/// The bytes of `files`, or `None` when one is gone: another rewriter replaced it since the
+/// folder was listed (the caller yields, or lists again).
+pub(crate) async fn read_all(
+    store: &dyn ObjectStore,
+    files: &[&ObjectMeta],
+) -> Result<Option<Vec<bytes::Bytes>>> {
+    let mut contents = Vec::with_capacity(files.len());
+    for meta in files {
+        match store.get(&meta.location).await {
+            Ok(got) => contents.push(got.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Some(contents))
+}
+
 /// What [`replace`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Replaced {
