@@ -1,6 +1,6 @@
 //! Cursors (`DECLARE name CURSOR FOR query`, as psycopg's server-side cursors send): the query
-//! planned by the connection's session, its rows encoded by [`super::rows`] only as `FETCH`
-//! asks for them, at most `pg_max_rows` over the cursor's life. `FETCH` and `CLOSE` are
+//! planned by the connection's session, its rows encoded by [`super::rows`] a little ahead of the
+//! client's `FETCH` ([`encoded_ahead`]), at most `pg_max_rows` over the cursor's life. `FETCH` and `CLOSE` are
 //! datafusion-postgres' (its cursor hook runs after this one); each `FETCH` is held to the
 //! statement timeout like any statement.
 
