@@ -9,7 +9,7 @@
 //! again, and nothing is lost or doubled. It may run while `serve` compacts: a day whose files
 //! another rewriter is replacing waits until that replacement is settled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,16 +139,29 @@ async fn reattribute_day(
     let patience = grace * 2 + Duration::from_secs(30);
     let started = std::time::Instant::now();
     let mut finished = 0;
+    // Whether each pending output (another rewriter's, in its grace period) carries the version:
+    // a stored file does not change, so each is read once however long the day waits.
+    let mut current: HashMap<Path, bool> = HashMap::new();
     loop {
         let files: Vec<ObjectMeta> = store.list(Some(dir)).try_collect().await?;
         let settled = settle(store, dir, &files, grace).await?;
         finished += settled.finished;
         // Outputs in their grace period stay as they are: they must already be current. A file
         // gone since the listing was replaced meanwhile: list again.
-        let pending = read_all(store, &settled.pending).await?;
-        let mut settled_here = !settled.busy && pending.is_some();
-        for file in pending.into_iter().flatten() {
-            settled_here &= carries_version(file, version)?;
+        let mut settled_here = !settled.busy;
+        for meta in settled.pending.iter().copied() {
+            if !settled_here {
+                break;
+            }
+            if !current.contains_key(&meta.location) {
+                let Some(mut file) = read_all(store, &[meta]).await? else {
+                    settled_here = false;
+                    break;
+                };
+                let carries = carries_version(file.remove(0), version)?;
+                current.insert(meta.location.clone(), carries);
+            }
+            settled_here &= current[&meta.location];
         }
         let inputs = settled.inputs;
         let contents = if settled_here {

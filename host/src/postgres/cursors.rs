@@ -31,6 +31,19 @@ pub(super) struct Cursors {
 }
 
 impl Cursors {
+    /// The answer to `statement` when it declares cursors; `None` for the hooks after this one.
+    async fn declared(
+        &self,
+        statement: &Statement,
+        session: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        let Statement::Declare { stmts } = statement else {
+            return None;
+        };
+        Some(self.declare(stmts, session, client).await)
+    }
+
     async fn declare(
         &self,
         declarations: &[Declare],
@@ -103,10 +116,7 @@ impl QueryHook for Cursors {
         session: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let Statement::Declare { stmts } = statement else {
-            return None;
-        };
-        Some(self.declare(stmts, session, client).await)
+        self.declared(statement, session, client).await
     }
 
     /// Parsing is datafusion-postgres' cursor hook's (a cursor statement has no plan).
@@ -127,9 +137,6 @@ impl QueryHook for Cursors {
         session: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let Statement::Declare { stmts } = statement else {
-            return None;
-        };
-        Some(self.declare(stmts, session, client).await)
+        self.declared(statement, session, client).await
     }
 }

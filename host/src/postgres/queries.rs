@@ -64,13 +64,12 @@ impl SimpleQueryHandler for ProjectQueries {
         let started = Instant::now();
         let service = self.service()?;
         let cancel = self.running.start();
-        let planned = self
+        let responses = self
             .bounded(
                 SimpleQueryHandler::do_query(service.as_ref(), client, query),
                 &cancel,
             )
             .await?;
-        let responses = planned.map_err(|e| self.mapped(e))?;
         Ok(responses
             .into_iter()
             .map(|r| within_limits(r, &self.limits, started, &cancel))
@@ -128,35 +127,30 @@ impl ExtendedQueryHandler for ProjectQueries {
         let started = Instant::now();
         let service = self.service()?;
         let cancel = self.running.start();
-        let planned = self
+        let response = self
             .bounded(
                 ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows),
                 &cancel,
             )
             .await?;
-        let response = planned.map_err(|e| self.mapped(e))?;
         Ok(within_limits(response, &self.limits, started, &cancel))
     }
 }
 
 impl ProjectQueries {
-    /// `planning` within the statement timeout, unless its client cancels it.
+    /// `planning` within the statement timeout, unless its client cancels it; a memory pool
+    /// refusal as the memory limit's error.
     async fn bounded<T>(
         &self,
-        planning: impl Future<Output = T>,
+        planning: impl Future<Output = PgWireResult<T>>,
         cancel: &CancellationToken,
     ) -> PgWireResult<T> {
         tokio::select! {
-            planned = tokio::time::timeout(self.limits.timeout, planning) => {
-                planned.map_err(|_| limit_error(&self.limits.timed_out()))
-            }
+            planned = tokio::time::timeout(self.limits.timeout, planning) => planned
+                .map_err(|_| limit_error(&self.limits.timed_out()))?
+                .map_err(|e| mapped_error(e, &self.limits)),
             () = cancel.cancelled() => Err(cancelled()),
         }
-    }
-
-    /// A memory pool refusal as the memory limit's error; others as they are.
-    fn mapped(&self, error: PgWireError) -> PgWireError {
-        mapped_error(error, &self.limits)
     }
 }
 
